@@ -1,0 +1,2 @@
+//! Placeholder until the lpm bench lands.
+fn main() {}

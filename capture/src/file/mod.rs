@@ -1,0 +1,1028 @@
+//! Streaming reader for capture files: classic pcap and pcapng.
+//!
+//! Formats (the format is detected from the magic number, never from the
+//! file name):
+//!
+//! * classic pcap, as specified in draft-ietf-opsawg-pcap (the libpcap file
+//!   format): microsecond magic `a1b2c3d4`, nanosecond magic `a1b23c4d`, both
+//!   byte orders, and Alexey Kuznetzov's "modified" pcap (magic `a1b2cd34`)
+//!   whose record header carries 8 more bytes (ifindex, protocol, pkt_type).
+//! * pcapng, as specified in draft-ietf-opsawg-pcapng: any number of sections,
+//!   each with its own byte order (§4.1 Section Header Block); Interface
+//!   Description Blocks (§4.2) with link type, snaplen, `if_tsresol` (decimal
+//!   and power-of-two forms) and `if_tsoffset`; Enhanced Packet Blocks (§4.3),
+//!   Simple Packet Blocks (§4.4, using the snaplen of interface 0) and the
+//!   obsolete Packet Block (Appendix A). All other blocks (Name Resolution,
+//!   Interface Statistics, Decryption Secrets, custom and unknown blocks) are
+//!   skipped by their length without being buffered.
+//!
+//! The reader streams from any [`io::Read`] (a file or stdin) through one
+//! reusable buffer: [`CaptureReader::next_packet`] lends a [`PacketRef`] into
+//! that buffer and allocates nothing per packet once the buffer has grown to
+//! the largest record. Memory is bounded by [`ReaderOptions::max_caplen`].
+//!
+//! Damage after the file header ends the packet stream: every valid packet
+//! before the damage is returned, and a [`Warning::Stopped`] naming the packet
+//! number and byte offset is recorded (see [`CaptureReader::warnings`]).
+
+mod error;
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+pub use error::{ReadError, Warning};
+
+/// A link-layer header type (`LINKTYPE_*` value of tcpdump.org's registry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkType(pub u16);
+
+impl LinkType {
+    /// BSD loopback: 4-byte address family in the writer's byte order.
+    pub const NULL: LinkType = LinkType(0);
+    /// IEEE 802.3 Ethernet (and Ethernet II).
+    pub const ETHERNET: LinkType = LinkType(1);
+    /// Raw IP on some platforms (`DLT_RAW` value 12 on most BSDs / Linux).
+    pub const RAW_12: LinkType = LinkType(12);
+    /// Raw IP on BSD/OS (`DLT_RAW` value 14).
+    pub const RAW_14: LinkType = LinkType(14);
+    /// Raw IPv4 or IPv6, version from the first nibble.
+    pub const RAW: LinkType = LinkType(101);
+    /// OpenBSD loopback: 4-byte address family in network byte order.
+    pub const LOOP: LinkType = LinkType(108);
+    /// Linux "cooked" capture v1.
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    /// Raw IPv4 only.
+    pub const IPV4: LinkType = LinkType(228);
+    /// Raw IPv6 only.
+    pub const IPV6: LinkType = LinkType(229);
+    /// Linux "cooked" capture v2.
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+}
+
+/// The container format of a capture file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Classic libpcap format.
+    Pcap {
+        /// Nanosecond timestamps (magic `a1b23c4d`).
+        nanos: bool,
+        /// Big-endian header and records.
+        big_endian: bool,
+        /// Kuznetzov's modified format (magic `a1b2cd34`, 24-byte records).
+        modified: bool,
+        /// Version from the file header.
+        version: (u16, u16),
+    },
+    /// pcapng.
+    Pcapng,
+}
+
+/// One capture interface: the single implicit interface of a classic pcap
+/// file, or one Interface Description Block of a pcapng file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// Link type of all packets on the interface.
+    pub link_type: LinkType,
+    /// Maximum captured length (0 = unlimited).
+    pub snaplen: u32,
+    /// Raw `if_tsresol` byte: bit 7 clear = 10^-n s units, set = 2^-n s.
+    pub tsresol: u8,
+    /// `if_tsoffset`: seconds added to every timestamp.
+    pub ts_offset_s: i64,
+    /// Number of FCS bytes at the end of each frame, when known
+    /// (`if_fcslen`, or the FCS bits of a classic pcap link-type field).
+    pub fcs_len: Option<u8>,
+    /// 0-based index of the pcapng section the interface belongs to.
+    pub section: u32,
+}
+
+/// A packet lent by [`CaptureReader::next_packet`]; `data` borrows the
+/// reader's buffer until the next call.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketRef<'a> {
+    /// 1-based packet number (as tshark's `frame.number`).
+    pub number: u64,
+    /// Byte offset of the record (pcap record header / pcapng block) in the input.
+    pub offset: u64,
+    /// Nanoseconds since the Unix epoch. For pcapng Simple Packet Blocks,
+    /// which carry no time, this is the previous packet's timestamp (or 0).
+    pub timestamp_ns: i64,
+    /// False for Simple Packet Blocks, which carry no timestamp.
+    pub timestamp_known: bool,
+    /// Captured length (`data.len()`).
+    pub caplen: u32,
+    /// Length of the packet on the wire.
+    pub orig_len: u32,
+    /// Link type of `data`.
+    pub link_type: LinkType,
+    /// Index into [`CaptureReader::interfaces`] (global across pcapng sections).
+    pub interface_id: u32,
+    /// The captured bytes.
+    pub data: &'a [u8],
+}
+
+/// Options of a [`CaptureReader`].
+#[derive(Clone, Debug)]
+pub struct ReaderOptions {
+    /// Largest captured length accepted for one record; larger ones stop the
+    /// reader ([`ReadError::CaplenTooLarge`]). Clamped to
+    /// [`ReaderOptions::HARD_MAX_CAPLEN`]. Default 262 144, the limit of
+    /// libpcap (`MAXIMUM_SNAPLEN`) and Wireshark.
+    pub max_caplen: u32,
+    /// Return mid-file damage as an `Err` from `next_packet` instead of a
+    /// [`Warning::Stopped`].
+    pub strict: bool,
+    /// Keep at most this many warnings (the rest are only counted).
+    pub max_warnings: usize,
+    /// Accept at most this many pcapng interfaces in a file.
+    pub max_interfaces: usize,
+}
+
+impl ReaderOptions {
+    /// Absolute ceiling of [`ReaderOptions::max_caplen`]: 256 MiB.
+    pub const HARD_MAX_CAPLEN: u32 = 256 * 1024 * 1024;
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        ReaderOptions {
+            max_caplen: 262_144,
+            strict: false,
+            max_warnings: 1024,
+            max_interfaces: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    /// Reads a u16 at `at`; 0 if out of range (callers check lengths first).
+    fn u16(self, b: &[u8], at: usize) -> u16 {
+        match b.get(at..at.saturating_add(2)) {
+            Some(&[x, y]) => match self {
+                Endian::Little => u16::from_le_bytes([x, y]),
+                Endian::Big => u16::from_be_bytes([x, y]),
+            },
+            _ => 0,
+        }
+    }
+
+    /// Reads a u32 at `at`; 0 if out of range (callers check lengths first).
+    fn u32(self, b: &[u8], at: usize) -> u32 {
+        match b.get(at..at.saturating_add(4)) {
+            Some(&[a, b2, c, d]) => match self {
+                Endian::Little => u32::from_le_bytes([a, b2, c, d]),
+                Endian::Big => u32::from_be_bytes([a, b2, c, d]),
+            },
+            _ => 0,
+        }
+    }
+
+    fn u64(self, b: &[u8], at: usize) -> u64 {
+        let hi_lo = (u64::from(self.u32(b, at)), u64::from(self.u32(b, at + 4)));
+        match self {
+            Endian::Little => hi_lo.0 | (hi_lo.1 << 32),
+            Endian::Big => (hi_lo.0 << 32) | hi_lo.1,
+        }
+    }
+}
+
+const PCAPNG_SHB: u32 = 0x0A0D_0D0A;
+const PCAPNG_IDB: u32 = 1;
+const PCAPNG_PB: u32 = 2;
+const PCAPNG_SPB: u32 = 3;
+const PCAPNG_EPB: u32 = 6;
+const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+/// Room for options in a buffered pcapng packet block beyond `max_caplen`.
+const OPTION_SLACK: u64 = 64 * 1024;
+
+/// Where the current record's bytes are in the buffer, and its metadata.
+struct Record {
+    offset: u64,
+    start: usize,
+    caplen: u32,
+    orig_len: u32,
+    timestamp_ns: i64,
+    timestamp_known: bool,
+    interface: usize,
+}
+
+/// A streaming pcap / pcapng reader. See the [module docs](self).
+pub struct CaptureReader<R: Read> {
+    src: BufReader<R>,
+    buf: Vec<u8>,
+    opts: ReaderOptions,
+    format: FileFormat,
+    endian: Endian,
+    /// Bytes consumed from the input.
+    offset: u64,
+    /// Packets returned so far.
+    packets: u64,
+    /// pcapng blocks seen so far (1-based number of the current block).
+    blocks: u64,
+    interfaces: Vec<InterfaceInfo>,
+    /// Index in `interfaces` of the current pcapng section's interface 0.
+    section_base: usize,
+    section: u32,
+    last_ts: i64,
+    warnings: Vec<Warning>,
+    warnings_dropped: u64,
+    done: bool,
+}
+
+impl CaptureReader<File> {
+    /// Opens a capture file with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
+        let file = File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
+        CaptureReader::new(file)
+    }
+}
+
+impl<R: Read> CaptureReader<R> {
+    /// Reads and checks the file header with default options.
+    pub fn new(src: R) -> Result<Self, ReadError> {
+        Self::with_options(src, ReaderOptions::default())
+    }
+
+    /// Reads and checks the file header (the pcap file header, or the first
+    /// pcapng Section Header Block). A broken header is a hard error.
+    pub fn with_options(src: R, mut opts: ReaderOptions) -> Result<Self, ReadError> {
+        opts.max_caplen = opts.max_caplen.min(ReaderOptions::HARD_MAX_CAPLEN);
+        let mut r = CaptureReader {
+            src: BufReader::with_capacity(256 * 1024, src),
+            buf: Vec::new(),
+            opts,
+            format: FileFormat::Pcapng,
+            endian: Endian::Little,
+            offset: 0,
+            packets: 0,
+            blocks: 0,
+            interfaces: Vec::new(),
+            section_base: 0,
+            section: 0,
+            last_ts: 0,
+            warnings: Vec::new(),
+            warnings_dropped: 0,
+            done: false,
+        };
+        let mut magic = [0u8; 4];
+        let got = r.read_up_to(&mut magic)?;
+        if got == 0 {
+            return Err(ReadError::Empty);
+        }
+        if got < 4 {
+            return Err(ReadError::TruncatedHeader {
+                offset: 0,
+                what: "magic number",
+                expected: 4,
+                got: got as u64,
+            });
+        }
+        let le = u32::from_le_bytes(magic);
+        let be = u32::from_be_bytes(magic);
+        if le == PCAPNG_SHB {
+            r.blocks = 1;
+            r.read_section_header(magic, 0)?;
+            return Ok(r);
+        }
+        let (endian, magic_val) = match (le, be) {
+            (0xA1B2_C3D4 | 0xA1B2_3C4D | 0xA1B2_CD34, _) => (Endian::Little, le),
+            (_, 0xA1B2_C3D4 | 0xA1B2_3C4D | 0xA1B2_CD34) => (Endian::Big, be),
+            _ => return Err(ReadError::UnknownMagic { magic: be }),
+        };
+        r.read_pcap_header(endian, magic_val)?;
+        Ok(r)
+    }
+
+    /// The container format.
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// All interfaces seen so far (for classic pcap exactly one).
+    pub fn interfaces(&self) -> &[InterfaceInfo] {
+        &self.interfaces
+    }
+
+    /// Warnings recorded so far (at most [`ReaderOptions::max_warnings`]).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// Removes and returns the recorded warnings.
+    pub fn take_warnings(&mut self) -> Vec<Warning> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Warnings not kept because of [`ReaderOptions::max_warnings`].
+    pub fn warnings_dropped(&self) -> u64 {
+        self.warnings_dropped
+    }
+
+    /// Packets returned so far.
+    pub fn packets_read(&self) -> u64 {
+        self.packets
+    }
+
+    /// Bytes consumed from the input so far.
+    pub fn byte_offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Returns the next packet, `None` at the end of the input or after
+    /// damage (then [`CaptureReader::warnings`] ends with a
+    /// [`Warning::Stopped`]). `Some(Err(_))` is returned for I/O errors and,
+    /// in strict mode, for damage; the reader ends after it.
+    pub fn next_packet(&mut self) -> Option<Result<PacketRef<'_>, ReadError>> {
+        if self.done {
+            return None;
+        }
+        let res = match self.format {
+            FileFormat::Pcap { .. } => self.next_pcap_record(),
+            FileFormat::Pcapng => self.next_pcapng_record(),
+        };
+        match res {
+            Ok(Some(rec)) => {
+                self.packets += 1;
+                self.last_ts = rec.timestamp_ns;
+                let iface = self.interfaces.get(rec.interface);
+                let link_type = iface.map_or(LinkType(u16::MAX), |i| i.link_type);
+                let end = rec.start.saturating_add(rec.caplen as usize);
+                let data = self.buf.get(rec.start..end).unwrap_or(&[]);
+                Some(Ok(PacketRef {
+                    number: self.packets,
+                    offset: rec.offset,
+                    timestamp_ns: rec.timestamp_ns,
+                    timestamp_known: rec.timestamp_known,
+                    caplen: data.len() as u32,
+                    orig_len: rec.orig_len,
+                    link_type,
+                    interface_id: rec.interface as u32,
+                    data,
+                }))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                if self.opts.strict || matches!(e, ReadError::Io { .. }) {
+                    Some(Err(e))
+                } else {
+                    let packets_read = self.packets;
+                    self.push_warning(Warning::Stopped { error: e, packets_read });
+                    None
+                }
+            }
+        }
+    }
+
+    // ----- low-level input -------------------------------------------------
+
+    fn push_warning(&mut self, w: Warning) {
+        if self.warnings.len() < self.opts.max_warnings {
+            self.warnings.push(w);
+        } else {
+            self.warnings_dropped += 1;
+        }
+    }
+
+    /// Fills `out` as far as the input allows; returns the bytes read.
+    fn read_up_to(&mut self, out: &mut [u8]) -> Result<usize, ReadError> {
+        let mut n = 0;
+        while n < out.len() {
+            match self.src.read(&mut out[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        offset: self.offset + n as u64,
+                        source,
+                    })
+                }
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    /// Replaces the buffer's contents with up to `n` bytes of input; returns
+    /// how many were read. Allocates only when `n` exceeds the capacity.
+    fn read_into_buf(&mut self, n: usize) -> Result<usize, ReadError> {
+        self.buf.clear();
+        self.buf.reserve(n);
+        let offset = self.offset;
+        let got = (&mut self.src)
+            .take(n as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|source| ReadError::Io { offset, source })?;
+        self.offset += got as u64;
+        Ok(got)
+    }
+
+    /// Discards up to `n` bytes of input without buffering them.
+    fn skip(&mut self, n: u64) -> Result<u64, ReadError> {
+        let offset = self.offset;
+        let got = io::copy(&mut (&mut self.src).take(n), &mut io::sink()).map_err(|source| ReadError::Io { offset, source })?;
+        self.offset += got;
+        Ok(got)
+    }
+
+    // ----- classic pcap ----------------------------------------------------
+
+    /// Parses the 24-byte pcap file header; the magic is already consumed.
+    fn read_pcap_header(&mut self, endian: Endian, magic: u32) -> Result<(), ReadError> {
+        let mut h = [0u8; 20];
+        let got = self.read_up_to(&mut h)?;
+        if got < h.len() {
+            return Err(ReadError::TruncatedHeader {
+                offset: 0,
+                what: "pcap file header",
+                expected: 24,
+                got: 4 + got as u64,
+            });
+        }
+        let major = endian.u16(&h, 0);
+        let minor = endian.u16(&h, 2);
+        // h[4..12]: thiszone and sigfigs, ignored (always 0 in practice).
+        let snaplen = endian.u32(&h, 12);
+        let raw_link = endian.u32(&h, 16);
+        if major != 2 {
+            return Err(ReadError::UnsupportedPcapVersion { major, minor });
+        }
+        if minor != 4 {
+            self.push_warning(Warning::UnusualVersion { major, minor });
+        }
+        // Link-type field layout (draft-ietf-opsawg-pcap §4): bits 0-15 link
+        // type, 16-25 reserved, 26 F (FCS length present), 28-31 FCS length
+        // in 16-bit words.
+        let reserved = raw_link & 0x03FF_0000;
+        if reserved != 0 {
+            return Err(ReadError::ReservedLinkTypeBits { raw: raw_link, reserved });
+        }
+        let fcs_len = if raw_link & 0x0400_0000 != 0 {
+            Some(((raw_link >> 28) * 2) as u8)
+        } else {
+            None
+        };
+        let nanos = magic == 0xA1B2_3C4D;
+        self.format = FileFormat::Pcap {
+            nanos,
+            big_endian: endian == Endian::Big,
+            modified: magic == 0xA1B2_CD34,
+            version: (major, minor),
+        };
+        self.endian = endian;
+        self.interfaces.push(InterfaceInfo {
+            link_type: LinkType(raw_link as u16),
+            snaplen,
+            tsresol: if nanos { 9 } else { 6 },
+            ts_offset_s: 0,
+            fcs_len,
+            section: 0,
+        });
+        Ok(())
+    }
+
+    fn next_pcap_record(&mut self) -> Result<Option<Record>, ReadError> {
+        let FileFormat::Pcap { nanos, modified, .. } = self.format else {
+            return Ok(None);
+        };
+        let offset = self.offset;
+        let packet = self.packets + 1;
+        let hdr_len = if modified { 24 } else { 16 };
+        let mut h = [0u8; 24];
+        let got = self.read_up_to(&mut h[..hdr_len])?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < hdr_len {
+            return Err(ReadError::TruncatedRecord {
+                packet,
+                offset,
+                what: "record header",
+                expected: hdr_len as u64,
+                got: got as u64,
+            });
+        }
+        let e = self.endian;
+        let ts_sec = e.u32(&h, 0);
+        let ts_frac = e.u32(&h, 4);
+        let caplen = e.u32(&h, 8);
+        let orig_len = e.u32(&h, 12);
+        if caplen > self.opts.max_caplen {
+            return Err(ReadError::CaplenTooLarge {
+                packet,
+                offset,
+                caplen: caplen.into(),
+                max: self.opts.max_caplen.into(),
+            });
+        }
+        let snaplen = self.interfaces.first().map_or(0, |i| i.snaplen);
+        if snaplen != 0 && caplen > snaplen {
+            self.push_warning(Warning::CaplenExceedsSnaplen {
+                packet,
+                offset,
+                caplen,
+                snaplen,
+            });
+        }
+        if caplen > orig_len {
+            self.push_warning(Warning::CaplenExceedsOrigLen {
+                packet,
+                offset,
+                caplen,
+                orig_len,
+            });
+        }
+        let (limit, mult) = if nanos { (1_000_000_000, 1) } else { (1_000_000, 1_000) };
+        if ts_frac >= limit {
+            self.push_warning(Warning::SubsecondOutOfRange {
+                packet,
+                offset,
+                value: ts_frac,
+                limit,
+            });
+        }
+        let got = self.read_into_buf(caplen as usize)?;
+        if got < caplen as usize {
+            return Err(ReadError::TruncatedRecord {
+                packet,
+                offset,
+                what: "packet data",
+                expected: caplen.into(),
+                got: got as u64,
+            });
+        }
+        // u32 seconds (unsigned: valid past 2038) * 1e9 + fraction < 2^63.
+        let timestamp_ns = i64::from(ts_sec) * 1_000_000_000 + i64::from(ts_frac) * mult;
+        Ok(Some(Record {
+            offset,
+            start: 0,
+            caplen,
+            orig_len,
+            timestamp_ns,
+            timestamp_known: true,
+            interface: 0,
+        }))
+    }
+
+    // ----- pcapng ----------------------------------------------------------
+
+    fn max_block(&self) -> u64 {
+        u64::from(self.opts.max_caplen) + OPTION_SLACK
+    }
+
+    /// Reads a Section Header Block whose first 4 bytes (`head`) are consumed.
+    fn read_section_header(&mut self, head: [u8; 4], offset: u64) -> Result<(), ReadError> {
+        let _ = head;
+        let block = self.blocks;
+        let mut h = [0u8; 8];
+        let got = self.read_up_to(&mut h)?;
+        if got < 8 {
+            return Err(ReadError::TruncatedRecord {
+                packet: self.packets + 1,
+                offset,
+                what: "section header block",
+                expected: 12,
+                got: 4 + got as u64,
+            });
+        }
+        let bom_le = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let endian = if bom_le == BYTE_ORDER_MAGIC {
+            Endian::Little
+        } else if bom_le.swap_bytes() == BYTE_ORDER_MAGIC {
+            Endian::Big
+        } else {
+            return Err(ReadError::BadByteOrderMagic {
+                block,
+                offset,
+                magic: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            });
+        };
+        let len = endian.u32(&h, 0);
+        self.check_block_len(block, offset, len, 28)?;
+        if u64::from(len) > self.max_block() {
+            return Err(ReadError::BadBlockLength {
+                block,
+                offset,
+                len: len.into(),
+                why: "larger than the maximum record size",
+            });
+        }
+        let rest = len as usize - 12;
+        let got = self.read_into_buf(rest)?;
+        if got < rest {
+            return Err(ReadError::TruncatedRecord {
+                packet: self.packets + 1,
+                offset,
+                what: "section header block",
+                expected: len.into(),
+                got: 12 + got as u64,
+            });
+        }
+        let trailer = endian.u32(&self.buf, rest - 4);
+        if trailer != len {
+            return Err(ReadError::BlockLengthMismatch {
+                block,
+                offset,
+                len,
+                trailer,
+            });
+        }
+        let major = endian.u16(&self.buf, 0);
+        let minor = endian.u16(&self.buf, 2);
+        // 1.2 was written by some old tools and is read by Wireshark as 1.0.
+        if !(major == 1 && (minor == 0 || minor == 2)) {
+            return Err(ReadError::UnsupportedPcapngVersion {
+                block,
+                offset,
+                major,
+                minor,
+            });
+        }
+        // Options start after version (4) and section length (8).
+        let body_end = rest - 4;
+        if let Err(what) = walk_options(endian, self.buf.get(12..body_end).unwrap_or(&[]), |_, _| {}) {
+            return Err(ReadError::MalformedBlock { block, offset, what });
+        }
+        if self.blocks > 1 {
+            self.section += 1;
+        }
+        self.endian = endian;
+        self.section_base = self.interfaces.len();
+        self.format = FileFormat::Pcapng;
+        Ok(())
+    }
+
+    fn check_block_len(&self, block: u64, offset: u64, len: u32, min: u32) -> Result<(), ReadError> {
+        if len < min {
+            return Err(ReadError::BadBlockLength {
+                block,
+                offset,
+                len: len.into(),
+                why: "smaller than the block's fixed fields",
+            });
+        }
+        if len % 4 != 0 {
+            return Err(ReadError::BadBlockLength {
+                block,
+                offset,
+                len: len.into(),
+                why: "not a multiple of 4",
+            });
+        }
+        Ok(())
+    }
+
+    fn next_pcapng_record(&mut self) -> Result<Option<Record>, ReadError> {
+        loop {
+            let offset = self.offset;
+            let packet = self.packets + 1;
+            let mut h = [0u8; 8];
+            let got = self.read_up_to(&mut h[..4])?;
+            if got == 0 {
+                return Ok(None);
+            }
+            self.blocks += 1;
+            let block = self.blocks;
+            if got < 4 {
+                return Err(ReadError::TruncatedRecord {
+                    packet,
+                    offset,
+                    what: "block header",
+                    expected: 8,
+                    got: got as u64,
+                });
+            }
+            if u32::from_le_bytes([h[0], h[1], h[2], h[3]]) == PCAPNG_SHB {
+                self.read_section_header([h[0], h[1], h[2], h[3]], offset)?;
+                continue;
+            }
+            let got = self.read_up_to(&mut h[4..])?;
+            if got < 4 {
+                return Err(ReadError::TruncatedRecord {
+                    packet,
+                    offset,
+                    what: "block header",
+                    expected: 8,
+                    got: 4 + got as u64,
+                });
+            }
+            let e = self.endian;
+            let btype = e.u32(&h, 0);
+            let len = e.u32(&h, 4);
+            self.check_block_len(block, offset, len, 12)?;
+            let is_packet = matches!(btype, PCAPNG_EPB | PCAPNG_SPB | PCAPNG_PB);
+            if !(is_packet || btype == PCAPNG_IDB) {
+                // Skip NRB, ISB, DSB, custom and unknown blocks unbuffered.
+                let body = u64::from(len) - 12;
+                let got = self.skip(body)?;
+                let mut t = [0u8; 4];
+                let got_t = self.read_up_to(&mut t)?;
+                if got < body || got_t < 4 {
+                    return Err(ReadError::TruncatedRecord {
+                        packet,
+                        offset,
+                        what: "block",
+                        expected: len.into(),
+                        got: 8 + got + got_t as u64,
+                    });
+                }
+                let trailer = e.u32(&t, 0);
+                if trailer != len {
+                    return Err(ReadError::BlockLengthMismatch {
+                        block,
+                        offset,
+                        len,
+                        trailer,
+                    });
+                }
+                continue;
+            }
+            if u64::from(len) > self.max_block() {
+                return Err(ReadError::BlockTooLarge {
+                    packet,
+                    block,
+                    offset,
+                    len: len.into(),
+                    max: self.max_block(),
+                });
+            }
+            let rest = len as usize - 8;
+            let got = self.read_into_buf(rest)?;
+            if got < rest {
+                return Err(ReadError::TruncatedRecord {
+                    packet,
+                    offset,
+                    what: "block",
+                    expected: len.into(),
+                    got: 8 + got as u64,
+                });
+            }
+            let trailer = e.u32(&self.buf, rest - 4);
+            if trailer != len {
+                return Err(ReadError::BlockLengthMismatch {
+                    block,
+                    offset,
+                    len,
+                    trailer,
+                });
+            }
+            let body_len = rest - 4;
+            match btype {
+                PCAPNG_IDB => self.parse_idb(block, offset, body_len)?,
+                PCAPNG_EPB | PCAPNG_PB => return self.parse_epb(btype, packet, block, offset, body_len).map(Some),
+                _ => return self.parse_spb(packet, block, offset, body_len).map(Some),
+            }
+        }
+    }
+
+    fn parse_idb(&mut self, block: u64, offset: u64, body_len: usize) -> Result<(), ReadError> {
+        if body_len < 8 {
+            return Err(ReadError::MalformedBlock {
+                block,
+                offset,
+                what: "interface description block shorter than 20 bytes",
+            });
+        }
+        if self.interfaces.len() >= self.opts.max_interfaces {
+            return Err(ReadError::TooManyInterfaces {
+                block,
+                offset,
+                max: self.opts.max_interfaces,
+            });
+        }
+        let e = self.endian;
+        let body = self.buf.get(..body_len).unwrap_or(&[]);
+        let mut info = InterfaceInfo {
+            link_type: LinkType(e.u16(body, 0)),
+            snaplen: e.u32(body, 4),
+            tsresol: 6,
+            ts_offset_s: 0,
+            fcs_len: None,
+            section: self.section,
+        };
+        let mut bad = None;
+        let walked = walk_options(e, body.get(8..).unwrap_or(&[]), |code, val| match code {
+            // if_tsresol (§4.2): one byte.
+            9 => match val.first() {
+                Some(&r) => info.tsresol = r,
+                None => bad = Some("if_tsresol option without a value"),
+            },
+            // if_fcslen: one byte.
+            13 => info.fcs_len = val.first().copied(),
+            // if_tsoffset: signed 64-bit seconds.
+            14 => {
+                if val.len() >= 8 {
+                    info.ts_offset_s = e.u64(val, 0) as i64;
+                } else {
+                    bad = Some("if_tsoffset option shorter than 8 bytes");
+                }
+            }
+            _ => {}
+        });
+        if let Err(what) = walked {
+            bad = Some(what);
+        }
+        if let Some(what) = bad {
+            self.push_warning(Warning::BadOption { block, offset, what });
+        }
+        self.interfaces.push(info);
+        Ok(())
+    }
+
+    fn interface_index(&self, packet: u64, block: u64, offset: u64, id: u32) -> Result<usize, ReadError> {
+        let defined = self.interfaces.len() - self.section_base;
+        if (id as usize) < defined {
+            Ok(self.section_base + id as usize)
+        } else {
+            Err(ReadError::UnknownInterface {
+                packet,
+                block,
+                offset,
+                interface: id,
+                defined,
+            })
+        }
+    }
+
+    /// Enhanced Packet Block (§4.3) or obsolete Packet Block (Appendix A):
+    /// both have 20 fixed bytes before the data.
+    fn parse_epb(&mut self, btype: u32, packet: u64, block: u64, offset: u64, body_len: usize) -> Result<Record, ReadError> {
+        if body_len < 20 {
+            return Err(ReadError::MalformedBlock {
+                block,
+                offset,
+                what: "packet block shorter than its 20 fixed bytes",
+            });
+        }
+        let e = self.endian;
+        let id = if btype == PCAPNG_EPB {
+            e.u32(&self.buf, 0)
+        } else {
+            u32::from(e.u16(&self.buf, 0))
+        };
+        let ts_units = (u64::from(e.u32(&self.buf, 4)) << 32) | u64::from(e.u32(&self.buf, 8));
+        let caplen = e.u32(&self.buf, 12);
+        let orig_len = e.u32(&self.buf, 16);
+        let interface = self.interface_index(packet, block, offset, id)?;
+        if caplen > self.opts.max_caplen {
+            return Err(ReadError::CaplenTooLarge {
+                packet,
+                offset,
+                caplen: caplen.into(),
+                max: self.opts.max_caplen.into(),
+            });
+        }
+        if caplen as usize > body_len - 20 {
+            return Err(ReadError::CaplenBeyondBlock {
+                packet,
+                block,
+                offset,
+                caplen,
+                body: (body_len - 20) as u64,
+            });
+        }
+        let (snaplen, tsresol, ts_off) = match self.interfaces.get(interface) {
+            Some(i) => (i.snaplen, i.tsresol, i.ts_offset_s),
+            None => (0, 6, 0),
+        };
+        if snaplen != 0 && caplen > snaplen {
+            self.push_warning(Warning::CaplenExceedsSnaplen {
+                packet,
+                offset,
+                caplen,
+                snaplen,
+            });
+        }
+        if caplen > orig_len {
+            self.push_warning(Warning::CaplenExceedsOrigLen {
+                packet,
+                offset,
+                caplen,
+                orig_len,
+            });
+        }
+        let (timestamp_ns, overflow) = pcapng_ts_to_ns(ts_units, tsresol, ts_off);
+        if overflow {
+            self.push_warning(Warning::TimestampOverflow { packet, offset });
+        }
+        Ok(Record {
+            offset,
+            start: 20,
+            caplen,
+            orig_len,
+            timestamp_ns,
+            timestamp_known: true,
+            interface,
+        })
+    }
+
+    /// Simple Packet Block (§4.4): interface 0 of the section, no timestamp;
+    /// captured length = min(original length, snaplen, bytes in the block).
+    fn parse_spb(&mut self, packet: u64, block: u64, offset: u64, body_len: usize) -> Result<Record, ReadError> {
+        if body_len < 4 {
+            return Err(ReadError::MalformedBlock {
+                block,
+                offset,
+                what: "simple packet block shorter than 16 bytes",
+            });
+        }
+        let interface = self.interface_index(packet, block, offset, 0)?;
+        let orig_len = self.endian.u32(&self.buf, 0);
+        let snaplen = self.interfaces.get(interface).map_or(0, |i| i.snaplen);
+        let mut caplen = orig_len.min((body_len - 4) as u32);
+        if snaplen != 0 {
+            caplen = caplen.min(snaplen);
+        }
+        if caplen > self.opts.max_caplen {
+            return Err(ReadError::CaplenTooLarge {
+                packet,
+                offset,
+                caplen: caplen.into(),
+                max: self.opts.max_caplen.into(),
+            });
+        }
+        Ok(Record {
+            offset,
+            start: 4,
+            caplen,
+            orig_len,
+            timestamp_ns: self.last_ts,
+            timestamp_known: false,
+            interface,
+        })
+    }
+}
+
+/// Walks pcapng options (§3.5): 2-byte code, 2-byte length, value padded to
+/// 4 bytes, ended by `opt_endofopt` or the end of the block.
+fn walk_options(e: Endian, opts: &[u8], mut f: impl FnMut(u16, &[u8])) -> Result<(), &'static str> {
+    let mut i = 0usize;
+    while i + 4 <= opts.len() {
+        let code = e.u16(opts, i);
+        let len = e.u16(opts, i + 2) as usize;
+        if code == 0 {
+            break;
+        }
+        let start = i + 4;
+        let end = start + len;
+        let Some(val) = opts.get(start..end) else {
+            return Err("option length exceeds the block");
+        };
+        f(code, val);
+        i = start + ((len + 3) & !3);
+    }
+    Ok(())
+}
+
+/// Converts a pcapng timestamp in `if_tsresol` units plus `if_tsoffset`
+/// seconds to nanoseconds since the epoch; saturates (and says so) when the
+/// result leaves the i64 range.
+fn pcapng_ts_to_ns(units: u64, tsresol: u8, offset_s: i64) -> (i64, bool) {
+    let units = i128::from(units);
+    let ns: i128 = if tsresol & 0x80 == 0 {
+        let p = u32::from(tsresol);
+        if p <= 9 {
+            units * 10i128.pow(9 - p)
+        } else if p - 9 <= 38 {
+            units / 10i128.pow(p - 9)
+        } else {
+            0
+        }
+    } else {
+        // 2^-k seconds: units * 1e9 / 2^k (< 2^94 before the shift).
+        let k = u32::from(tsresol & 0x7F);
+        (units * 1_000_000_000) >> k
+    };
+    let total = ns + i128::from(offset_s) * 1_000_000_000;
+    match i64::try_from(total) {
+        Ok(v) => (v, false),
+        Err(_) => (if total < 0 { i64::MIN } else { i64::MAX }, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsresol_forms() {
+        assert_eq!(pcapng_ts_to_ns(1_500_000, 6, 0), (1_500_000_000, false));
+        assert_eq!(pcapng_ts_to_ns(1_500_000_123, 9, 0), (1_500_000_123, false));
+        assert_eq!(pcapng_ts_to_ns(3, 0, 1), (4_000_000_000, false));
+        // 2^-10 s units: 1024 units = 1 s.
+        assert_eq!(pcapng_ts_to_ns(1024, 0x8A, 0), (1_000_000_000, false));
+        assert_eq!(pcapng_ts_to_ns(u64::MAX, 0, 0).1, true);
+        assert_eq!(pcapng_ts_to_ns(5, 200, 0), (0, false));
+    }
+}

@@ -1,0 +1,13 @@
+//! netwatch-capture: packet sources and sinks (live interfaces, pcap and pcapng
+//! files), decoding of link/network/transport headers to packet metadata,
+//! capture filters, sessions and limits.
+//!
+//! * [`file`]: streaming pcap / pcapng reader ([`CaptureReader`]).
+//! * [`decode`]: frame to [`PacketMeta`] (5-tuple, flags, fragments, tunnels).
+#![forbid(unsafe_code)]
+
+pub mod decode;
+pub mod file;
+
+pub use decode::{decode, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta};
+pub use file::{CaptureReader, LinkType, PacketRef, ReadError, ReaderOptions, Warning};

@@ -1,0 +1,3 @@
+//! netwatch-flowlogs: flow table, flow states, NSG flow log writers and
+//! standard flow export.
+#![forbid(unsafe_code)]

@@ -1,0 +1,657 @@
+//! Longest-prefix-match tables for IPv4 and IPv6 (spec §5.4: "the longest
+//! prefix match on the destination IP wins").
+//!
+//! The structure is a *poptrie* (Asai & Ohara, SIGCOMM 2015), built once
+//! and read many times:
+//!
+//! * a direct-pointing top array indexed by the first [`LpmKey::TOP_BITS`]
+//!   bits of the address (18 for IPv4, 16 for IPv6); each entry is either a
+//!   leaf or the index of an internal node;
+//! * internal nodes of stride 6 (64 slots) compressed with two 64-bit
+//!   bitmaps: `vector` marks the slots that have a child node, `leafvec`
+//!   marks where a new run of identical leaves starts. The index of a child
+//!   or leaf is a base plus a population count, so a node costs 24 bytes
+//!   and the children/leaves of one node are contiguous.
+//!
+//! Leaves are pushed down (every slot carries the longest prefix covering
+//! it), so a lookup touches one top entry, one node per 6 bits beyond the
+//! top, and one leaf, with no backtracking. A leaf is a `u32`:
+//! `0` = no match, otherwise `(value_index + 1) << 8 | prefix_len`, so the
+//! matched prefix is known without touching the value array. Values are
+//! stored once in a `Vec<T>`.
+//!
+//! [`LpmTable::lookup_batch`] walks up to [`BATCH_LANES`] independent
+//! lookups level by level, so that the loads of different addresses are
+//! independent and in flight at the same time (software pipelining without
+//! prefetch instructions, no `unsafe`).
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+/// Number of lookups interleaved by [`LpmTable::lookup_batch`].
+pub const BATCH_LANES: usize = 256;
+
+/// Largest number of distinct prefixes one table can hold (the leaf
+/// encoding keeps 23 bits of value index in a top-array entry).
+pub const MAX_PREFIXES: usize = (1 << 23) - 2;
+
+const NODE_FLAG: u32 = 1 << 31;
+const STRIDE: u32 = 6;
+
+/// Errors from [`LpmBuilder::build`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LpmError {
+    /// More distinct prefixes than [`MAX_PREFIXES`].
+    #[error("too many prefixes for one LPM table: {count} (max {max})")]
+    TooManyPrefixes {
+        /// Distinct prefixes inserted.
+        count: usize,
+        /// [`MAX_PREFIXES`].
+        max: usize,
+    },
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u32 {}
+    impl Sealed for u128 {}
+}
+
+/// An address family's key: `u32` for IPv4, `u128` for IPv6. Sealed.
+pub trait LpmKey: Copy + Ord + Eq + fmt::Debug + sealed::Sealed {
+    /// The address type (`Ipv4Addr` / `Ipv6Addr`).
+    type Addr: Copy + fmt::Debug;
+    /// The prefix type (`Ipv4Net` / `Ipv6Net`).
+    type Net: Copy + fmt::Debug + PartialEq;
+    /// Address width in bits.
+    const BITS: u8;
+    /// Bits resolved by the direct-pointing top array.
+    const TOP_BITS: u32;
+    /// Address to key.
+    fn from_addr(addr: Self::Addr) -> Self;
+    /// Key to address.
+    fn to_addr(self) -> Self::Addr;
+    /// The network address (host bits cleared) and length of a prefix.
+    fn from_net(net: &Self::Net) -> (Self, u8);
+    /// Build a prefix from a key (host bits are cleared) and a length <= BITS.
+    fn to_net(self, len: u8) -> Self::Net;
+    /// Bits `[offset, offset + stride)` of the key, counted from the most
+    /// significant bit, zero padded past the end of the address.
+    fn slot(self, offset: u32, stride: u32) -> usize;
+    /// The key with only its first `len` bits kept.
+    fn mask(self, len: u8) -> Self;
+}
+
+impl LpmKey for u32 {
+    type Addr = Ipv4Addr;
+    type Net = Ipv4Net;
+    const BITS: u8 = 32;
+    const TOP_BITS: u32 = 18;
+    #[inline(always)]
+    fn from_addr(addr: Ipv4Addr) -> u32 {
+        u32::from(addr)
+    }
+    #[inline(always)]
+    fn to_addr(self) -> Ipv4Addr {
+        Ipv4Addr::from(self)
+    }
+    fn from_net(net: &Ipv4Net) -> (u32, u8) {
+        (u32::from(net.network()), net.prefix_len())
+    }
+    #[inline(always)]
+    fn to_net(self, len: u8) -> Ipv4Net {
+        let len = len.min(32);
+        Ipv4Net::new_assert(Ipv4Addr::from(self.mask(len)), len)
+    }
+    #[inline(always)]
+    fn slot(self, offset: u32, stride: u32) -> usize {
+        ((((self as u64) << 32) << offset) >> (64 - stride)) as usize
+    }
+    #[inline(always)]
+    fn mask(self, len: u8) -> u32 {
+        if len == 0 {
+            0
+        } else {
+            self & (u32::MAX << (32 - u32::from(len.min(32))))
+        }
+    }
+}
+
+impl LpmKey for u128 {
+    type Addr = Ipv6Addr;
+    type Net = Ipv6Net;
+    const BITS: u8 = 128;
+    const TOP_BITS: u32 = 16;
+    #[inline(always)]
+    fn from_addr(addr: Ipv6Addr) -> u128 {
+        u128::from(addr)
+    }
+    #[inline(always)]
+    fn to_addr(self) -> Ipv6Addr {
+        Ipv6Addr::from(self)
+    }
+    fn from_net(net: &Ipv6Net) -> (u128, u8) {
+        (u128::from(net.network()), net.prefix_len())
+    }
+    #[inline(always)]
+    fn to_net(self, len: u8) -> Ipv6Net {
+        let len = len.min(128);
+        Ipv6Net::new_assert(Ipv6Addr::from(self.mask(len)), len)
+    }
+    #[inline(always)]
+    fn slot(self, offset: u32, stride: u32) -> usize {
+        ((self << offset) >> (128 - stride)) as usize
+    }
+    #[inline(always)]
+    fn mask(self, len: u8) -> u128 {
+        if len == 0 {
+            0
+        } else {
+            self & (u128::MAX << (128 - u32::from(len.min(128))))
+        }
+    }
+}
+
+/// Collects `(prefix, value)` pairs, then builds an immutable [`LpmTable`].
+/// Inserting the same prefix twice keeps the last value.
+#[derive(Debug, Clone)]
+pub struct LpmBuilder<K: LpmKey, T> {
+    items: Vec<(K, u8, T)>,
+}
+
+/// Builder for IPv4 tables.
+pub type Lpm4Builder<T> = LpmBuilder<u32, T>;
+/// Builder for IPv6 tables.
+pub type Lpm6Builder<T> = LpmBuilder<u128, T>;
+/// IPv4 longest-prefix-match table.
+pub type Lpm4<T> = LpmTable<u32, T>;
+/// IPv6 longest-prefix-match table.
+pub type Lpm6<T> = LpmTable<u128, T>;
+
+impl<K: LpmKey, T> Default for LpmBuilder<K, T> {
+    fn default() -> Self {
+        Self { items: Vec::new() }
+    }
+}
+
+impl<K: LpmKey, T> LpmBuilder<K, T> {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty builder with room for `n` prefixes.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            items: Vec::with_capacity(n),
+        }
+    }
+
+    /// Add a prefix (host bits are ignored). A later insert of the same
+    /// prefix replaces the value.
+    pub fn insert(&mut self, prefix: K::Net, value: T) {
+        let (key, len) = K::from_net(&prefix);
+        self.items.push((key.mask(len), len, value));
+    }
+
+    /// Add a prefix given as network key and length (host bits are
+    /// cleared; lengths beyond the address width are clamped).
+    pub fn insert_key(&mut self, key: K, len: u8, value: T) {
+        let len = len.min(K::BITS);
+        self.items.push((key.mask(len), len, value));
+    }
+
+    /// Prefixes inserted so far (duplicates included).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Build the table.
+    pub fn build(self) -> Result<LpmTable<K, T>, LpmError> {
+        let mut items: Vec<(K, u8, usize, T)> = self.items.into_iter().enumerate().map(|(seq, (k, l, v))| (k, l, seq, v)).collect();
+        // Sort by (key, len), the last insertion of a prefix first, then keep
+        // the first of each (key, len) run.
+        items.sort_unstable_by(|a, b| (a.0, a.1, b.2).cmp(&(b.0, b.1, a.2)));
+        items.dedup_by(|later, earlier| later.0 == earlier.0 && later.1 == earlier.1);
+        if items.len() > MAX_PREFIXES {
+            return Err(LpmError::TooManyPrefixes {
+                count: items.len(),
+                max: MAX_PREFIXES,
+            });
+        }
+        let mut keys = Vec::with_capacity(items.len());
+        let mut values = Vec::with_capacity(items.len());
+        for (i, (k, l, _, v)) in items.into_iter().enumerate() {
+            // i + 1 < 2^23 by the check above.
+            let leaf = (((i as u32) + 1) << 8) | u32::from(l);
+            keys.push(Item { key: k, len: l, leaf });
+            values.push(v);
+        }
+        let trie = Poptrie::build(&keys);
+        Ok(LpmTable { trie, values })
+    }
+}
+
+impl<K: LpmKey, T> FromIterator<(K::Net, T)> for LpmBuilder<K, T> {
+    fn from_iter<I: IntoIterator<Item = (K::Net, T)>>(iter: I) -> Self {
+        let mut b = Self::new();
+        for (p, v) in iter {
+            b.insert(p, v);
+        }
+        b
+    }
+}
+
+/// One lookup result: the matched (longest) prefix and its value.
+#[derive(Debug, PartialEq)]
+pub struct LpmMatch<'a, N, T> {
+    /// The prefix that matched.
+    pub prefix: N,
+    /// Its value.
+    pub value: &'a T,
+}
+
+impl<N: Clone, T> Clone for LpmMatch<'_, N, T> {
+    fn clone(&self) -> Self {
+        Self {
+            prefix: self.prefix.clone(),
+            value: self.value,
+        }
+    }
+}
+impl<N: Copy, T> Copy for LpmMatch<'_, N, T> {}
+
+/// Immutable longest-prefix-match table (see the module docs).
+#[derive(Debug, Clone)]
+pub struct LpmTable<K: LpmKey, T> {
+    trie: Poptrie<K>,
+    values: Vec<T>,
+}
+
+impl<K: LpmKey, T> LpmTable<K, T> {
+    /// Longest-prefix match of an address.
+    #[inline]
+    pub fn lookup(&self, addr: K::Addr) -> Option<LpmMatch<'_, K::Net, T>> {
+        self.lookup_key(K::from_addr(addr))
+    }
+
+    /// Longest-prefix match of an address given as an integer key.
+    #[inline]
+    pub fn lookup_key(&self, key: K) -> Option<LpmMatch<'_, K::Net, T>> {
+        self.decode(key, self.trie.lookup(key))
+    }
+
+    /// The value for an exact prefix, if it was inserted.
+    pub fn get_exact(&self, prefix: &K::Net) -> Option<&T> {
+        let (key, len) = K::from_net(prefix);
+        self.lookup_key(key).filter(|m| m.prefix == key.to_net(len)).map(|m| m.value)
+    }
+
+    /// Look up many keys; `out[i]` receives the result for `keys[i]`.
+    /// Only `min(keys.len(), out.len())` entries are processed.
+    /// Lookups are interleaved [`BATCH_LANES`] at a time to overlap memory
+    /// latency.
+    pub fn lookup_batch<'s>(&'s self, keys: &[K], out: &mut [Option<LpmMatch<'s, K::Net, T>>]) {
+        let mut leaves = [0u32; BATCH_LANES];
+        for (kc, oc) in keys.chunks(BATCH_LANES).zip(out.chunks_mut(BATCH_LANES)) {
+            let n = kc.len().min(oc.len());
+            self.trie.lookup_lanes(&kc[..n], &mut leaves[..n]);
+            for i in 0..n {
+                oc[i] = self.decode(kc[i], leaves[i]);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn decode(&self, key: K, leaf: u32) -> Option<LpmMatch<'_, K::Net, T>> {
+        if leaf == 0 {
+            return None;
+        }
+        let value = self.values.get((leaf >> 8) as usize - 1)?;
+        Some(LpmMatch {
+            prefix: key.to_net((leaf & 0xff) as u8),
+            value,
+        })
+    }
+
+    /// Number of distinct prefixes.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when the table holds no prefix.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Values, in the table's internal order (sorted by prefix).
+    pub fn values(&self) -> &[T] {
+        &self.values
+    }
+
+    /// Heap bytes used by the lookup structure plus the value array
+    /// (`size_of::<T>()` per value; heap owned by the values is not counted).
+    pub fn memory_bytes(&self) -> usize {
+        self.trie.memory_bytes() + self.values.capacity() * std::mem::size_of::<T>()
+    }
+
+    /// Internal shape, for reports: (top entries, nodes, leaves).
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.trie.top.len(), self.trie.nodes.len(), self.trie.leaves.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Item<K> {
+    key: K,
+    len: u8,
+    leaf: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Node {
+    /// Bit v set: slot v has a child node.
+    vector: u64,
+    /// Bit v set: slot v is a leaf that starts a new run of leaves.
+    leafvec: u64,
+    /// Index of this node's first leaf in `leaves`.
+    base0: u32,
+    /// Index of this node's first child in `nodes`.
+    base1: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Poptrie<K> {
+    top: Vec<u32>,
+    nodes: Vec<Node>,
+    leaves: Vec<u32>,
+    /// The CPU has POPCNT (checked once at build time; see [`fast`]).
+    popcnt: bool,
+    _k: std::marker::PhantomData<K>,
+}
+
+#[inline(always)]
+fn upto(v: usize) -> u64 {
+    // Bits 0..=v.
+    let bit = 1u64 << v;
+    bit | (bit - 1)
+}
+
+impl<K: LpmKey> Poptrie<K> {
+    /// `items` sorted by (key, len), keys masked, no duplicates.
+    fn build(items: &[Item<K>]) -> Self {
+        let s = K::TOP_BITS;
+        let mut t = Poptrie {
+            top: vec![0u32; 1 << s],
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+            popcnt: fast::available(),
+            _k: std::marker::PhantomData,
+        };
+        let mut children: Vec<(usize, usize, usize)> = Vec::new();
+        let mut i = 0;
+        while i < items.len() {
+            let slot = items[i].key.slot(0, s);
+            let mut j = i;
+            // Within one slot, the prefixes short enough to be painted here
+            // have the slot-aligned key and come first (sorted by len).
+            while j < items.len() && items[j].key.slot(0, s) == slot && u32::from(items[j].len) <= s {
+                let span = 1usize << (s - u32::from(items[j].len));
+                t.top[slot..slot + span].fill(items[j].leaf);
+                j += 1;
+            }
+            let start = j;
+            while j < items.len() && items[j].key.slot(0, s) == slot {
+                j += 1;
+            }
+            if start < j {
+                children.push((slot, start, j));
+            }
+            i = j;
+        }
+        for (slot, a, b) in children {
+            let default = t.top[slot];
+            let idx = t.nodes.len();
+            t.nodes.push(Node::default());
+            t.fill_node(idx, &items[a..b], s, default);
+            t.top[slot] = idx as u32 | NODE_FLAG;
+        }
+        t.nodes.shrink_to_fit();
+        t.leaves.shrink_to_fit();
+        t
+    }
+
+    /// Fill node `idx` for `items` (all longer than `offset`, all in this
+    /// node's range), inheriting `default` for uncovered slots.
+    fn fill_node(&mut self, idx: usize, items: &[Item<K>], offset: u32, default: u32) {
+        let mut slots = [default; 64];
+        let mut children: Vec<(usize, usize, usize)> = Vec::new();
+        let end = offset + STRIDE;
+        let mut i = 0;
+        while i < items.len() {
+            let slot = items[i].key.slot(offset, STRIDE);
+            let mut j = i;
+            while j < items.len() && items[j].key.slot(offset, STRIDE) == slot && u32::from(items[j].len) <= end {
+                let span = 1usize << (end - u32::from(items[j].len));
+                slots[slot..slot + span].fill(items[j].leaf);
+                j += 1;
+            }
+            let start = j;
+            while j < items.len() && items[j].key.slot(offset, STRIDE) == slot {
+                j += 1;
+            }
+            if start < j {
+                children.push((slot, start, j));
+            }
+            i = j;
+        }
+        let mut vector = 0u64;
+        for &(slot, _, _) in &children {
+            vector |= 1 << slot;
+        }
+        let base0 = self.leaves.len() as u32;
+        let mut leafvec = 0u64;
+        let mut prev: Option<u32> = None;
+        for (v, &leaf) in slots.iter().enumerate() {
+            if vector & (1 << v) != 0 {
+                continue;
+            }
+            if prev != Some(leaf) {
+                leafvec |= 1 << v;
+                self.leaves.push(leaf);
+                prev = Some(leaf);
+            }
+        }
+        let base1 = self.nodes.len() as u32;
+        self.nodes.extend(std::iter::repeat_n(Node::default(), children.len()));
+        self.nodes[idx] = Node {
+            vector,
+            leafvec,
+            base0,
+            base1,
+        };
+        for (k, &(slot, a, b)) in children.iter().enumerate() {
+            self.fill_node(base1 as usize + k, &items[a..b], end, slots[slot]);
+        }
+    }
+
+    /// Single lookup; uses the POPCNT instruction when the CPU has it.
+    #[inline(always)]
+    fn lookup(&self, key: K) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.popcnt {
+            return fast::lookup(self, key);
+        }
+        self.lookup_portable(key)
+    }
+
+    /// Batched lookup; uses the POPCNT instruction when the CPU has it.
+    #[inline(always)]
+    fn lookup_lanes(&self, keys: &[K], out: &mut [u32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.popcnt {
+            return fast::lookup_lanes(self, keys, out);
+        }
+        self.lookup_lanes_portable(keys, out)
+    }
+
+    #[inline(always)]
+    fn lookup_portable(&self, key: K) -> u32 {
+        let s = K::TOP_BITS;
+        let e = self.top[key.slot(0, s)];
+        if e & NODE_FLAG == 0 {
+            return e;
+        }
+        let mut node = self.nodes[(e & !NODE_FLAG) as usize];
+        let mut offset = s;
+        loop {
+            let v = key.slot(offset, STRIDE);
+            if node.vector & (1 << v) != 0 {
+                let c = node.base1 + (node.vector & upto(v)).count_ones() - 1;
+                node = self.nodes[c as usize];
+                offset += STRIDE;
+            } else {
+                let l = node.base0 + (node.leafvec & upto(v)).count_ones() - 1;
+                return self.leaves[l as usize];
+            }
+        }
+    }
+
+    /// Level-synchronous walk of up to BATCH_LANES keys.
+    #[inline(always)]
+    fn lookup_lanes_portable(&self, keys: &[K], out: &mut [u32]) {
+        let s = K::TOP_BITS;
+        let n = keys.len().min(out.len());
+        let mut pending = 0u32;
+        for i in 0..n {
+            let e = self.top[keys[i].slot(0, s)];
+            out[i] = e;
+            pending |= e;
+        }
+        let mut offset = s;
+        while pending & NODE_FLAG != 0 {
+            pending = 0;
+            for i in 0..n {
+                let e = out[i];
+                if e & NODE_FLAG != 0 {
+                    let node = self.nodes[(e & !NODE_FLAG) as usize];
+                    let v = keys[i].slot(offset, STRIDE);
+                    let r = if node.vector & (1 << v) != 0 {
+                        (node.base1 + (node.vector & upto(v)).count_ones() - 1) | NODE_FLAG
+                    } else {
+                        self.leaves[(node.base0 + (node.leafvec & upto(v)).count_ones() - 1) as usize]
+                    };
+                    out[i] = r;
+                    pending |= r;
+                }
+            }
+            offset += STRIDE;
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.top.capacity() * 4 + self.nodes.capacity() * std::mem::size_of::<Node>() + self.leaves.capacity() * 4
+    }
+}
+
+/// POPCNT dispatch: the only `unsafe` in the crate.
+///
+/// Baseline x86_64 (the default Rust target) has no POPCNT instruction, so
+/// `u64::count_ones` compiles to a ~12-instruction bit-twiddling sequence,
+/// and a poptrie step does two of them. The same lookup code compiled with
+/// `#[target_feature(enable = "popcnt")]` uses the instruction; calling such
+/// a function is `unsafe` because running it on a CPU without POPCNT would
+/// be undefined behaviour. [`available`] checks the CPU once (at table build
+/// time, stored in `Poptrie::popcnt`) and the wrappers are only called when
+/// it returned true, which makes the calls sound. Measured on the ~901k
+/// prefix IPv4 table with random addresses (benches/lpm.rs): see the
+/// crate's report; without it the batched lookup was several times slower.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod fast {
+    use super::{LpmKey, Poptrie};
+
+    /// True when the CPU has POPCNT.
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("popcnt")
+    }
+
+    #[target_feature(enable = "popcnt")]
+    fn lookup_popcnt<K: LpmKey>(t: &Poptrie<K>, key: K) -> u32 {
+        t.lookup_portable(key)
+    }
+
+    #[target_feature(enable = "popcnt")]
+    fn lookup_lanes_popcnt<K: LpmKey>(t: &Poptrie<K>, keys: &[K], out: &mut [u32]) {
+        t.lookup_lanes_portable(keys, out)
+    }
+
+    /// Caller guarantees `t.popcnt`, i.e. [`available`] returned true.
+    #[inline(always)]
+    pub(super) fn lookup<K: LpmKey>(t: &Poptrie<K>, key: K) -> u32 {
+        debug_assert!(t.popcnt);
+        // SAFETY: only called when `available()` returned true (t.popcnt),
+        // so the CPU supports the `popcnt` target feature.
+        unsafe { lookup_popcnt(t, key) }
+    }
+
+    /// Caller guarantees `t.popcnt`, i.e. [`available`] returned true.
+    #[inline(always)]
+    pub(super) fn lookup_lanes<K: LpmKey>(t: &Poptrie<K>, keys: &[K], out: &mut [u32]) {
+        debug_assert!(t.popcnt);
+        // SAFETY: as in `lookup`.
+        unsafe { lookup_lanes_popcnt(t, keys, out) }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod fast {
+    pub(super) fn available() -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_v4() {
+        let mut b = Lpm4Builder::new();
+        b.insert("0.0.0.0/0".parse().unwrap(), 0);
+        b.insert("10.0.0.0/8".parse().unwrap(), 8);
+        b.insert("10.1.2.0/24".parse().unwrap(), 24);
+        b.insert("10.1.2.3/32".parse().unwrap(), 32);
+        b.insert("10.1.2.0/24".parse().unwrap(), 25); // overwrite
+        let t = b.build().unwrap();
+        let q = |s: &str| {
+            let m = t.lookup(s.parse().unwrap()).unwrap();
+            (m.prefix.to_string(), *m.value)
+        };
+        assert_eq!(q("1.2.3.4"), ("0.0.0.0/0".into(), 0));
+        assert_eq!(q("10.9.9.9"), ("10.0.0.0/8".into(), 8));
+        assert_eq!(q("10.1.2.4"), ("10.1.2.0/24".into(), 25));
+        assert_eq!(q("10.1.2.3"), ("10.1.2.3/32".into(), 32));
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn empty_and_v6_host_route() {
+        let t: Lpm6<u8> = Lpm6Builder::new().build().unwrap();
+        assert!(t.lookup(Ipv6Addr::LOCALHOST).is_none());
+        let mut b = Lpm6Builder::new();
+        b.insert("::1/128".parse().unwrap(), 1u8);
+        b.insert("::/1".parse().unwrap(), 2u8);
+        let t = b.build().unwrap();
+        assert_eq!(t.lookup(Ipv6Addr::LOCALHOST).map(|m| *m.value), Some(1));
+        assert_eq!(t.lookup("::2".parse().unwrap()).map(|m| *m.value), Some(2));
+        assert!(t.lookup("8000::".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,33 @@
+//! Errors of the rules crate.
+
+use thiserror::Error;
+
+/// A field value that does not parse: what was found and what was expected.
+/// The caller adds where (file and JSON path).
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("{value:?} is not {expected}")]
+pub struct FieldError {
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl FieldError {
+    /// A new error for `value`.
+    pub fn new(value: &str, expected: &'static str) -> Self {
+        FieldError {
+            value: value.to_string(),
+            expected,
+        }
+    }
+}
+
+/// Errors resolving a rule against tags and application security groups.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// A tag that is neither special nor in the loaded service tags.
+    #[error("network security group {nsg:?}, rule {rule:?}: unknown service tag {tag:?} (load the service tags file with --service-tags, or fix the tag name)")]
+    UnknownTag { nsg: String, rule: String, tag: String },
+    /// An application security group id that is not among the loaded resources.
+    #[error("network security group {nsg:?}, rule {rule:?}: application security group {asg:?} is not among the loaded resources")]
+    UnknownAsg { nsg: String, rule: String, asg: String },
+}

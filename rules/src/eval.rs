@@ -1,0 +1,92 @@
+//! Evaluation: a classifier finds the first matching rule of one NSG and
+//! direction; the chain combines the NSGs of subnet and NIC (spec §1.3, §1.6,
+//! Decisions 5).
+
+use crate::flow::FlowKey;
+use crate::model::Access;
+use crate::resolve::ResolvedRule;
+
+/// Finds the first rule (in evaluation order) that matches a flow.
+pub trait Classifier {
+    /// Index into the ordered rule list of the first match, if any.
+    fn first_match(&self, key: &FlowKey) -> Option<usize>;
+}
+
+/// The reference evaluator: a linear scan in priority order. Obviously
+/// correct, and the oracle the compiled classifier is tested against.
+#[derive(Clone, Debug)]
+pub struct LinearClassifier {
+    rules: Vec<ResolvedRule>,
+}
+
+impl LinearClassifier {
+    /// A classifier over rules already in evaluation order.
+    pub fn new(rules: Vec<ResolvedRule>) -> Self {
+        LinearClassifier { rules }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[ResolvedRule] {
+        &self.rules
+    }
+}
+
+impl Classifier for LinearClassifier {
+    #[inline]
+    fn first_match(&self, key: &FlowKey) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches(key))
+    }
+}
+
+/// What one NSG of the chain decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NsgVerdict {
+    /// Index of the NSG in the chain.
+    pub chain_index: usize,
+    /// Index of the matching rule in that NSG's ordered list, if any rule
+    /// matched. No match cannot happen with the default rules present; it is
+    /// treated as a deny (fail closed).
+    pub rule_index: Option<usize>,
+    pub access: Access,
+}
+
+/// The decision over a chain of NSGs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainDecision {
+    pub access: Access,
+    /// The NSG and rule that decided: the first deny, or when every NSG
+    /// allows, the allowing rule of the last NSG. `None` for an empty chain.
+    pub decided_by: Option<NsgVerdict>,
+}
+
+/// One NSG of a chain: its ordered rules and a classifier over them.
+pub struct ChainLink<'a> {
+    pub rules: &'a [ResolvedRule],
+    pub classifier: &'a dyn Classifier,
+}
+
+/// Evaluates a chain in order (inbound: subnet then NIC; outbound: NIC then
+/// subnet). The first deny ends evaluation; a chain with no NSG allows.
+pub fn evaluate_chain(chain: &[ChainLink<'_>], key: &FlowKey) -> ChainDecision {
+    let mut last = None;
+    for (chain_index, link) in chain.iter().enumerate() {
+        let rule_index = link.classifier.first_match(key);
+        let access = rule_index.and_then(|i| link.rules.get(i)).map_or(Access::Deny, |r| r.access);
+        let v = NsgVerdict {
+            chain_index,
+            rule_index,
+            access,
+        };
+        if access == Access::Deny {
+            return ChainDecision {
+                access,
+                decided_by: Some(v),
+            };
+        }
+        last = Some(v);
+    }
+    ChainDecision {
+        access: Access::Allow,
+        decided_by: last,
+    }
+}

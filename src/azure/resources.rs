@@ -1,0 +1,719 @@
+//! The Azure resources netwatch reads, and how each is parsed from either
+//! JSON shape (see [`super::json`]).
+
+use std::net::IpAddr;
+
+use netwatch_rules::{
+    default_security_rules, Access, AddressPrefix, Direction, IpPrefix, NetworkSecurityGroup, PortRange, Protocol, RuleKind, SecurityRule,
+    WrittenFields,
+};
+use serde_json::{Map, Value};
+
+use super::json::Node;
+use super::LoadError;
+
+/// Lower-cases an id for case-insensitive matching (Azure ids are).
+pub fn id_key(id: &str) -> String {
+    id.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// The last segment of a resource id.
+pub fn name_of(id: &str) -> &str {
+    id.trim_end_matches('/').rsplit('/').next().unwrap_or(id)
+}
+
+/// The id of the parent resource: `/.../virtualNetworks/v/subnets/s` -> `/.../virtualNetworks/v`.
+pub fn parent_id(id: &str) -> &str {
+    let t = id.trim_end_matches('/');
+    let mut cut = t;
+    for _ in 0..2 {
+        cut = match cut.rfind('/') {
+            Some(i) => &cut[..i],
+            None => return "",
+        };
+    }
+    cut
+}
+
+fn prefix(_node: &Node<'_>, s: &str, at: &super::json::Location) -> Result<IpPrefix, LoadError> {
+    s.parse::<IpPrefix>().map_err(|_| LoadError::Invalid {
+        at: at.clone(),
+        message: format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16"),
+    })
+}
+
+fn prefixes(node: &Node<'_>, key: &str) -> Result<Vec<IpPrefix>, LoadError> {
+    node.str_array(key)?.into_iter().map(|(s, at)| prefix(node, s, &at)).collect()
+}
+
+fn id_and_name(node: &Node<'_>, kind: &str) -> Result<(String, String), LoadError> {
+    let id = node.str("id")?.map(str::to_string);
+    let name = node.str("name")?.map(str::to_string);
+    match (id, name) {
+        (Some(id), Some(name)) => Ok((id, name)),
+        (Some(id), None) => {
+            let n = name_of(&id).to_string();
+            Ok((id, n))
+        }
+        (None, Some(name)) => Ok((format!("/{kind}/{name}"), name)),
+        (None, None) => Err(node.error("a resource needs an \"id\" or a \"name\"")),
+    }
+}
+
+// ---------------------------------------------------------------- NSGs
+
+/// Parses a `Microsoft.Network/networkSecurityGroups` resource (spec §1.2).
+pub fn parse_nsg(node: &Node<'_>) -> Result<(NetworkSecurityGroup, NsgJson), LoadError> {
+    let (id, name) = id_and_name(node, "networkSecurityGroups")?;
+    let mut user = Vec::new();
+    let mut user_json = Vec::new();
+    for c in node.array("securityRules")? {
+        let n = c.node();
+        user.push(parse_rule(&n, RuleKind::User, &id)?);
+        user_json.push(arm_shape(n.value));
+    }
+    check_priorities(node, &user)?;
+    let mut defaults = Vec::new();
+    let mut default_json = Vec::new();
+    for c in node.array("defaultSecurityRules")? {
+        let n = c.node();
+        defaults.push(parse_rule(&n, RuleKind::Default, &id)?);
+        default_json.push(arm_shape(n.value));
+    }
+    if defaults.is_empty() {
+        // The az CLI list shape and hand-written files often omit them; Azure
+        // always has exactly these six.
+        defaults = default_security_rules(&id);
+        default_json = defaults.iter().map(rule_to_arm_json).collect();
+    }
+    let nsg = NetworkSecurityGroup {
+        id,
+        name,
+        resource_guid: node.str("resourceGuid")?.map(str::to_string),
+        location: node.str("location")?.map(str::to_string),
+        security_rules: user,
+        default_security_rules: defaults,
+    };
+    Ok((
+        nsg,
+        NsgJson {
+            security_rules: user_json,
+            default_security_rules: default_json,
+        },
+    ))
+}
+
+/// The rules of an NSG as JSON in the ARM shape, for echoing back.
+#[derive(Clone, Debug, Default)]
+pub struct NsgJson {
+    pub security_rules: Vec<Value>,
+    pub default_security_rules: Vec<Value>,
+}
+
+fn check_priorities(node: &Node<'_>, rules: &[SecurityRule]) -> Result<(), LoadError> {
+    for (i, a) in rules.iter().enumerate() {
+        if let Some(b) = rules[..i].iter().find(|b| b.priority == a.priority && b.direction == a.direction) {
+            return Err(node.field_error(
+                &format!("securityRules[{i}].priority"),
+                format!(
+                    "{} is already used by rule {:?} in the same direction; priorities must be unique",
+                    a.priority, b.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses one security rule (spec §1.1).
+pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<SecurityRule, LoadError> {
+    let name = n.req_str("name")?.to_string();
+    let field_err = |key: &str, e: netwatch_rules::FieldError| n.field_error(key, e.to_string());
+    let protocol = Protocol::parse(n.req_str("protocol")?).map_err(|e| field_err("protocol", e))?;
+    let access = Access::parse(n.req_str("access")?).map_err(|e| field_err("access", e))?;
+    let direction = Direction::parse(n.req_str("direction")?).map_err(|e| field_err("direction", e))?;
+    let priority = n
+        .u64("priority")?
+        .ok_or_else(|| n.field_error("priority", "missing required field"))?;
+    let priority = match kind {
+        RuleKind::User if !(100..=4096).contains(&priority) => {
+            return Err(n.field_error("priority", format!("{priority} is not a priority from 100 to 4096")));
+        }
+        _ => u32::try_from(priority).map_err(|_| n.field_error("priority", format!("{priority} is too large")))?,
+    };
+
+    let mut written = WrittenFields::default();
+    let addr =
+        |single: &str, plural: &str, w_single: &mut Option<String>, w_plural: &mut Vec<String>| -> Result<Vec<AddressPrefix>, LoadError> {
+            let mut out = Vec::new();
+            if let Some(s) = n.str(single)? {
+                if !s.trim().is_empty() {
+                    out.push(AddressPrefix::parse(s).map_err(|e| field_err(single, e))?);
+                    *w_single = Some(s.to_string());
+                }
+            }
+            for (i, (s, _)) in n.str_array(plural)?.into_iter().enumerate() {
+                out.push(AddressPrefix::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?);
+                w_plural.push(s.to_string());
+            }
+            Ok(out)
+        };
+    let src = addr(
+        "sourceAddressPrefix",
+        "sourceAddressPrefixes",
+        &mut written.source_address_prefix,
+        &mut written.source_address_prefixes,
+    )?;
+    let dst = addr(
+        "destinationAddressPrefix",
+        "destinationAddressPrefixes",
+        &mut written.destination_address_prefix,
+        &mut written.destination_address_prefixes,
+    )?;
+    let ports =
+        |single: &str, plural: &str, w_single: &mut Option<String>, w_plural: &mut Vec<String>| -> Result<Vec<PortRange>, LoadError> {
+            let mut out = Vec::new();
+            if let Some(s) = n.str(single)? {
+                if !s.trim().is_empty() {
+                    out.push(PortRange::parse(s).map_err(|e| field_err(single, e))?);
+                    *w_single = Some(s.to_string());
+                }
+            }
+            for (i, (s, _)) in n.str_array(plural)?.into_iter().enumerate() {
+                out.push(PortRange::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?);
+                w_plural.push(s.to_string());
+            }
+            Ok(out)
+        };
+    let sports = ports(
+        "sourcePortRange",
+        "sourcePortRanges",
+        &mut written.source_port_range,
+        &mut written.source_port_ranges,
+    )?;
+    let dports = ports(
+        "destinationPortRange",
+        "destinationPortRanges",
+        &mut written.destination_port_range,
+        &mut written.destination_port_ranges,
+    )?;
+    let asgs = |key: &str| -> Result<Vec<String>, LoadError> {
+        n.array(key)?
+            .into_iter()
+            .map(|c| c.node().req_str("id").map(str::to_string))
+            .collect()
+    };
+    let src_asgs = asgs("sourceApplicationSecurityGroups")?;
+    let dst_asgs = asgs("destinationApplicationSecurityGroups")?;
+    if src.is_empty() && src_asgs.is_empty() {
+        return Err(n.field_error(
+            "sourceAddressPrefix",
+            "missing: a rule needs a source prefix, prefixes or application security groups",
+        ));
+    }
+    if dst.is_empty() && dst_asgs.is_empty() {
+        return Err(n.field_error(
+            "destinationAddressPrefix",
+            "missing: a rule needs a destination prefix, prefixes or application security groups",
+        ));
+    }
+    if sports.is_empty() {
+        return Err(n.field_error("sourcePortRange", "missing: a rule needs a source port range or ranges"));
+    }
+    if dports.is_empty() {
+        return Err(n.field_error("destinationPortRange", "missing: a rule needs a destination port range or ranges"));
+    }
+    let collection = kind.collection();
+    Ok(SecurityRule {
+        id: Some(
+            n.str("id")?
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{nsg_id}/{collection}/{name}")),
+        ),
+        name,
+        kind,
+        description: n.str("description")?.map(str::to_string),
+        priority,
+        direction,
+        access,
+        protocol,
+        source_address_prefixes: src,
+        source_port_ranges: sports,
+        destination_address_prefixes: dst,
+        destination_port_ranges: dports,
+        source_application_security_groups: src_asgs,
+        destination_application_security_groups: dst_asgs,
+        written,
+    })
+}
+
+/// Envelope keys of an ARM resource; every other key belongs in `properties`.
+const ENVELOPE: &[&str] = &[
+    "name",
+    "id",
+    "etag",
+    "type",
+    "location",
+    "tags",
+    "properties",
+    "sku",
+    "zones",
+    "extendedLocation",
+    "kind",
+];
+
+/// A resource in the ARM shape: az CLI's flattened fields moved under
+/// `properties`, and the az-only `resourceGroup` dropped.
+pub fn arm_shape(v: &Value) -> Value {
+    let Some(obj) = v.as_object() else { return v.clone() };
+    let mut out = Map::new();
+    let mut props = obj.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    for (k, val) in obj {
+        if ENVELOPE.contains(&k.as_str()) {
+            if k != "properties" {
+                out.insert(k.clone(), val.clone());
+            }
+        } else if k != "resourceGroup" && !val.is_null() {
+            props.insert(k.clone(), val.clone());
+        }
+    }
+    out.insert("properties".into(), Value::Object(props));
+    Value::Object(out)
+}
+
+/// A rule as ARM JSON (used for default rules that were not in the input).
+pub fn rule_to_arm_json(r: &SecurityRule) -> Value {
+    let mut p = Map::new();
+    p.insert("provisioningState".into(), "Succeeded".into());
+    if let Some(d) = &r.description {
+        p.insert("description".into(), d.clone().into());
+    }
+    p.insert("protocol".into(), r.protocol.as_str().into());
+    let w = &r.written;
+    let put = |p: &mut Map<String, Value>, k: &str, s: &Option<String>, pl: &[String], pk: &str| {
+        if let Some(s) = s {
+            p.insert(k.into(), s.clone().into());
+        }
+        p.insert(pk.into(), Value::Array(pl.iter().map(|x| Value::String(x.clone())).collect()));
+    };
+    put(
+        &mut p,
+        "sourcePortRange",
+        &w.source_port_range,
+        &w.source_port_ranges,
+        "sourcePortRanges",
+    );
+    put(
+        &mut p,
+        "destinationPortRange",
+        &w.destination_port_range,
+        &w.destination_port_ranges,
+        "destinationPortRanges",
+    );
+    put(
+        &mut p,
+        "sourceAddressPrefix",
+        &w.source_address_prefix,
+        &w.source_address_prefixes,
+        "sourceAddressPrefixes",
+    );
+    put(
+        &mut p,
+        "destinationAddressPrefix",
+        &w.destination_address_prefix,
+        &w.destination_address_prefixes,
+        "destinationAddressPrefixes",
+    );
+    p.insert("access".into(), r.access.as_str().into());
+    p.insert("priority".into(), r.priority.into());
+    p.insert("direction".into(), r.direction.as_str().into());
+    let mut o = Map::new();
+    o.insert("name".into(), r.name.clone().into());
+    if let Some(id) = &r.id {
+        o.insert("id".into(), id.clone().into());
+    }
+    o.insert("properties".into(), Value::Object(p));
+    Value::Object(o)
+}
+
+// ---------------------------------------------------------------- VNets
+
+/// `Microsoft.Network/virtualNetworks`.
+#[derive(Clone, Debug)]
+pub struct VirtualNetwork {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub address_space: Vec<IpPrefix>,
+    pub subnets: Vec<Subnet>,
+    pub peerings: Vec<VirtualNetworkPeering>,
+}
+
+/// A subnet of a VNet.
+#[derive(Clone, Debug)]
+pub struct Subnet {
+    pub id: String,
+    pub name: String,
+    pub address_prefixes: Vec<IpPrefix>,
+    pub network_security_group_id: Option<String>,
+    pub route_table_id: Option<String>,
+    /// `serviceEndpoints[].service`, e.g. `Microsoft.Storage`.
+    pub service_endpoints: Vec<String>,
+}
+
+/// A VNet peering.
+#[derive(Clone, Debug)]
+pub struct VirtualNetworkPeering {
+    pub name: String,
+    pub remote_virtual_network_id: String,
+    /// `peeringState`: `Connected`, `Initiated`, `Disconnected`.
+    pub peering_state: String,
+    pub allow_gateway_transit: bool,
+    pub use_remote_gateways: bool,
+    /// `remoteAddressSpace`, when the export carries it.
+    pub remote_address_space: Vec<IpPrefix>,
+}
+
+impl VirtualNetworkPeering {
+    /// Peering routes and the `VirtualNetwork` tag count only connected peerings.
+    pub fn is_connected(&self) -> bool {
+        self.peering_state.eq_ignore_ascii_case("Connected")
+    }
+}
+
+/// Parses a standalone or nested subnet.
+pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
+    let name = n.req_str("name")?.to_string();
+    let id = n
+        .str("id")?
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{vnet_id}/subnets/{name}"));
+    let mut address_prefixes = Vec::new();
+    if let Some(c) = n.field("addressPrefix") {
+        let node = c.node();
+        if let Some(s) = c.value.as_str() {
+            address_prefixes.push(prefix(&node, s, &node.location())?);
+        }
+    }
+    address_prefixes.extend(prefixes(n, "addressPrefixes")?);
+    let service_endpoints = n
+        .array("serviceEndpoints")?
+        .into_iter()
+        .map(|c| c.node().req_str("service").map(str::to_string))
+        .collect::<Result<_, _>>()?;
+    Ok(Subnet {
+        id,
+        name,
+        address_prefixes,
+        network_security_group_id: n.reference("networkSecurityGroup")?.map(str::to_string),
+        route_table_id: n.reference("routeTable")?.map(str::to_string),
+        service_endpoints,
+    })
+}
+
+/// Parses a VNet peering.
+pub fn parse_peering(n: &Node<'_>) -> Result<VirtualNetworkPeering, LoadError> {
+    let remote = n
+        .reference("remoteVirtualNetwork")?
+        .ok_or_else(|| n.field_error("remoteVirtualNetwork", "missing: a peering needs remoteVirtualNetwork.id"))?;
+    let remote_address_space = match n.field("remoteAddressSpace") {
+        Some(c) => prefixes(&c.node(), "addressPrefixes")?,
+        None => Vec::new(),
+    };
+    Ok(VirtualNetworkPeering {
+        name: n.req_str("name")?.to_string(),
+        remote_virtual_network_id: remote.to_string(),
+        peering_state: n.str("peeringState")?.unwrap_or("Connected").to_string(),
+        allow_gateway_transit: n.bool("allowGatewayTransit")?.unwrap_or(false),
+        use_remote_gateways: n.bool("useRemoteGateways")?.unwrap_or(false),
+        remote_address_space,
+    })
+}
+
+/// Parses `Microsoft.Network/virtualNetworks`.
+pub fn parse_vnet(n: &Node<'_>) -> Result<VirtualNetwork, LoadError> {
+    let (id, name) = id_and_name(n, "virtualNetworks")?;
+    let address_space = match n.field("addressSpace") {
+        Some(c) => prefixes(&c.node(), "addressPrefixes")?,
+        None => Vec::new(),
+    };
+    let subnets = n
+        .array("subnets")?
+        .iter()
+        .map(|c| parse_subnet(&c.node(), &id))
+        .collect::<Result<_, _>>()?;
+    let peerings = n
+        .array("virtualNetworkPeerings")?
+        .iter()
+        .map(|c| parse_peering(&c.node()))
+        .collect::<Result<_, _>>()?;
+    Ok(VirtualNetwork {
+        id,
+        name,
+        location: n.str("location")?.map(str::to_string),
+        address_space,
+        subnets,
+        peerings,
+    })
+}
+
+// ---------------------------------------------------------------- NICs
+
+/// `Microsoft.Network/networkInterfaces`.
+#[derive(Clone, Debug)]
+pub struct NetworkInterface {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    /// As Azure writes it, e.g. `00-0D-3A-D5-3B-86`.
+    pub mac_address: Option<String>,
+    pub virtual_machine_id: Option<String>,
+    pub network_security_group_id: Option<String>,
+    pub enable_ip_forwarding: bool,
+    pub ip_configurations: Vec<IpConfiguration>,
+}
+
+/// One IP configuration of a NIC.
+#[derive(Clone, Debug)]
+pub struct IpConfiguration {
+    pub id: String,
+    pub name: String,
+    pub private_ip_address: Option<IpAddr>,
+    pub subnet_id: Option<String>,
+    pub primary: bool,
+    pub application_security_group_ids: Vec<String>,
+}
+
+/// Parses `Microsoft.Network/networkInterfaces`.
+pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
+    let (id, name) = id_and_name(n, "networkInterfaces")?;
+    let mut ip_configurations = Vec::new();
+    for (i, c) in n.array("ipConfigurations")?.iter().enumerate() {
+        let c = c.node();
+        let cname = c.str("name")?.map(str::to_string).unwrap_or_else(|| format!("ipconfig{}", i + 1));
+        let private_ip_address = match c.field("privateIPAddress") {
+            None => None,
+            Some(ch) => {
+                let node = ch.node();
+                let s = ch.value.as_str().ok_or_else(|| node.error("expected a string"))?;
+                Some(
+                    s.trim()
+                        .parse::<IpAddr>()
+                        .map_err(|_| node.error(format!("{s:?} is not an IP address")))?,
+                )
+            }
+        };
+        let asgs = c
+            .array("applicationSecurityGroups")?
+            .into_iter()
+            .map(|a| a.node().req_str("id").map(str::to_string))
+            .collect::<Result<_, _>>()?;
+        ip_configurations.push(IpConfiguration {
+            id: c
+                .str("id")?
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{id}/ipConfigurations/{cname}")),
+            name: cname,
+            private_ip_address,
+            subnet_id: c.reference("subnet")?.map(str::to_string),
+            primary: c.bool("primary")?.unwrap_or(i == 0),
+            application_security_group_ids: asgs,
+        });
+    }
+    Ok(NetworkInterface {
+        id,
+        name,
+        location: n.str("location")?.map(str::to_string),
+        mac_address: n.str("macAddress")?.map(str::to_string),
+        virtual_machine_id: n.reference("virtualMachine")?.map(str::to_string),
+        network_security_group_id: n.reference("networkSecurityGroup")?.map(str::to_string),
+        enable_ip_forwarding: n.bool("enableIPForwarding")?.unwrap_or(false),
+        ip_configurations,
+    })
+}
+
+// ---------------------------------------------------------------- the rest
+
+/// `Microsoft.Network/applicationSecurityGroups`.
+#[derive(Clone, Debug)]
+pub struct ApplicationSecurityGroup {
+    pub id: String,
+    pub name: String,
+}
+
+/// `Microsoft.Network/routeTables`.
+#[derive(Clone, Debug)]
+pub struct RouteTable {
+    pub id: String,
+    pub name: String,
+    pub disable_bgp_route_propagation: bool,
+    pub routes: Vec<Route>,
+}
+
+/// A user-defined route, as written; validated by the routing crate.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub id: Option<String>,
+    pub name: String,
+    /// A CIDR or a service tag name.
+    pub address_prefix: String,
+    pub next_hop_type: String,
+    pub next_hop_ip_address: Option<String>,
+    pub at: super::json::Location,
+}
+
+/// Parses `Microsoft.Network/routeTables`.
+pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
+    let (id, name) = id_and_name(n, "routeTables")?;
+    let routes = n
+        .array("routes")?
+        .iter()
+        .map(|c| {
+            let r = c.node();
+            Ok(Route {
+                id: r.str("id")?.map(str::to_string),
+                name: r.req_str("name")?.to_string(),
+                address_prefix: r.req_str("addressPrefix")?.to_string(),
+                next_hop_type: r.req_str("nextHopType")?.to_string(),
+                next_hop_ip_address: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
+                at: r.location(),
+            })
+        })
+        .collect::<Result<_, LoadError>>()?;
+    Ok(RouteTable {
+        id,
+        name,
+        disable_bgp_route_propagation: n.bool("disableBgpRoutePropagation")?.unwrap_or(false),
+        routes,
+    })
+}
+
+/// `Microsoft.Network/virtualNetworkGateways`.
+#[derive(Clone, Debug)]
+pub struct VirtualNetworkGateway {
+    pub id: String,
+    pub name: String,
+    /// `Vpn` or `ExpressRoute`.
+    pub gateway_type: Option<String>,
+    /// The VNet of the gateway's `GatewaySubnet`.
+    pub virtual_network_id: Option<String>,
+    pub bgp_peering_address: Option<String>,
+}
+
+/// Parses `Microsoft.Network/virtualNetworkGateways`.
+pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
+    let (id, name) = id_and_name(n, "virtualNetworkGateways")?;
+    let mut virtual_network_id = None;
+    for c in n.array("ipConfigurations")? {
+        if let Some(subnet) = c.node().reference("subnet")? {
+            virtual_network_id = Some(parent_id(subnet).to_string());
+        }
+    }
+    let bgp = match n.field("bgpSettings") {
+        Some(c) => c.node().str("bgpPeeringAddress")?.map(str::to_string),
+        None => None,
+    };
+    Ok(VirtualNetworkGateway {
+        id,
+        name,
+        gateway_type: n.str("gatewayType")?.map(str::to_string),
+        virtual_network_id,
+        bgp_peering_address: bgp,
+    })
+}
+
+/// `Microsoft.Network/localNetworkGateways`: an on-premises site.
+#[derive(Clone, Debug)]
+pub struct LocalNetworkGateway {
+    pub id: String,
+    pub name: String,
+    pub address_prefixes: Vec<IpPrefix>,
+    pub gateway_ip_address: Option<String>,
+}
+
+/// Parses `Microsoft.Network/localNetworkGateways`.
+pub fn parse_lng(n: &Node<'_>) -> Result<LocalNetworkGateway, LoadError> {
+    let (id, name) = id_and_name(n, "localNetworkGateways")?;
+    let address_prefixes = match n.field("localNetworkAddressSpace") {
+        Some(c) => prefixes(&c.node(), "addressPrefixes")?,
+        None => Vec::new(),
+    };
+    Ok(LocalNetworkGateway {
+        id,
+        name,
+        address_prefixes,
+        gateway_ip_address: n.str("gatewayIpAddress")?.map(str::to_string),
+    })
+}
+
+/// `Microsoft.Network/connections`.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub id: String,
+    pub name: String,
+    /// `IPsec`, `Vnet2Vnet`, `ExpressRoute`.
+    pub connection_type: Option<String>,
+    pub virtual_network_gateway1_id: Option<String>,
+    pub virtual_network_gateway2_id: Option<String>,
+    pub local_network_gateway2_id: Option<String>,
+    /// `connectionStatus`; absent in exported templates, then taken as connected.
+    pub connection_status: Option<String>,
+}
+
+impl Connection {
+    /// Whether the connection carries traffic now.
+    pub fn is_connected(&self) -> bool {
+        self.connection_status
+            .as_deref()
+            .is_none_or(|s| s.eq_ignore_ascii_case("Connected"))
+    }
+}
+
+/// Parses `Microsoft.Network/connections`.
+pub fn parse_connection(n: &Node<'_>) -> Result<Connection, LoadError> {
+    let (id, name) = id_and_name(n, "connections")?;
+    Ok(Connection {
+        id,
+        name,
+        connection_type: n.str("connectionType")?.map(str::to_string),
+        virtual_network_gateway1_id: n.reference("virtualNetworkGateway1")?.map(str::to_string),
+        virtual_network_gateway2_id: n.reference("virtualNetworkGateway2")?.map(str::to_string),
+        local_network_gateway2_id: n.reference("localNetworkGateway2")?.map(str::to_string),
+        connection_status: n.str("connectionStatus")?.map(str::to_string),
+    })
+}
+
+/// `Microsoft.Compute/virtualMachines`.
+#[derive(Clone, Debug)]
+pub struct VirtualMachine {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    /// `networkProfile.networkInterfaces[]`: id and whether primary.
+    pub network_interfaces: Vec<(String, bool)>,
+}
+
+/// Parses `Microsoft.Compute/virtualMachines`.
+pub fn parse_vm(n: &Node<'_>) -> Result<VirtualMachine, LoadError> {
+    let (id, name) = id_and_name(n, "virtualMachines")?;
+    let mut nics = Vec::new();
+    if let Some(p) = n.field("networkProfile") {
+        for (i, c) in p.node().array("networkInterfaces")?.iter().enumerate() {
+            let c = c.node();
+            let nid = c.req_str("id")?.to_string();
+            nics.push((nid, c.bool("primary")?.unwrap_or(i == 0)));
+        }
+    }
+    Ok(VirtualMachine {
+        id,
+        name,
+        location: n.str("location")?.map(str::to_string),
+        network_interfaces: nics,
+    })
+}
+
+/// Parses `Microsoft.Network/applicationSecurityGroups`.
+pub fn parse_asg(n: &Node<'_>) -> Result<ApplicationSecurityGroup, LoadError> {
+    let (id, name) = id_and_name(n, "applicationSecurityGroups")?;
+    Ok(ApplicationSecurityGroup { id, name })
+}

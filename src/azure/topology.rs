@@ -1,0 +1,141 @@
+//! How loaded resources relate: gateways of a VNet, the on-premises and
+//! VNet-to-VNet prefixes behind them, members of application security groups.
+
+use std::collections::HashMap;
+
+use netwatch_rules::{AddrSet, IpPrefix};
+
+use super::{id_key, parent_id, Environment, Subnet, VirtualNetwork, VirtualNetworkGateway};
+
+impl Environment {
+    /// The VNet a NIC's IP configuration sits in, with its subnet.
+    pub fn subnet_of(&self, subnet_id: &str) -> Option<(&VirtualNetwork, &Subnet)> {
+        self.subnet(subnet_id)
+    }
+
+    /// Gateways in a VNet's own `GatewaySubnet`.
+    pub fn gateways_in(&self, vnet: &VirtualNetwork) -> Vec<&VirtualNetworkGateway> {
+        let key = id_key(&vnet.id);
+        self.virtual_network_gateways
+            .iter()
+            .filter(|g| g.virtual_network_id.as_deref().is_some_and(|v| id_key(v) == key))
+            .collect()
+    }
+
+    /// Gateways whose routes reach a VNet: its own, and those of peers it
+    /// uses through `useRemoteGateways` (spec §5.2).
+    pub fn gateways_serving(&self, vnet: &VirtualNetwork) -> Vec<&VirtualNetworkGateway> {
+        let mut out = self.gateways_in(vnet);
+        for p in vnet.peerings.iter().filter(|p| p.is_connected() && p.use_remote_gateways) {
+            if let Some(remote) = self.vnet(&p.remote_virtual_network_id) {
+                out.extend(self.gateways_in(remote));
+            }
+        }
+        out
+    }
+
+    /// Address prefixes reachable through a gateway's connected connections:
+    /// local network gateway address spaces (site-to-site) and the address
+    /// space of the VNet behind the other gateway (VNet-to-VNet).
+    pub fn prefixes_behind(&self, gateway: &VirtualNetworkGateway) -> Vec<IpPrefix> {
+        let gk = id_key(&gateway.id);
+        let mut out = Vec::new();
+        for c in self.connections.iter().filter(|c| c.is_connected()) {
+            let g1 = c.virtual_network_gateway1_id.as_deref().map(id_key);
+            let g2 = c.virtual_network_gateway2_id.as_deref().map(id_key);
+            let other = if g1.as_deref() == Some(gk.as_str()) {
+                if let Some(lng) = c.local_network_gateway2_id.as_deref().and_then(|l| self.local_network_gateway(l)) {
+                    out.extend(lng.address_prefixes.iter().copied());
+                }
+                c.virtual_network_gateway2_id.as_deref()
+            } else if g2.as_deref() == Some(gk.as_str()) {
+                c.virtual_network_gateway1_id.as_deref()
+            } else {
+                None
+            };
+            if let Some(vnet) = other
+                .and_then(|o| self.virtual_network_gateway(o))
+                .and_then(|g| g.virtual_network_id.as_deref())
+                .and_then(|v| self.vnet(v))
+            {
+                out.extend(vnet.address_space.iter().copied());
+            }
+        }
+        out
+    }
+
+    /// The address space of each connected peer of a VNet.
+    pub fn peered_address_spaces(&self, vnet: &VirtualNetwork) -> Vec<(String, Vec<IpPrefix>)> {
+        vnet.peerings
+            .iter()
+            .filter(|p| p.is_connected())
+            .map(|p| {
+                let space = if p.remote_address_space.is_empty() {
+                    self.vnet(&p.remote_virtual_network_id)
+                        .map(|v| v.address_space.clone())
+                        .unwrap_or_default()
+                } else {
+                    p.remote_address_space.clone()
+                };
+                (p.remote_virtual_network_id.clone(), space)
+            })
+            .collect()
+    }
+
+    /// The `VirtualNetwork` tag for a subnet (spec Decisions 1): the VNet's
+    /// ranges, connected peers' ranges, prefixes behind the gateways that
+    /// serve the VNet, 168.63.129.16/32, and the prefixes of the user routes
+    /// in the subnet's route table.
+    pub fn virtual_network_tag(&self, vnet: &VirtualNetwork, subnet: &Subnet) -> AddrSet {
+        let mut p: Vec<IpPrefix> = vnet.address_space.clone();
+        for (_, space) in self.peered_address_spaces(vnet) {
+            p.extend(space);
+        }
+        for g in self.gateways_serving(vnet) {
+            p.extend(self.prefixes_behind(g));
+        }
+        if let Ok(host) = netwatch_rules::tags::AZURE_HOST_IP.parse::<IpPrefix>() {
+            p.push(host);
+        }
+        let mut set = AddrSet::from_prefixes(p);
+        if let Some(rt) = subnet.route_table_id.as_deref().and_then(|id| self.route_table(id)) {
+            for r in &rt.routes {
+                if let Ok(pfx) = r.address_prefix.parse::<IpPrefix>() {
+                    set = set.union(&AddrSet::from_prefix(pfx));
+                } else if let Some(tag) = self.service_tags.as_ref().and_then(|t| t.get(&r.address_prefix)) {
+                    set = set.union(tag);
+                }
+            }
+        }
+        set
+    }
+
+    /// Private IPs of the member NICs of every application security group,
+    /// keyed by lower-case ASG id. Loaded ASGs without members map to the
+    /// empty set.
+    pub fn application_security_group_members(&self) -> HashMap<String, AddrSet> {
+        let mut ips: HashMap<String, Vec<IpPrefix>> = HashMap::new();
+        for a in &self.application_security_groups {
+            ips.entry(id_key(&a.id)).or_default();
+        }
+        for nic in &self.network_interfaces {
+            for c in &nic.ip_configurations {
+                for a in &c.application_security_group_ids {
+                    let e = ips.entry(id_key(a)).or_default();
+                    if let Some(ip) = c.private_ip_address {
+                        let len = if ip.is_ipv4() { 32 } else { 128 };
+                        if let Some(p) = IpPrefix::new(ip, len) {
+                            e.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        ips.into_iter().map(|(k, v)| (k, AddrSet::from_prefixes(v))).collect()
+    }
+
+    /// The VNet id of a subnet id.
+    pub fn vnet_id_of_subnet(subnet_id: &str) -> &str {
+        parent_id(subnet_id)
+    }
+}

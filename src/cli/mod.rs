@@ -1,0 +1,205 @@
+//! Argument parsing (clap derive) and output formatting.
+
+mod output;
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use netwatch::watcher::{self, IpFlowProtocol, IpFlowVerifyParameters};
+use netwatch::Environment;
+use netwatch_rules::Direction;
+
+use output::{print_value, OutputFormat};
+
+/// An offline Azure Network Watcher: NSG evaluation, routing, packet capture
+/// and flow logs over your real Azure resources.
+#[derive(Parser, Debug)]
+#[command(name = "netwatch", version, about, propagate_version = true)]
+struct Cli {
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Is this flow allowed to or from the VM, and by which rule? (IP flow verify)
+    IpFlowVerify(IpFlowVerifyArgs),
+    /// The security group view of a VM: NSG rules per NIC, default and effective rules.
+    SecurityGroupView(SecurityGroupViewArgs),
+    /// The effective security rules of a NIC, tags expanded, one entry per NSG.
+    EffectiveSecurityRules(EffectiveSecurityRulesArgs),
+}
+
+/// Where the Azure resources come from; the same on every command.
+#[derive(Args, Debug)]
+struct ResourceArgs {
+    /// Azure resource JSON: a file or a directory of .json files (az CLI or REST shape). Repeatable.
+    #[arg(long = "resources", value_name = "PATH", required = true)]
+    resources: Vec<PathBuf>,
+    /// A ServiceTags_*.json download (.json or .json.gz) for service tags in rules.
+    #[arg(long = "service-tags", value_name = "FILE")]
+    service_tags: Option<PathBuf>,
+}
+
+impl ResourceArgs {
+    fn load(&self) -> Result<Environment> {
+        let mut env = Environment::load(&self.resources)?;
+        if let Some(t) = &self.service_tags {
+            env.load_service_tags(t)?;
+        }
+        tracing::info!(
+            files = env.files.len(),
+            nsgs = env.network_security_groups.len(),
+            vnets = env.virtual_networks.len(),
+            nics = env.network_interfaces.len(),
+            vms = env.virtual_machines.len(),
+            "loaded resources"
+        );
+        for (t, n) in &env.skipped {
+            tracing::info!(r#type = %t, count = n, "skipped resources of a type netwatch does not use");
+        }
+        Ok(env)
+    }
+}
+
+#[derive(Args, Debug)]
+struct IpFlowVerifyArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The VM, by name or resource id.
+    #[arg(long, value_name = "NAME|ID")]
+    vm: Option<String>,
+    /// The NIC, by name or resource id (needed when the VM has several and the local IP does not tell).
+    #[arg(long, value_name = "NAME|ID")]
+    nic: Option<String>,
+    /// Inbound or Outbound, as seen from the VM.
+    #[arg(long, value_parser = parse_direction)]
+    direction: Direction,
+    /// TCP or UDP.
+    #[arg(long, value_parser = IpFlowProtocol::parse)]
+    protocol: IpFlowProtocol,
+    /// The VM's address and port, e.g. 10.0.0.4:22 or [2001:db8::4]:22.
+    #[arg(long, value_name = "IP:PORT")]
+    local: SocketAddr,
+    /// The other end's address and port.
+    #[arg(long, value_name = "IP:PORT")]
+    remote: SocketAddr,
+    /// Also print the per-NSG, per-rule trace.
+    #[arg(long)]
+    explain: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+struct SecurityGroupViewArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The VM, by name or resource id.
+    #[arg(long, value_name = "NAME|ID")]
+    vm: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+struct EffectiveSecurityRulesArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The NIC, by name or resource id.
+    #[arg(long, value_name = "NAME|ID")]
+    nic: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
+fn parse_direction(s: &str) -> Result<Direction, String> {
+    Direction::parse(s).map_err(|e| e.to_string())
+}
+
+/// Runs the command line; errors print as one `error:` line, exit 1.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // A closed pipe (`| head`) is not an error worth reporting.
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            let msg = format!("{e:#}").replace('\n', " ");
+            let _ = writeln!(io::stderr(), "error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::IpFlowVerify(a) => ip_flow_verify(a),
+        Command::SecurityGroupView(a) => {
+            let env = a.resources.load()?;
+            let v = watcher::security_group_view(&env, &a.vm)?;
+            print_value(&serde_json::to_value(v)?, a.output)
+        }
+        Command::EffectiveSecurityRules(a) => {
+            let env = a.resources.load()?;
+            let nic = watcher::context::find_nic(&env, &a.nic)?;
+            let v = watcher::effective_security_rules(&env, nic)?;
+            print_value(&serde_json::to_value(v)?, a.output)
+        }
+    }
+}
+
+fn ip_flow_verify(a: IpFlowVerifyArgs) -> Result<()> {
+    if a.vm.is_none() && a.nic.is_none() {
+        return Err(anyhow!("give the target with --vm NAME|ID or --nic NAME|ID"));
+    }
+    let env = a.resources.load()?;
+    let local_ip: IpAddr = a.local.ip();
+    let p = IpFlowVerifyParameters {
+        vm: a.vm.clone(),
+        nic: a.nic.clone(),
+        direction: a.direction,
+        protocol: a.protocol,
+        local_ip,
+        local_port: a.local.port(),
+        remote_ip: a.remote.ip(),
+        remote_port: a.remote.port(),
+    };
+    let (result, explanation) = watcher::ip_flow_verify(&env, &p).context("ip-flow-verify")?;
+    let v = if a.explain {
+        serde_json::to_value(explanation)?
+    } else {
+        serde_json::to_value(result)?
+    };
+    print_value(&v, a.output)
+}

@@ -1,0 +1,184 @@
+//! Printing values: Azure-shaped JSON, JSON lines, or a table for people.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+use clap::ValueEnum;
+use serde_json::Value;
+
+/// `-o json|jsonl|table`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Azure's response shape, pretty-printed.
+    Json,
+    /// One JSON object per line (the elements of the response's main list).
+    Jsonl,
+    /// Aligned columns for people.
+    Table,
+}
+
+/// Prints a response in the chosen format.
+pub fn print_value(v: &Value, format: OutputFormat) -> Result<()> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, v)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Jsonl => {
+            for row in rows(v) {
+                serde_json::to_writer(&mut out, &row)?;
+                writeln!(out)?;
+            }
+        }
+        OutputFormat::Table => write_table(&mut out, &rows(v))?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The rows of a response: the elements of its main list, or itself.
+fn rows(v: &Value) -> Vec<Value> {
+    if let Some(list) = v.get("value").and_then(Value::as_array) {
+        // Effective security rules: one row per rule, with its NSG.
+        let mut out = Vec::new();
+        for g in list {
+            match g.get("effectiveSecurityRules").and_then(Value::as_array) {
+                Some(rules) => {
+                    let nsg = g
+                        .pointer("/networkSecurityGroup/id")
+                        .and_then(Value::as_str)
+                        .map(short)
+                        .unwrap_or_default();
+                    for r in rules {
+                        let mut r = r.clone();
+                        if let Some(o) = r.as_object_mut() {
+                            o.insert("nsg".into(), Value::String(nsg.clone()));
+                        }
+                        out.push(r);
+                    }
+                }
+                None => out.push(g.clone()),
+            }
+        }
+        return out;
+    }
+    if let Some(nics) = v.get("networkInterfaces").and_then(Value::as_array) {
+        let mut out = Vec::new();
+        for n in nics {
+            let nic = n.get("id").and_then(Value::as_str).map(short).unwrap_or_default();
+            for r in n
+                .pointer("/securityRuleAssociations/effectiveSecurityRules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let mut r = r.clone();
+                if let Some(o) = r.as_object_mut() {
+                    o.insert("nic".into(), Value::String(nic.clone()));
+                }
+                out.push(r);
+            }
+        }
+        return out;
+    }
+    vec![v.clone()]
+}
+
+fn short(id: &str) -> String {
+    id.rsplit('/').next().unwrap_or(id).to_string()
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(cell).collect();
+            let s = parts.join(",");
+            if s.len() > 48 {
+                format!(
+                    "{}… ({} items)",
+                    &s[..s.char_indices().take(40).last().map_or(0, |(i, c)| i + c.len_utf8())],
+                    a.len()
+                )
+            } else {
+                s
+            }
+        }
+        Value::Object(_) => "{…}".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns chosen for effective rules; other shapes use their own keys.
+const RULE_COLUMNS: &[(&str, &str)] = &[
+    ("nsg", "NSG"),
+    ("nic", "NIC"),
+    ("name", "Name"),
+    ("priority", "Priority"),
+    ("direction", "Direction"),
+    ("access", "Access"),
+    ("protocol", "Protocol"),
+    ("sourceAddressPrefixes", "Source"),
+    ("sourcePortRanges", "SourcePorts"),
+    ("destinationAddressPrefixes", "Destination"),
+    ("destinationPortRanges", "DestinationPorts"),
+];
+
+fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
+    let Some(first) = rows.first() else { return Ok(()) };
+    let cols: Vec<(String, String)> = if first.get("priority").is_some() {
+        RULE_COLUMNS
+            .iter()
+            .filter(|(k, _)| rows.iter().any(|r| r.get(*k).is_some()))
+            .map(|(k, h)| (k.to_string(), h.to_string()))
+            .collect()
+    } else {
+        first
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| !o[*k].is_object() && !o[*k].is_array())
+                    .map(|k| (k.clone(), title(k)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|(k, _)| r.get(k).map(cell).unwrap_or_default()).collect())
+        .collect();
+    let mut width: Vec<usize> = cols.iter().map(|(_, h)| h.chars().count()).collect();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, vals: Vec<&str>| -> io::Result<()> {
+        let mut s = String::new();
+        for (i, v) in vals.iter().enumerate() {
+            if i + 1 == vals.len() {
+                s.push_str(v);
+            } else {
+                s.push_str(&format!("{:<w$}  ", v, w = width[i]));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(out, cols.iter().map(|(_, h)| h.as_str()).collect())?;
+    for row in &cells {
+        line(out, row.iter().map(String::as_str).collect())?;
+    }
+    Ok(())
+}
+
+/// `ruleName` -> `RuleName`.
+fn title(k: &str) -> String {
+    let mut c = k.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}

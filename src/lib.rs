@@ -1,0 +1,10 @@
+//! netwatch: an offline Azure Network Watcher.
+//!
+//! The library behind the `netwatch` binary: [`azure`] loads real Azure
+//! resource JSON, [`watcher`] answers Network Watcher's questions over it.
+#![forbid(unsafe_code)]
+
+pub mod azure;
+pub mod watcher;
+
+pub use azure::{Environment, LoadError};

@@ -1,0 +1,285 @@
+//! A NIC as the rules see it: its subnet, VNet, the NSGs on both, and the
+//! address context (tags, ASGs) its rules resolve in.
+
+use std::net::IpAddr;
+
+use netwatch_rules::{
+    evaluate_chain, AddressContext, ChainDecision, ChainLink, Classifier, Direction, FlowKey, LinearClassifier, NetworkSecurityGroup,
+    ResolvedNsg, ResolvedRule,
+};
+
+use super::WatcherError;
+use crate::azure::{Environment, IpConfiguration, NetworkInterface, Subnet, VirtualMachine, VirtualNetwork};
+
+/// Which level an NSG is attached at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    Subnet,
+    NetworkInterface,
+}
+
+/// A NIC with everything its rule evaluation needs.
+pub struct NicView<'e> {
+    pub env: &'e Environment,
+    pub nic: &'e NetworkInterface,
+    pub ip_configuration: &'e IpConfiguration,
+    pub vnet: &'e VirtualNetwork,
+    pub subnet: &'e Subnet,
+    pub subnet_nsg: Option<&'e NetworkSecurityGroup>,
+    pub nic_nsg: Option<&'e NetworkSecurityGroup>,
+    pub addresses: AddressContext<'e>,
+}
+
+impl<'e> NicView<'e> {
+    /// The view of one IP configuration of a NIC.
+    pub fn new(env: &'e Environment, nic: &'e NetworkInterface, ip_configuration: &'e IpConfiguration) -> Result<Self, WatcherError> {
+        let subnet_id = ip_configuration.subnet_id.as_deref().ok_or_else(|| {
+            WatcherError::Invalid(format!(
+                "network interface {:?}: IP configuration {:?} has no subnet",
+                nic.name, ip_configuration.name
+            ))
+        })?;
+        let (vnet, subnet) = env.subnet(subnet_id).ok_or_else(|| {
+            WatcherError::NotFound(format!(
+                "network interface {:?}: subnet {subnet_id:?} is not among the loaded resources (load its virtual network with --resources)",
+                nic.name
+            ))
+        })?;
+        let nsg = |id: Option<&str>, what: &str| -> Result<Option<&'e NetworkSecurityGroup>, WatcherError> {
+            match id {
+                None => Ok(None),
+                Some(id) => env.nsg(id).map(Some).ok_or_else(|| {
+                    WatcherError::NotFound(format!(
+                        "{what}: network security group {id:?} is not among the loaded resources (load it with --resources)"
+                    ))
+                }),
+            }
+        };
+        let subnet_nsg = nsg(subnet.network_security_group_id.as_deref(), &format!("subnet {:?}", subnet.name))?;
+        let nic_nsg = nsg(
+            nic.network_security_group_id.as_deref(),
+            &format!("network interface {:?}", nic.name),
+        )?;
+        let addresses = AddressContext {
+            virtual_network: env.virtual_network_tag(vnet, subnet),
+            service_tags: env.service_tags.as_ref(),
+            application_security_groups: env.application_security_group_members(),
+        };
+        Ok(NicView {
+            env,
+            nic,
+            ip_configuration,
+            vnet,
+            subnet,
+            subnet_nsg,
+            nic_nsg,
+            addresses,
+        })
+    }
+
+    /// The primary IP configuration's view, or the one holding `ip`.
+    pub fn for_nic(env: &'e Environment, nic: &'e NetworkInterface, ip: Option<IpAddr>) -> Result<Self, WatcherError> {
+        let cfg = match ip {
+            Some(ip) => nic.ip_configurations.iter().find(|c| c.private_ip_address == Some(ip)),
+            None => nic.ip_configurations.iter().find(|c| c.primary).or(nic.ip_configurations.first()),
+        };
+        let cfg = cfg.ok_or_else(|| match ip {
+            Some(ip) => WatcherError::Invalid(format!(
+                "{ip} is not a private IP of network interface {:?} (its addresses: {})",
+                nic.name,
+                addresses_of(nic)
+            )),
+            None => WatcherError::Invalid(format!("network interface {:?} has no IP configuration", nic.name)),
+        })?;
+        NicView::new(env, nic, cfg)
+    }
+
+    /// The NSGs in evaluation order for a direction (spec §1.6): inbound
+    /// subnet then NIC, outbound NIC then subnet.
+    pub fn chain(&self, direction: Direction) -> Vec<(Attachment, &'e NetworkSecurityGroup)> {
+        let s = self.subnet_nsg.map(|n| (Attachment::Subnet, n));
+        let n = self.nic_nsg.map(|n| (Attachment::NetworkInterface, n));
+        match direction {
+            Direction::Inbound => s.into_iter().chain(n).collect(),
+            Direction::Outbound => n.into_iter().chain(s).collect(),
+        }
+    }
+
+    /// The id an attachment refers to (subnet id or NIC id).
+    pub fn applied_to(&self, a: Attachment) -> &'e str {
+        match a {
+            Attachment::Subnet => &self.subnet.id,
+            Attachment::NetworkInterface => &self.nic.id,
+        }
+    }
+
+    /// Resolves and compiles the chain of one direction.
+    pub fn compile(&self, direction: Direction) -> Result<NsgChain<'e>, WatcherError> {
+        let mut links = Vec::new();
+        for (attachment, nsg) in self.chain(direction) {
+            let resolved = self.addresses.resolve(nsg)?;
+            let rules: Vec<ResolvedRule> = resolved.rules(direction).to_vec();
+            let classifier = build_classifier(&rules);
+            links.push(CompiledLink {
+                attachment,
+                nsg,
+                resolved,
+                rules,
+                classifier,
+            });
+        }
+        Ok(NsgChain { direction, links })
+    }
+}
+
+fn addresses_of(nic: &NetworkInterface) -> String {
+    let v: Vec<String> = nic
+        .ip_configurations
+        .iter()
+        .filter_map(|c| c.private_ip_address.map(|a| a.to_string()))
+        .collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The classifier used for evaluation.
+fn build_classifier(rules: &[ResolvedRule]) -> Box<dyn Classifier + Send + Sync> {
+    Box::new(netwatch_rules::CompiledClassifier::new(rules))
+}
+
+/// One NSG of a compiled chain.
+pub struct CompiledLink<'e> {
+    pub attachment: Attachment,
+    pub nsg: &'e NetworkSecurityGroup,
+    pub resolved: ResolvedNsg,
+    /// The rules of the chain's direction, in evaluation order.
+    pub rules: Vec<ResolvedRule>,
+    pub classifier: Box<dyn Classifier + Send + Sync>,
+}
+
+/// The resolved, compiled NSG chain of one NIC and direction.
+pub struct NsgChain<'e> {
+    pub direction: Direction,
+    pub links: Vec<CompiledLink<'e>>,
+}
+
+impl NsgChain<'_> {
+    /// The chain decision for a flow (spec Decisions 5).
+    pub fn decide(&self, key: &FlowKey) -> ChainDecision {
+        let links: Vec<ChainLink<'_>> = self
+            .links
+            .iter()
+            .map(|l| ChainLink {
+                rules: &l.rules,
+                classifier: l.classifier.as_ref(),
+            })
+            .collect();
+        evaluate_chain(&links, key)
+    }
+
+    /// The same decision by the linear reference evaluator.
+    pub fn decide_linear(&self, key: &FlowKey) -> ChainDecision {
+        let linear: Vec<LinearClassifier> = self.links.iter().map(|l| LinearClassifier::new(l.rules.clone())).collect();
+        let links: Vec<ChainLink<'_>> = self
+            .links
+            .iter()
+            .zip(&linear)
+            .map(|(l, c)| ChainLink {
+                rules: &l.rules,
+                classifier: c,
+            })
+            .collect();
+        evaluate_chain(&links, key)
+    }
+
+    /// The qualified name (`securityRules/x`) of rule `index` of link `link`.
+    pub fn rule_name(&self, link: usize, index: usize) -> Option<String> {
+        let l = self.links.get(link)?;
+        let pos = l.rules.get(index)?.position;
+        let rule = l.nsg.security_rules.iter().chain(l.nsg.default_security_rules.iter()).nth(pos)?;
+        Some(rule.qualified_name())
+    }
+
+    /// The configured rule behind rule `index` of link `link`.
+    pub fn rule(&self, link: usize, index: usize) -> Option<&netwatch_rules::SecurityRule> {
+        let l = self.links.get(link)?;
+        let pos = l.rules.get(index)?.position;
+        l.nsg.security_rules.iter().chain(l.nsg.default_security_rules.iter()).nth(pos)
+    }
+}
+
+/// Finds a VM by name or id.
+pub fn find_vm<'e>(env: &'e Environment, key: &str) -> Result<&'e VirtualMachine, WatcherError> {
+    env.find(&env.virtual_machines, "virtual machine", |v| &v.id, |v| &v.name, key)
+        .map_err(WatcherError::NotFound)
+}
+
+/// Finds a NIC by name or id.
+pub fn find_nic<'e>(env: &'e Environment, key: &str) -> Result<&'e NetworkInterface, WatcherError> {
+    env.find(&env.network_interfaces, "network interface", |v| &v.id, |v| &v.name, key)
+        .map_err(WatcherError::NotFound)
+}
+
+/// The NICs of a VM: those its network profile lists, and those that name
+/// it as their `virtualMachine`; primary first.
+pub fn nics_of_vm<'e>(env: &'e Environment, vm: &VirtualMachine) -> Vec<&'e NetworkInterface> {
+    let mut out: Vec<&NetworkInterface> = Vec::new();
+    let mut ids: Vec<(String, bool)> = vm.network_interfaces.clone();
+    ids.sort_by_key(|(_, primary)| !primary);
+    for (id, _) in &ids {
+        if let Some(n) = env.nic(id) {
+            out.push(n);
+        }
+    }
+    let vm_key = crate::azure::id_key(&vm.id);
+    for n in &env.network_interfaces {
+        if n.virtual_machine_id.as_deref().map(crate::azure::id_key).as_deref() == Some(vm_key.as_str())
+            && !out.iter().any(|x| std::ptr::eq(*x, n))
+        {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Picks the NIC for an operation from `--vm` and/or `--nic`, preferring the
+/// NIC that holds `local_ip` when the VM has several.
+pub fn select_nic<'e>(
+    env: &'e Environment,
+    vm: Option<&str>,
+    nic: Option<&str>,
+    local_ip: Option<IpAddr>,
+) -> Result<&'e NetworkInterface, WatcherError> {
+    if let Some(n) = nic {
+        return find_nic(env, n);
+    }
+    let Some(vm) = vm else {
+        return Err(WatcherError::Invalid("give the target with --vm NAME|ID or --nic NAME|ID".into()));
+    };
+    let vm = find_vm(env, vm)?;
+    let nics = nics_of_vm(env, vm);
+    if nics.is_empty() {
+        return Err(WatcherError::NotFound(format!(
+            "virtual machine {:?}: none of its network interfaces is among the loaded resources",
+            vm.name
+        )));
+    }
+    if let Some(ip) = local_ip {
+        if let Some(n) = nics
+            .iter()
+            .find(|n| n.ip_configurations.iter().any(|c| c.private_ip_address == Some(ip)))
+        {
+            return Ok(n);
+        }
+        let all: Vec<String> = nics.iter().map(|n| format!("{}: {}", n.name, addresses_of(n))).collect();
+        return Err(WatcherError::Invalid(format!(
+            "local IP {ip} is not an address of virtual machine {:?} ({})",
+            vm.name,
+            all.join("; ")
+        )));
+    }
+    Ok(nics[0])
+}

@@ -1,0 +1,25 @@
+//! Network Watcher's operations over a loaded [`Environment`](crate::Environment).
+//! Each is a plain function returning a value in Azure's response shape;
+//! the CLI only parses arguments and prints.
+
+pub mod context;
+pub mod ip_flow;
+pub mod security_view;
+
+use thiserror::Error;
+
+pub use context::{NicView, NsgChain};
+pub use ip_flow::{ip_flow_verify, IpFlowExplanation, IpFlowProtocol, IpFlowVerifyParameters, VerificationIpFlowResult};
+pub use security_view::{effective_security_rules, security_group_view};
+
+/// Errors of the operations: a target that is not there, an input that does
+/// not fit the environment, an NSG that does not resolve.
+#[derive(Debug, Error)]
+pub enum WatcherError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Resolve(#[from] netwatch_rules::ResolveError),
+}
