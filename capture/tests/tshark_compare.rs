@@ -147,11 +147,12 @@ fn epoch_ns(s: &str) -> Option<i64> {
         f.push('0');
     }
     let frac: i64 = f.parse().ok()?;
-    Some(if neg {
-        sec * 1_000_000_000 - frac
+    let base = sec.checked_mul(1_000_000_000)?;
+    if neg {
+        base.checked_sub(frac)
     } else {
-        sec * 1_000_000_000 + frac
-    })
+        base.checked_add(frac)
+    }
 }
 
 #[derive(Default)]

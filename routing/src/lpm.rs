@@ -31,7 +31,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Number of lookups interleaved by [`LpmTable::lookup_batch`].
-pub const BATCH_LANES: usize = 256;
+pub const BATCH_LANES: usize = 64;
 
 /// Largest number of distinct prefixes one table can hold (the leaf
 /// encoding keeps 23 bits of value index in a top-array entry).
@@ -356,6 +356,7 @@ struct Item<K> {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(32))]
 struct Node {
     /// Bit v set: slot v has a child node.
     vector: u64,
