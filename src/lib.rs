@@ -8,3 +8,8 @@ pub mod azure;
 pub mod watcher;
 
 pub use azure::{Environment, LoadError};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -7,7 +7,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn netwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netwatch")).args(args).current_dir(common::root()).output().expect("run netwatch")
+    Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("run netwatch")
 }
 
 fn stdout(o: &Output) -> String {
@@ -21,19 +25,46 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn ip_flow_verify_prints_azure_result_shape() {
     let o = netwatch(&[
-        "ip-flow-verify", "--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json", "--vm", "vm-web1",
-        "--direction", "Inbound", "--protocol", "TCP", "--local", "10.1.1.4:22", "--remote", "52.178.4.10:40000",
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:22",
+        "--remote",
+        "52.178.4.10:40000",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v, serde_json::json!({"access": "Deny", "ruleName": "securityRules/Deny-SSH-From-Internet"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"access": "Deny", "ruleName": "securityRules/Deny-SSH-From-Internet"})
+    );
 }
 
 #[test]
 fn ip_flow_verify_without_nsg_has_no_rule_name() {
     let o = netwatch(&[
-        "ip-flow-verify", "--resources", "tests/data/hub-spoke-cli", "--vm", "vm-legacy", "--direction", "Outbound", "--protocol", "UDP",
-        "--local", "10.3.1.4:5000", "--remote", "8.8.8.8:53",
+        "ip-flow-verify",
+        "--resources",
+        "tests/data/hub-spoke-cli",
+        "--vm",
+        "vm-legacy",
+        "--direction",
+        "Outbound",
+        "--protocol",
+        "UDP",
+        "--local",
+        "10.3.1.4:5000",
+        "--remote",
+        "8.8.8.8:53",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -43,8 +74,22 @@ fn ip_flow_verify_without_nsg_has_no_rule_name() {
 #[test]
 fn explain_lists_each_nsg_and_rule() {
     let o = netwatch(&[
-        "ip-flow-verify", "--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json", "--vm", "vm-web1",
-        "--direction", "Inbound", "--protocol", "TCP", "--local", "10.1.1.4:8081", "--remote", "52.178.4.10:40000", "--explain",
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:8081",
+        "--remote",
+        "52.178.4.10:40000",
+        "--explain",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -53,20 +98,37 @@ fn explain_lists_each_nsg_and_rule() {
     assert!(groups[0]["networkSecurityGroupId"].as_str().unwrap().ends_with("/nsg-web-subnet"));
     assert!(groups[0]["appliedTo"].as_str().unwrap().ends_with("/subnets/snet-web"));
     assert_eq!(groups[0]["matchedRule"]["ruleName"], "securityRules/Allow-Web-Alt-In");
-    assert_eq!(groups[1]["matchedRule"], serde_json::json!({"ruleName": "securityRules/Deny-8081-In", "action": "Deny"}));
+    assert_eq!(
+        groups[1]["matchedRule"],
+        serde_json::json!({"ruleName": "securityRules/Deny-8081-In", "action": "Deny"})
+    );
     assert!(groups[1]["appliedTo"].as_str().unwrap().ends_with("/networkInterfaces/nic-web1"));
     assert_eq!(v["ruleName"], "securityRules/Deny-8081-In");
 }
 
 #[test]
 fn effective_security_rules_normalise_like_azure() {
-    let o = netwatch(&["effective-security-rules", "--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json", "--nic", "nic-web1"]);
+    let o = netwatch(&[
+        "effective-security-rules",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--nic",
+        "nic-web1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let groups = v["value"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "one entry per NSG: subnet and NIC");
-    assert!(groups[0]["association"]["subnet"]["id"].as_str().unwrap().ends_with("/subnets/snet-web"));
-    assert!(groups[1]["association"]["networkInterface"]["id"].as_str().unwrap().ends_with("/nic-web1"));
+    assert!(groups[0]["association"]["subnet"]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/subnets/snet-web"));
+    assert!(groups[1]["association"]["networkInterface"]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/nic-web1"));
     let rules = groups[0]["effectiveSecurityRules"].as_array().unwrap();
     let find = |n: &str| rules.iter().find(|r| r["name"] == n).unwrap_or_else(|| panic!("no rule {n}"));
     let inet = find("defaultSecurityRules/AllowInternetOutBound");
@@ -74,8 +136,16 @@ fn effective_security_rules_normalise_like_azure() {
     assert_eq!(inet["sourceAddressPrefix"], "0.0.0.0/0");
     assert_eq!(inet["sourcePortRange"], "0-65535");
     assert_eq!(inet["destinationAddressPrefix"], "Internet");
-    let exp: Vec<&str> = inet["expandedDestinationAddressPrefix"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-    assert_eq!(&exp[..6], ["1.0.0.0/8", "2.0.0.0/7", "4.0.0.0/6", "8.0.0.0/7", "11.0.0.0/8", "12.0.0.0/6"]);
+    let exp: Vec<&str> = inet["expandedDestinationAddressPrefix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &exp[..6],
+        ["1.0.0.0/8", "2.0.0.0/7", "4.0.0.0/6", "8.0.0.0/7", "11.0.0.0/8", "12.0.0.0/6"]
+    );
     assert!(inet["expandedSourceAddressPrefix"].is_null());
     let https = find("securityRules/Allow-HTTPS-In");
     assert_eq!(https["protocol"], "Tcp");
@@ -84,9 +154,24 @@ fn effective_security_rules_normalise_like_azure() {
     assert_eq!(alt["destinationPortRanges"], serde_json::json!(["80-80", "8080-8090"]));
     assert!(alt["destinationPortRange"].is_null());
     let storage = find("securityRules/Allow-Storage-WestEurope-Out");
-    assert_eq!(storage["expandedDestinationAddressPrefix"], serde_json::json!(["13.69.40.16/28", "13.95.96.176/28", "13.95.240.16/28", "2603:1020:207::/48"]));
-    let vnet: Vec<&str> = groups[0]["tagMap"]["VirtualNetwork"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-    for p in ["10.0.0.0/15", "10.2.0.0/16", "168.63.129.16/32", "172.16.10.0/24", "192.168.0.0/16", "fd00:1::/48"] {
+    assert_eq!(
+        storage["expandedDestinationAddressPrefix"],
+        serde_json::json!(["13.69.40.16/28", "13.95.96.176/28", "13.95.240.16/28", "2603:1020:207::/48"])
+    );
+    let vnet: Vec<&str> = groups[0]["tagMap"]["VirtualNetwork"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    for p in [
+        "10.0.0.0/15",
+        "10.2.0.0/16",
+        "168.63.129.16/32",
+        "172.16.10.0/24",
+        "192.168.0.0/16",
+        "fd00:1::/48",
+    ] {
         assert!(vnet.contains(&p), "VirtualNetwork tag lacks {p}: {vnet:?}");
     }
     assert!(!vnet.iter().any(|p| p.starts_with("10.3.") || p.starts_with("10.50.")), "{vnet:?}");
@@ -103,7 +188,10 @@ fn security_group_view_has_associations() {
     assert_eq!(a["networkInterfaceAssociation"]["securityRules"].as_array().unwrap().len(), 5);
     assert_eq!(a["subnetAssociation"]["securityRules"].as_array().unwrap().len(), 9);
     // Rules come back in the ARM shape even from az CLI input.
-    assert_eq!(a["subnetAssociation"]["securityRules"][0]["properties"]["destinationPortRange"], "443");
+    assert_eq!(
+        a["subnetAssociation"]["securityRules"][0]["properties"]["destinationPortRange"],
+        "443"
+    );
     assert_eq!(a["defaultSecurityRules"].as_array().unwrap().len(), 6);
     assert_eq!(a["defaultSecurityRules"][2]["name"], "DenyAllInBound");
     assert_eq!(a["effectiveSecurityRules"].as_array().unwrap().len(), 9 + 5 + 12);
@@ -111,11 +199,24 @@ fn security_group_view_has_associations() {
 
 #[test]
 fn table_output_is_for_people() {
-    let o = netwatch(&["effective-security-rules", "--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json", "--nic", "nic-db1", "-o", "table"]);
+    let o = netwatch(&[
+        "effective-security-rules",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--nic",
+        "nic-db1",
+        "-o",
+        "table",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
     let first = s.lines().next().unwrap();
-    assert!(first.starts_with("NSG") && first.contains("Priority") && first.contains("Access"), "{s}");
+    assert!(
+        first.starts_with("NSG") && first.contains("Priority") && first.contains("Access"),
+        "{s}"
+    );
     assert!(s.contains("securityRules/Deny-VNet-In"), "{s}");
 }
 
@@ -126,16 +227,31 @@ fn malformed_resources_get_one_line_errors() {
     let cases: &[(&str, &[&str])] = &[
         ("bad-port.json", &["securityRules[3].destinationPortRange", "\"80-\" is not a port"]),
         ("port-too-big.json", &["securityRules[0].destinationPortRange", "\"70000\""]),
-        ("bad-priority.json", &["securityRules[0].priority", "5000 is not a priority from 100 to 4096"]),
-        ("duplicate-priority.json", &["securityRules[1].priority", "already used by rule \"a\""]),
-        ("bad-protocol.json", &["securityRules[0].protocol", "\"Sctp\" is not one of Tcp, Udp, Icmp, Esp, Ah, *"]),
+        (
+            "bad-priority.json",
+            &["securityRules[0].priority", "5000 is not a priority from 100 to 4096"],
+        ),
+        (
+            "duplicate-priority.json",
+            &["securityRules[1].priority", "already used by rule \"a\""],
+        ),
+        (
+            "bad-protocol.json",
+            &["securityRules[0].protocol", "\"Sctp\" is not one of Tcp, Udp, Icmp, Esp, Ah, *"],
+        ),
         ("bad-access.json", &["securityRules[0].access", "Allow or Deny"]),
         ("missing-direction.json", &["securityRules[0].direction", "missing required field"]),
         ("bad-prefix.json", &["securityRules[0].sourceAddressPrefix", "\"10.0.0.0/33\""]),
-        ("bad-plural-prefix.json", &["securityRules[0].sourceAddressPrefixes[1]", "\"300.1.1.1\""]),
+        (
+            "bad-plural-prefix.json",
+            &["securityRules[0].sourceAddressPrefixes[1]", "\"300.1.1.1\""],
+        ),
         ("rules-not-array.json", &["securityRules", "expected an array, found an object"]),
         ("priority-string.json", &["securityRules[0].priority", "\"high\""]),
-        ("bad-nic-ip.json", &["ipConfigurations[0].privateIPAddress", "\"10.0.0.256\" is not an IP address"]),
+        (
+            "bad-nic-ip.json",
+            &["ipConfigurations[0].privateIPAddress", "\"10.0.0.256\" is not an IP address"],
+        ),
         ("bad-vnet-space.json", &["subnets[0].addressPrefix", "\"10.0.0.0/24x\""]),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
@@ -158,31 +274,72 @@ fn malformed_resources_get_one_line_errors() {
 #[test]
 fn bad_service_tags_file_names_the_entry() {
     let o = netwatch(&[
-        "ip-flow-verify", "--resources", "demo/hub-spoke", "--service-tags", "tests/data/malformed/bad-service-tags.json", "--vm", "vm-web1",
-        "--direction", "Inbound", "--protocol", "TCP", "--local", "10.1.1.4:22", "--remote", "52.178.4.10:40000",
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "tests/data/malformed/bad-service-tags.json",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:22",
+        "--remote",
+        "52.178.4.10:40000",
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("bad-service-tags.json: values[0].properties.addressPrefixes[1]") && err.contains("13.65.160.16/99"), "{err}");
+    assert!(
+        err.contains("bad-service-tags.json: values[0].properties.addressPrefixes[1]") && err.contains("13.65.160.16/99"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_service_tag_names_nsg_rule_and_tag() {
     // Without --service-tags, the service tags in the rules are unknown.
     let o = netwatch(&[
-        "ip-flow-verify", "--resources", "demo/hub-spoke", "--vm", "vm-web1", "--direction", "Outbound", "--protocol", "TCP", "--local",
-        "10.1.1.4:5000", "--remote", "13.69.40.20:443",
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Outbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:5000",
+        "--remote",
+        "13.69.40.20:443",
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("\"nsg-web-subnet\"") && err.contains("\"Allow-Storage-WestEurope-Out\"") && err.contains("\"Storage.WestEurope\""), "{err}");
+    assert!(
+        err.contains("\"nsg-web-subnet\"") && err.contains("\"Allow-Storage-WestEurope-Out\"") && err.contains("\"Storage.WestEurope\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_target_lists_what_is_known() {
     let o = netwatch(&[
-        "ip-flow-verify", "--resources", "demo/hub-spoke", "--vm", "vm-nope", "--direction", "Inbound", "--protocol", "TCP", "--local", "10.1.1.4:22",
-        "--remote", "1.2.3.4:5",
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--vm",
+        "vm-nope",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:22",
+        "--remote",
+        "1.2.3.4:5",
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1));
@@ -191,7 +348,15 @@ fn unknown_target_lists_what_is_known() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let o = netwatch(&["ip-flow-verify", "--resources", "demo/hub-spoke", "--vm", "vm-web1", "--direction", "Sideways"]);
+    let o = netwatch(&[
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Sideways",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = netwatch(&["no-such-command"]);
     assert_eq!(o.status.code(), Some(2));

@@ -123,7 +123,7 @@ impl LpmKey for u128 {
     type Addr = Ipv6Addr;
     type Net = Ipv6Net;
     const BITS: u8 = 128;
-    const TOP_BITS: u32 = 16;
+    const TOP_BITS: u32 = 20;
     #[inline(always)]
     fn from_addr(addr: Ipv6Addr) -> u128 {
         u128::from(addr)
@@ -356,7 +356,6 @@ struct Item<K> {
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(32))]
 struct Node {
     /// Bit v set: slot v has a child node.
     vector: u64,

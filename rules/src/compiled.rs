@@ -36,9 +36,6 @@ use crate::eval::Classifier;
 use crate::flow::FlowKey;
 use crate::resolve::ResolvedRule;
 
-/// Flag in a first-level IPv4 entry: the low 31 bits index a segment.
-const SEGMENT: u32 = 0x8000_0000;
-
 /// The deduplicated `[aggregate | bitset]` blocks of one field.
 #[derive(Clone, Debug, Default)]
 struct SetStore {
@@ -63,13 +60,16 @@ impl Interner {
         }
     }
 
+    /// The offset of the block of `bits` in the store.
     fn intern(&mut self, bits: &[u64]) -> u32 {
         debug_assert_eq!(bits.len(), self.words);
-        if let Some(&id) = self.ids.get(bits) {
-            return id;
+        if let Some(&off) = self.ids.get(bits) {
+            return off;
         }
-        let id = u32::try_from(self.ids.len()).expect("fewer than 2^32 classes");
-        assert!(id < SEGMENT, "fewer than 2^31 classes");
+        let off = u32::try_from(self.store.data.len())
+            .ok()
+            .filter(|&o| o <= PTR_MASK)
+            .expect("rule bitsets fit in 2^27 words");
         let mut agg = vec![0u64; self.agg];
         for (j, w) in bits.iter().enumerate() {
             if *w != 0 {
@@ -78,8 +78,8 @@ impl Interner {
         }
         self.store.data.extend_from_slice(&agg);
         self.store.data.extend_from_slice(bits);
-        self.ids.insert(bits.to_vec(), id);
-        id
+        self.ids.insert(bits.to_vec(), off);
+        off
     }
 
     fn len(&self) -> usize {
@@ -87,8 +87,8 @@ impl Interner {
     }
 }
 
-/// Elementary intervals of one field over `0..=max`: `bounds[i]` starts the
-/// interval of class `classes[i]`; `bounds[0] == 0`. Adjacent intervals have
+/// Elementary intervals of one field: `bounds[i]` starts the interval of the
+/// class at offset `classes[i]`; `bounds[0] == 0`. Adjacent intervals have
 /// different classes.
 struct Intervals {
     bounds: Vec<u128>,
@@ -146,15 +146,132 @@ fn sweep(ranges: &[Vec<(u128, u128)>], interner: &mut Interner) -> Intervals {
     out
 }
 
+/// Pointer encoding in multibit-trie tables: the low 27 bits are the index
+/// of a child block, the high bits a shift applied to the next chunk of the
+/// key. A full child block has 2^width entries and shift 0; a uniform child
+/// (every key below it in one class) is a single entry, reached with shift
+/// `width`, which maps every chunk to index 0. Lookups are thus branch-free.
+const PTR_BITS: u32 = 27;
+const PTR_MASK: u32 = (1 << PTR_BITS) - 1;
+
+#[inline(always)]
+fn step(table: &[u32], entry: u32, chunk: u32) -> u32 {
+    table[((entry & PTR_MASK) + (chunk >> (entry >> PTR_BITS))) as usize]
+}
+
+/// A multibit trie over a 2^(sum of widths) key space, with deduplicated
+/// blocks; the last level holds class offsets.
+#[derive(Clone, Debug, Default)]
+struct Trie {
+    levels: Vec<Vec<u32>>,
+}
+
+struct TrieBuilder<'a> {
+    iv: &'a Intervals,
+    /// Where the key space starts in the interval space.
+    origin: u128,
+    widths: &'a [u32],
+    levels: Vec<Vec<u32>>,
+    blocks: Vec<HashMap<Vec<u32>, u32>>,
+    uniform: Vec<HashMap<u32, u32>>,
+}
+
+impl TrieBuilder<'_> {
+    fn index_at(&self, x: u128) -> usize {
+        self.iv.bounds.partition_point(|&b| b <= x) - 1
+    }
+
+    fn push(&mut self, level: usize, entries: &[u32]) -> u32 {
+        let base = self.levels[level].len();
+        assert!(base + entries.len() <= PTR_MASK as usize, "trie level too large");
+        self.levels[level].extend_from_slice(entries);
+        base as u32
+    }
+
+    /// Pointer into `levels[level]` for a uniform subtree of class `c`.
+    fn uniform(&mut self, level: usize, c: u32) -> u32 {
+        if let Some(&p) = self.uniform[level].get(&c) {
+            return p;
+        }
+        let entry = if level + 1 == self.levels.len() {
+            c
+        } else {
+            self.uniform(level + 1, c)
+        };
+        let base = self.push(level, &[entry]);
+        let p = base | (self.widths[level] << PTR_BITS);
+        self.uniform[level].insert(c, p);
+        p
+    }
+
+    /// Pointer into `levels[level]` for the subtree whose keys start at
+    /// `start` (relative to `origin`).
+    fn child(&mut self, level: usize, start: u64) -> u32 {
+        let rest: u32 = self.widths[level..].iter().sum();
+        let lo = self.origin + start as u128;
+        let hi = lo + ((1u128 << rest) - 1);
+        let i = self.index_at(lo);
+        if none_or_gt(self.iv.bounds.get(i + 1), hi) {
+            return self.uniform(level, self.iv.classes[i]);
+        }
+        let sub = rest - self.widths[level];
+        let last = level + 1 == self.levels.len();
+        let entries: Vec<u32> = (0..1u64 << self.widths[level])
+            .map(|j| {
+                let s = start + (j << sub);
+                if last {
+                    self.iv.classes[self.index_at(self.origin + s as u128)]
+                } else {
+                    self.child(level + 1, s)
+                }
+            })
+            .collect();
+        if let Some(&p) = self.blocks[level].get(&entries) {
+            return p;
+        }
+        let p = self.push(level, &entries);
+        self.blocks[level].insert(entries, p);
+        p
+    }
+}
+
+/// `b` is absent or above `hi`.
+fn none_or_gt(b: Option<&u128>, hi: u128) -> bool {
+    match b {
+        None => true,
+        Some(&b) => b > hi,
+    }
+}
+
+impl Trie {
+    /// Builds the trie for keys `origin .. origin + 2^sum(widths)`; the first
+    /// level is a direct table.
+    fn build(iv: &Intervals, origin: u128, widths: &[u32]) -> Self {
+        let n = widths.len();
+        let mut b = TrieBuilder {
+            iv,
+            origin,
+            widths,
+            levels: vec![Vec::new(); n],
+            blocks: vec![HashMap::new(); n],
+            uniform: vec![HashMap::new(); n],
+        };
+        let sub: u32 = widths[1..].iter().sum();
+        let top: Vec<u32> = (0..1u64 << widths[0]).map(|j| b.child(1, j << sub)).collect();
+        b.levels[0] = top;
+        Trie { levels: b.levels }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.levels.iter().map(|l| l.len() * 4).sum()
+    }
+}
+
 /// Class lookup for one address field.
 #[derive(Clone, Debug)]
 struct AddrTable {
-    /// Indexed by bits 31..16 of an IPv4 address: a class id, or
-    /// `SEGMENT | offset` into `v4_segments`.
-    v4_top: Vec<u32>,
-    /// Segments: `n`, then `n` sorted low-16-bit boundaries (the first is 0),
-    /// then `n` class ids.
-    v4_segments: Vec<u32>,
+    /// IPv4 block: 16-8-8 trie over the low 32 bits.
+    v4: Trie,
     /// Boundaries outside the IPv4 block (plus the block's own two edges).
     v6_bounds: Vec<u128>,
     v6_classes: Vec<u32>,
@@ -185,38 +302,9 @@ impl AddrTable {
                 v6_classes.push(c);
             }
         }
-
-        // IPv4 part.
-        let mut v4_top = vec![0u32; 1 << 16];
-        let mut v4_segments = Vec::new();
-        let mut i = iv.bounds.partition_point(|&b| b <= V4_BASE) - 1;
-        for (block, entry) in v4_top.iter_mut().enumerate() {
-            let base = V4_BASE + ((block as u128) << 16);
-            let end = base + 0xffff;
-            while i + 1 < iv.bounds.len() && iv.bounds[i + 1] <= base {
-                i += 1;
-            }
-            let mut j = i + 1;
-            while j < iv.bounds.len() && iv.bounds[j] <= end {
-                j += 1;
-            }
-            if j == i + 1 {
-                *entry = iv.classes[i];
-            } else {
-                let off = v4_segments.len();
-                assert!(off < SEGMENT as usize, "IPv4 segment table too large");
-                *entry = SEGMENT | off as u32;
-                let n = j - i;
-                v4_segments.push(n as u32);
-                v4_segments.push(0);
-                v4_segments.extend(iv.bounds[i + 1..j].iter().map(|&b| (b - base) as u32));
-                v4_segments.extend_from_slice(&iv.classes[i..j]);
-                i = j - 1;
-            }
-        }
+        let v4 = Trie::build(&iv, V4_BASE, &[16, 8, 8]);
         AddrTable {
-            v4_top,
-            v4_segments,
+            v4,
             v6_bounds,
             v6_classes,
             n_classes: interner.len(),
@@ -224,49 +312,29 @@ impl AddrTable {
         }
     }
 
+    /// Offset of the class of `a` in `sets`.
     #[inline(always)]
     fn class(&self, a: u128) -> usize {
         if (a >> 32) == (V4_BASE >> 32) {
-            let e = self.v4_top[((a >> 16) & 0xffff) as usize];
-            if e & SEGMENT == 0 {
-                return e as usize;
-            }
-            self.segment_class((e & !SEGMENT) as usize, (a & 0xffff) as u32)
+            let a = a as u32;
+            let l = &self.v4.levels;
+            let e = l[0][(a >> 16) as usize];
+            let e = step(&l[1], e, (a >> 8) & 0xff);
+            step(&l[2], e, a & 0xff) as usize
         } else {
             self.v6_classes[self.v6_bounds.partition_point(|&b| b <= a) - 1] as usize
         }
     }
 
-    #[inline(always)]
-    fn segment_class(&self, off: usize, low: u32) -> usize {
-        let n = self.v4_segments[off] as usize;
-        let bounds = &self.v4_segments[off + 1..off + 1 + n];
-        // Branch-free search for the last boundary <= low (bounds[0] == 0).
-        let mut base = 0;
-        let mut len = n;
-        while len > 1 {
-            let half = len / 2;
-            if bounds[base + half] <= low {
-                base += half;
-            }
-            len -= half;
-        }
-        self.v4_segments[off + 1 + n + base] as usize
-    }
-
     fn memory_bytes(&self) -> usize {
-        self.v4_top.len() * 4
-            + self.v4_segments.len() * 4
-            + self.v6_bounds.len() * 16
-            + self.v6_classes.len() * 4
-            + self.sets.data.len() * 8
+        self.v4.memory_bytes() + self.v6_bounds.len() * 16 + self.v6_classes.len() * 4 + self.sets.data.len() * 8
     }
 }
 
-/// Class lookup for one port field: a direct table.
+/// Class lookup for one port field: an 8-8 trie.
 #[derive(Clone, Debug)]
 struct PortTable {
-    class: Vec<u16>,
+    trie: Trie,
     sets: SetStore,
     n_classes: usize,
 }
@@ -275,17 +343,19 @@ impl PortTable {
     fn build(ranges: &[Vec<(u128, u128)>], words: usize, agg: usize) -> Self {
         let mut interner = Interner::new(words, agg);
         let iv = sweep(ranges, &mut interner);
-        let mut class = vec![0u16; 1 << 16];
-        for (i, &b) in iv.bounds.iter().enumerate() {
-            let end = iv.bounds.get(i + 1).map_or(1 << 16, |&e| e as usize);
-            let c = u16::try_from(iv.classes[i]).expect("at most 65536 port classes");
-            class[b as usize..end].fill(c);
-        }
         PortTable {
-            class,
+            trie: Trie::build(&iv, 0, &[8, 8]),
             n_classes: interner.len(),
             sets: interner.store,
         }
+    }
+
+    /// Offset of the class of `p` in `sets`.
+    #[inline(always)]
+    fn class(&self, p: u16) -> usize {
+        let l = &self.trie.levels;
+        let e = l[0][(p >> 8) as usize];
+        step(&l[1], e, (p & 0xff) as u32) as usize
     }
 }
 
@@ -311,7 +381,7 @@ pub struct CompiledClassifier {
     words: usize,
     agg: usize,
     stride: usize,
-    proto: [u16; 256],
+    proto: [u32; 256],
     proto_sets: SetStore,
     n_proto: usize,
     sport: PortTable,
@@ -328,7 +398,7 @@ impl CompiledClassifier {
         let stride = agg + words;
 
         let mut pi = Interner::new(words, agg);
-        let mut proto = [0u16; 256];
+        let mut proto = [0u32; 256];
         let mut bits = vec![0u64; words];
         for (p, slot) in proto.iter_mut().enumerate() {
             bits.fill(0);
@@ -337,7 +407,7 @@ impl CompiledClassifier {
                     bits[i / 64] |= 1 << (i % 64);
                 }
             }
-            *slot = pi.intern(&bits) as u16;
+            *slot = pi.intern(&bits);
         }
 
         let ports = |f: fn(&ResolvedRule) -> &crate::resolve::PortSet| -> Vec<Vec<(u128, u128)>> {
@@ -391,10 +461,10 @@ impl CompiledClassifier {
                 self.dport.n_classes,
             ],
             memory_bytes: self.proto_sets.data.len() * 8
-                + 512
-                + self.sport.class.len() * 2
+                + 1024
+                + self.sport.trie.memory_bytes()
                 + self.sport.sets.data.len() * 8
-                + self.dport.class.len() * 2
+                + self.dport.trie.memory_bytes()
                 + self.dport.sets.data.len() * 8
                 + self.src.memory_bytes()
                 + self.dst.memory_bytes(),
@@ -402,8 +472,7 @@ impl CompiledClassifier {
     }
 
     #[inline(always)]
-    fn block<'a>(&self, store: &'a SetStore, class: usize) -> &'a [u64] {
-        let o = class * self.stride;
+    fn block<'a>(&self, store: &'a SetStore, o: usize) -> &'a [u64] {
         &store.data[o..o + self.stride]
     }
 
@@ -419,12 +488,41 @@ impl CompiledClassifier {
     }
 }
 
+impl CompiledClassifier {
+    #[doc(hidden)]
+    pub fn tmp_probe(&self, key: &FlowKey) -> (usize, usize) {
+        let p = self.block(&self.proto_sets, self.proto[key.protocol as usize] as usize);
+        let sp = self.block(&self.sport.sets, self.sport.class(key.source_port));
+        let dp = self.block(&self.dport.sets, self.dport.class(key.destination_port));
+        let s = self.block(&self.src.sets, self.src.class(key.source));
+        let d = self.block(&self.dst.sets, self.dst.class(key.destination));
+        let agg = self.agg;
+        let mut tries = 0;
+        let mut cands = 0;
+        for a in 0..agg {
+            let mut m = p[a] & sp[a] & dp[a] & s[a] & d[a];
+            cands += m.count_ones() as usize;
+            while m != 0 {
+                tries += 1;
+                let w = a * 64 + m.trailing_zeros() as usize;
+                let i = agg + w;
+                let x = p[i] & sp[i] & dp[i] & s[i] & d[i];
+                if x != 0 {
+                    return (tries, cands);
+                }
+                m &= m - 1;
+            }
+        }
+        (tries, cands)
+    }
+}
+
 impl Classifier for CompiledClassifier {
     #[inline]
     fn first_match(&self, key: &FlowKey) -> Option<usize> {
         let p = self.block(&self.proto_sets, self.proto[key.protocol as usize] as usize);
-        let sp = self.block(&self.sport.sets, self.sport.class[key.source_port as usize] as usize);
-        let dp = self.block(&self.dport.sets, self.dport.class[key.destination_port as usize] as usize);
+        let sp = self.block(&self.sport.sets, self.sport.class(key.source_port));
+        let dp = self.block(&self.dport.sets, self.dport.class(key.destination_port));
         let s = self.block(&self.src.sets, self.src.class(key.source));
         let d = self.block(&self.dst.sets, self.dst.class(key.destination));
         let agg = self.agg;

@@ -2,7 +2,7 @@
 
 mod output;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -159,6 +159,7 @@ fn init_tracing(verbose: u8) {
         .with_writer(io::stderr)
         .with_target(false)
         .without_time()
+        .with_ansi(io::stderr().is_terminal())
         .try_init();
 }
 

@@ -93,6 +93,8 @@ fn short(id: &str) -> String {
 fn cell(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
+        // Resource ids (ASGs in rules) read better by name.
+        Value::String(s) if s.starts_with("/subscriptions/") => short(s),
         Value::String(s) => s.clone(),
         Value::Array(a) => {
             let parts: Vec<String> = a.iter().map(cell).collect();

@@ -330,6 +330,13 @@ impl<R: Read> CaptureReader<R> {
         self.packets
     }
 
+    /// Capacity of the reusable record buffer: the reader's only memory
+    /// that grows with the input, bounded by about twice
+    /// [`ReaderOptions::max_caplen`] + 64 KiB.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes consumed from the input so far.
     pub fn byte_offset(&self) -> u64 {
         self.offset
@@ -1022,7 +1029,7 @@ mod tests {
         assert_eq!(pcapng_ts_to_ns(3, 0, 1), (4_000_000_000, false));
         // 2^-10 s units: 1024 units = 1 s.
         assert_eq!(pcapng_ts_to_ns(1024, 0x8A, 0), (1_000_000_000, false));
-        assert_eq!(pcapng_ts_to_ns(u64::MAX, 0, 0).1, true);
+        assert!(pcapng_ts_to_ns(u64::MAX, 0, 0).1);
         assert_eq!(pcapng_ts_to_ns(5, 200, 0), (0, false));
     }
 }

@@ -1,0 +1,300 @@
+//! Azure route vocabulary (spec §4, §5): next hop types, route sources and
+//! states, routes and effective routes, and the Network Watcher next-hop
+//! result.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// `routeTableId` of a next-hop result whose winning route is not a user
+/// route (spec §4, decision 8).
+pub const SYSTEM_ROUTE: &str = "System Route";
+
+/// Next hop type of a route (spec §5.1-§5.3; `RouteNextHopType` plus the
+/// values real effective-route listings use, decision 6). Serialized exactly
+/// as Azure writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum NextHopType {
+    /// Through the VNet's VPN gateway (UDR or gateway/BGP route).
+    VirtualNetworkGateway,
+    /// Within the virtual network.
+    VnetLocal,
+    /// To the internet (Azure backbone for Azure public IPs).
+    Internet,
+    /// To a network virtual appliance (`nextHopIpAddress` required).
+    VirtualAppliance,
+    /// Drop the traffic.
+    None,
+    /// To a peered virtual network (system route only).
+    VNetPeering,
+    /// To a service endpoint's service (system route only).
+    VirtualNetworkServiceEndpoint,
+}
+
+impl NextHopType {
+    /// Azure's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NextHopType::VirtualNetworkGateway => "VirtualNetworkGateway",
+            NextHopType::VnetLocal => "VnetLocal",
+            NextHopType::Internet => "Internet",
+            NextHopType::VirtualAppliance => "VirtualAppliance",
+            NextHopType::None => "None",
+            NextHopType::VNetPeering => "VNetPeering",
+            NextHopType::VirtualNetworkServiceEndpoint => "VirtualNetworkServiceEndpoint",
+        }
+    }
+
+    /// Whether a user-defined route may use this next hop type (spec §5.3:
+    /// "UDRs cannot use next hop VNet peering or
+    /// VirtualNetworkServiceEndpoint").
+    pub fn allowed_in_user_route(self) -> bool {
+        !matches!(
+            self,
+            NextHopType::VNetPeering | NextHopType::VirtualNetworkServiceEndpoint
+        )
+    }
+}
+
+impl fmt::Display for NextHopType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A next hop type string that names no known type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown next hop type {0:?}")]
+pub struct UnknownNextHopType(pub String);
+
+impl FromStr for NextHopType {
+    type Err = UnknownNextHopType;
+
+    /// Case-insensitive; accepts the ARM names, the spellings of the
+    /// spec §5.3 "Names across tools" table (`VNet peering`, classic
+    /// `VPNGateway`, `VNETLocal`, `Null`) and `VnetPeering`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let key: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Ok(match key.as_str() {
+            "virtualnetworkgateway" | "vpngateway" => NextHopType::VirtualNetworkGateway,
+            "vnetlocal" => NextHopType::VnetLocal,
+            "internet" => NextHopType::Internet,
+            "virtualappliance" => NextHopType::VirtualAppliance,
+            "none" | "null" => NextHopType::None,
+            "vnetpeering" => NextHopType::VNetPeering,
+            "virtualnetworkserviceendpoint" => NextHopType::VirtualNetworkServiceEndpoint,
+            _ => return Err(UnknownNextHopType(s.to_owned())),
+        })
+    }
+}
+
+/// Who created a route (spec §5.5 `source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RouteSource {
+    /// System route (VNet ranges, Internet, reserved `None`, peering,
+    /// service endpoints).
+    Default,
+    /// User-defined route from the subnet's route table.
+    User,
+    /// Learned through the VNet gateway: local network gateway address
+    /// spaces and BGP (decision 8).
+    VirtualNetworkGateway,
+    /// Unknown source.
+    Unknown,
+}
+
+impl RouteSource {
+    /// Precedence among routes with the same prefix (spec §5.4: 1. user,
+    /// 2. BGP, 3. system). Higher wins.
+    pub fn precedence(self) -> u8 {
+        match self {
+            RouteSource::User => 3,
+            RouteSource::VirtualNetworkGateway => 2,
+            RouteSource::Default => 1,
+            RouteSource::Unknown => 0,
+        }
+    }
+
+    /// Azure's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteSource::Default => "Default",
+            RouteSource::User => "User",
+            RouteSource::VirtualNetworkGateway => "VirtualNetworkGateway",
+            RouteSource::Unknown => "Unknown",
+        }
+    }
+}
+
+impl fmt::Display for RouteSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a route takes part in forwarding (spec §5.5 `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RouteState {
+    /// Used for longest-prefix selection.
+    Active,
+    /// Listed, but overridden (spec §5.4).
+    Invalid,
+}
+
+impl fmt::Display for RouteState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RouteState::Active => "Active",
+            RouteState::Invalid => "Invalid",
+        })
+    }
+}
+
+/// One route of a subnet's effective table (spec §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// UDR name; `None` for system and gateway routes.
+    pub name: Option<String>,
+    /// Who created the route.
+    pub source: RouteSource,
+    /// Destination prefix (IPv4 or IPv6, host bits clear).
+    pub address_prefix: IpNet,
+    /// Where matching traffic goes.
+    pub next_hop_type: NextHopType,
+    /// Virtual appliance IP, or the gateway's address for gateway routes
+    /// when known.
+    #[serde(rename = "nextHopIpAddress")]
+    pub next_hop_ip: Option<IpAddr>,
+    /// Resource ID of the route table, for user routes.
+    pub route_table_id: Option<String>,
+}
+
+impl Route {
+    /// `routeTableId` as a next-hop result shows it: the table ID for user
+    /// routes, otherwise `"System Route"` (spec §4, decision 8).
+    pub fn route_table_id_or_system(&self) -> &str {
+        match (&self.source, &self.route_table_id) {
+            (RouteSource::User, Some(id)) => id,
+            _ => SYSTEM_ROUTE,
+        }
+    }
+}
+
+/// Why a route is `Invalid` (spec §5.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "camelCase")]
+pub enum InvalidReason {
+    /// A route with the same prefix and a higher-precedence source wins
+    /// (user > virtual network gateway > default).
+    #[serde(rename_all = "camelCase")]
+    OverriddenBySamePrefix {
+        /// Index (in the effective table) of the winning route.
+        winner: usize,
+        /// Its source.
+        winner_source: RouteSource,
+    },
+    /// A gateway (BGP) route equal to or inside a VNet, peering or
+    /// service-endpoint system route: those system routes are preferred
+    /// even over more specific BGP routes (spec §5.4 exception).
+    #[serde(rename_all = "camelCase")]
+    ShadowedBySystemRoute {
+        /// Index of the system route.
+        system_route: usize,
+        /// Its prefix.
+        system_prefix: IpNet,
+    },
+    /// Same prefix and same precedence as an earlier route, which wins.
+    #[serde(rename_all = "camelCase")]
+    DuplicatePrefix {
+        /// Index of the earlier route.
+        winner: usize,
+    },
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidReason::OverriddenBySamePrefix {
+                winner,
+                winner_source,
+            } => write!(
+                f,
+                "overridden by route #{winner} with the same prefix and higher-precedence source {winner_source}"
+            ),
+            InvalidReason::ShadowedBySystemRoute {
+                system_route,
+                system_prefix,
+            } => write!(
+                f,
+                "gateway route inside system route #{system_route} ({system_prefix}); VNet, peering and service-endpoint routes beat more specific BGP routes"
+            ),
+            InvalidReason::DuplicatePrefix { winner } => {
+                write!(f, "same prefix and precedence as earlier route #{winner}")
+            }
+        }
+    }
+}
+
+/// A route with its state, as listed by the effective routes API
+/// (spec §5.5). Serializes as Azure's `EffectiveRoute` element:
+/// `name`, `disableBgpRoutePropagation`, `source`, `state`,
+/// `addressPrefix` (array), `nextHopIpAddress` (array), `nextHopType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveRoute {
+    /// The route.
+    pub route: Route,
+    /// Active or Invalid.
+    pub state: RouteState,
+    /// Why it is Invalid (`None` when Active).
+    pub invalid_reason: Option<InvalidReason>,
+    /// The subnet's route table setting (false without a route table).
+    pub disable_bgp_route_propagation: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AzureEffectiveRoute<'a> {
+    name: Option<&'a str>,
+    disable_bgp_route_propagation: bool,
+    source: RouteSource,
+    state: RouteState,
+    address_prefix: [String; 1],
+    next_hop_ip_address: Vec<String>,
+    next_hop_type: NextHopType,
+}
+
+impl Serialize for EffectiveRoute {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        AzureEffectiveRoute {
+            name: self.route.name.as_deref(),
+            disable_bgp_route_propagation: self.disable_bgp_route_propagation,
+            source: self.route.source,
+            state: self.state,
+            address_prefix: [self.route.address_prefix.to_string()],
+            next_hop_ip_address: self.route.next_hop_ip.iter().map(|ip| ip.to_string()).collect(),
+            next_hop_type: self.route.next_hop_type,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Network Watcher `NextHopResult` (spec §4): exactly Azure's three
+/// fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NextHopResult {
+    /// Next hop type of the winning route.
+    pub next_hop_type: NextHopType,
+    /// Next hop IP (`null` unless the route has one).
+    pub next_hop_ip_address: Option<String>,
+    /// Route table ID for user routes, else `"System Route"`.
+    pub route_table_id: String,
+}
