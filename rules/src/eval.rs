@@ -60,6 +60,7 @@ pub struct ChainDecision {
 }
 
 /// One NSG of a chain: its ordered rules and a classifier over them.
+#[derive(Clone, Copy)]
 pub struct ChainLink<'a> {
     pub rules: &'a [ResolvedRule],
     pub classifier: &'a dyn Classifier,
@@ -67,9 +68,13 @@ pub struct ChainLink<'a> {
 
 /// Evaluates a chain in order (inbound: subnet then NIC; outbound: NIC then
 /// subnet). The first deny ends evaluation; a chain with no NSG allows.
-pub fn evaluate_chain(chain: &[ChainLink<'_>], key: &FlowKey) -> ChainDecision {
+/// Takes any iterator of links so callers need not allocate per flow.
+pub fn evaluate_chain<'a, I>(chain: I, key: &FlowKey) -> ChainDecision
+where
+    I: IntoIterator<Item = ChainLink<'a>>,
+{
     let mut last = None;
-    for (chain_index, link) in chain.iter().enumerate() {
+    for (chain_index, link) in chain.into_iter().enumerate() {
         let rule_index = link.classifier.first_match(key);
         let access = rule_index.and_then(|i| link.rules.get(i)).map_or(Access::Deny, |r| r.access);
         let v = NsgVerdict {

@@ -169,30 +169,25 @@ pub struct NsgChain<'e> {
 impl NsgChain<'_> {
     /// The chain decision for a flow (spec Decisions 5).
     pub fn decide(&self, key: &FlowKey) -> ChainDecision {
-        let links: Vec<ChainLink<'_>> = self
-            .links
-            .iter()
-            .map(|l| ChainLink {
+        evaluate_chain(
+            self.links.iter().map(|l| ChainLink {
                 rules: &l.rules,
                 classifier: l.classifier.as_ref(),
-            })
-            .collect();
-        evaluate_chain(&links, key)
+            }),
+            key,
+        )
     }
 
     /// The same decision by the linear reference evaluator.
     pub fn decide_linear(&self, key: &FlowKey) -> ChainDecision {
         let linear: Vec<LinearClassifier> = self.links.iter().map(|l| LinearClassifier::new(l.rules.clone())).collect();
-        let links: Vec<ChainLink<'_>> = self
-            .links
-            .iter()
-            .zip(&linear)
-            .map(|(l, c)| ChainLink {
+        evaluate_chain(
+            self.links.iter().zip(&linear).map(|(l, c)| ChainLink {
                 rules: &l.rules,
-                classifier: c,
-            })
-            .collect();
-        evaluate_chain(&links, key)
+                classifier: c as &dyn Classifier,
+            }),
+            key,
+        )
     }
 
     /// The qualified name (`securityRules/x`) of rule `index` of link `link`.
