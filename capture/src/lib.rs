@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod file;
+pub mod synth;
 
 pub use decode::{decode, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta};
 pub use file::{CaptureReader, LinkType, PacketRef, ReadError, ReaderOptions, Warning};

@@ -26,12 +26,14 @@
 //! number and byte offset is recorded (see [`CaptureReader::warnings`]).
 
 mod error;
+mod writer;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 pub use error::{ReadError, Warning};
+pub use writer::{PcapWriter, PcapngWriter, PCAP_FILE_HEADER_LEN, PCAP_RECORD_HEADER_LEN};
 
 /// A link-layer header type (`LINKTYPE_*` value of tcpdump.org's registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
