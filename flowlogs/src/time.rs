@@ -59,7 +59,15 @@ impl CivilTime {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400) as u32;
         let (year, month, day) = civil_from_days(days);
-        CivilTime { year, month, day, hour: sod / 3600, minute: sod / 60 % 60, second: sod % 60, nanos }
+        CivilTime {
+            year,
+            month,
+            day,
+            hour: sod / 3600,
+            minute: sod / 60 % 60,
+            second: sod % 60,
+            nanos,
+        }
     }
 }
 
@@ -169,7 +177,11 @@ mod tests {
 
     #[test]
     fn parses_back() {
-        for s in ["2018-11-13T12:00:35.3899262Z", "2022-09-14T09:00:52.5625085Z", "2000-02-29T23:59:59.0000000Z"] {
+        for s in [
+            "2018-11-13T12:00:35.3899262Z",
+            "2022-09-14T09:00:52.5625085Z",
+            "2000-02-29T23:59:59.0000000Z",
+        ] {
             let ns = parse_rfc3339(s).unwrap();
             assert_eq!(format_rfc3339_7(ns), s);
         }

@@ -1,5 +1,6 @@
 //! Argument parsing (clap derive) and output formatting.
 
+mod flows;
 mod output;
 
 use std::io::{self, IsTerminal, Write};
@@ -35,11 +36,15 @@ enum Command {
     SecurityGroupView(SecurityGroupViewArgs),
     /// The effective security rules of a NIC, tags expanded, one entry per NSG.
     EffectiveSecurityRules(EffectiveSecurityRulesArgs),
+    /// The flows of capture files: packets and bytes each way, times, state.
+    Flows(flows::FlowsArgs),
+    /// Replay captures through a NIC's NSGs: the verdict and rule of every flow.
+    Evaluate(flows::EvaluateArgs),
 }
 
 /// Where the Azure resources come from; the same on every command.
 #[derive(Args, Debug)]
-struct ResourceArgs {
+pub(crate) struct ResourceArgs {
     /// Azure resource JSON: a file or a directory of .json files (az CLI or REST shape). Repeatable.
     #[arg(long = "resources", value_name = "PATH", required = true)]
     resources: Vec<PathBuf>,
@@ -49,7 +54,7 @@ struct ResourceArgs {
 }
 
 impl ResourceArgs {
-    fn load(&self) -> Result<Environment> {
+    pub(crate) fn load(&self) -> Result<Environment> {
         let mut env = Environment::load(&self.resources)?;
         if let Some(t) = &self.service_tags {
             env.load_service_tags(t)?;
@@ -166,6 +171,8 @@ fn init_tracing(verbose: u8) {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::IpFlowVerify(a) => ip_flow_verify(a),
+        Command::Flows(a) => flows::flows(a),
+        Command::Evaluate(a) => flows::evaluate(a),
         Command::SecurityGroupView(a) => {
             let env = a.resources.load()?;
             let v = watcher::security_group_view(&env, &a.vm)?;

@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod ip_flow;
+pub mod replay;
 pub mod security_view;
 
 use thiserror::Error;

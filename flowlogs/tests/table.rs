@@ -1,0 +1,371 @@
+//! Flow table behaviour: keys, initiator, states, timeouts, reports, ends.
+
+mod common;
+
+use common::*;
+use netwatch_flowlogs::table::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use netwatch_flowlogs::{EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTable, FlowTableConfig, PacketInfo};
+use proptest::prelude::*;
+
+fn table() -> FlowTable<u32> {
+    FlowTable::new(FlowTableConfig::default()).unwrap()
+}
+
+fn feed(t: &mut FlowTable<u32>, pkts: &[PacketInfo]) -> Vec<FlowRecord<u32>> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    for p in pkts {
+        t.observe(p, |_, _| {
+            next += 1;
+            next
+        });
+        out.extend(t.drain_records());
+    }
+    out
+}
+
+fn ends(recs: &[FlowRecord<u32>]) -> Vec<&FlowRecord<u32>> {
+    recs.iter().filter(|r| matches!(r.kind, FlowRecordKind::End(_))).collect()
+}
+
+#[test]
+fn tcp_handshake_data_and_fin_make_one_flow() {
+    let c = "10.0.0.4";
+    let s = "52.239.184.180";
+    let pkts = [
+        tcp(0.0, c, 50000, s, 443, SYN, 60),
+        tcp(0.01, s, 443, c, 50000, SYN | ACK, 60),
+        tcp(0.02, c, 50000, s, 443, ACK, 52),
+        tcp(0.03, c, 50000, s, 443, PSH | ACK, 552),
+        tcp(0.05, s, 443, c, 50000, PSH | ACK, 1452),
+        tcp(0.06, c, 50000, s, 443, FIN | ACK, 52),
+        tcp(0.07, s, 443, c, 50000, FIN | ACK, 52),
+        tcp(0.08, c, 50000, s, 443, ACK, 52),
+    ];
+    let mut t = table();
+    let mut recs = feed(&mut t, &pkts);
+    assert_eq!(t.len(), 1, "both directions share one entry");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].kind, FlowRecordKind::Begin);
+    assert_eq!(recs[0].interval_forward.packets, 0);
+    // The close lingers 10 s (absorbing the last ACK), then ends.
+    t.advance(5 * S);
+    assert!(t.pending_records().is_empty());
+    t.advance(11 * S);
+    recs.extend(t.drain_records());
+    assert!(t.is_empty());
+    let end = ends(&recs)[0];
+    assert_eq!(end.kind, FlowRecordKind::End(EndReason::TcpFin));
+    assert_eq!(end.state, FlowState::Ended);
+    assert_eq!(end.tuple.src, ip(c));
+    assert_eq!(end.tuple.dst_port, 443);
+    assert_eq!((end.forward.packets, end.forward.bytes), (5, 60 + 52 + 552 + 52 + 52));
+    assert_eq!((end.reverse.packets, end.reverse.bytes), (3, 60 + 1452 + 52));
+    assert_eq!(end.forward.tcp_flags, SYN | ACK | PSH | FIN);
+    assert_eq!(end.reverse.tcp_flags, SYN | ACK | PSH | FIN);
+    assert_eq!(end.interval_forward.packets, 5, "E carries everything when there was no C");
+    assert_eq!(end.first_ns, 0);
+    assert_eq!(end.last_ns, 80_000_000);
+    assert_eq!(end.user, 1);
+}
+
+#[test]
+fn syn_ack_seen_first_makes_its_receiver_the_initiator() {
+    let mut t = table();
+    let o = t.observe(&tcp(1.0, "52.1.1.1", 443, "10.0.0.4", 50000, SYN | ACK, 60), |_, _| 7);
+    assert!(o.is_new);
+    assert!(!o.from_initiator);
+    assert_eq!(o.tuple.src, ip("10.0.0.4"));
+    assert_eq!(o.tuple.src_port, 50000);
+    assert_eq!(o.state, FlowState::Established);
+    let o = t.observe(&tcp(1.1, "10.0.0.4", 50000, "52.1.1.1", 443, ACK, 52), |_, _| 8);
+    assert!(!o.is_new);
+    assert!(o.from_initiator);
+    assert_eq!(*o.user, 7);
+}
+
+#[test]
+fn rst_ends_and_a_new_syn_reuses_the_tuple() {
+    let mut t = table();
+    let mut recs = feed(
+        &mut t,
+        &[
+            tcp(0.0, "10.0.0.4", 40000, "10.0.0.5", 22, SYN, 60),
+            tcp(0.1, "10.0.0.5", 22, "10.0.0.4", 40000, RST | ACK, 40),
+            tcp(1.0, "10.0.0.4", 40000, "10.0.0.5", 22, SYN, 60),
+        ],
+    );
+    assert_eq!(t.len(), 1);
+    let e = ends(&recs);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].kind, FlowRecordKind::End(EndReason::Reused));
+    assert_eq!(e[0].user, 1);
+    t.finish();
+    recs.extend(t.drain_records());
+    let e = ends(&recs);
+    assert_eq!(e[1].kind, FlowRecordKind::End(EndReason::Flushed));
+    assert_eq!(e[1].user, 2);
+    assert_eq!(e[1].forward.packets, 1);
+}
+
+#[test]
+fn rst_ends_after_linger() {
+    let mut t = table();
+    let mut recs = feed(
+        &mut t,
+        &[
+            tcp(0.0, "10.0.0.4", 40000, "10.0.0.5", 22, SYN, 60),
+            tcp(0.1, "10.0.0.5", 22, "10.0.0.4", 40000, RST | ACK, 40),
+        ],
+    );
+    t.advance(30 * S);
+    recs.extend(t.drain_records());
+    let e = ends(&recs);
+    assert_eq!(e[0].kind, FlowRecordKind::End(EndReason::TcpRst));
+    assert_eq!(e[0].at_ns, 100_000_000 + 10 * S);
+}
+
+#[test]
+fn icmp_echo_request_and_reply_share_a_flow_per_identifier() {
+    let mut t = table();
+    feed(
+        &mut t,
+        &[
+            icmp(0.0, "10.0.0.4", "8.8.8.8", 8, 1, 84),
+            icmp(0.01, "8.8.8.8", "10.0.0.4", 0, 1, 84),
+            icmp(1.0, "10.0.0.4", "8.8.8.8", 8, 1, 84),
+            icmp(1.01, "8.8.8.8", "10.0.0.4", 0, 1, 84),
+            icmp(2.0, "10.0.0.4", "8.8.8.8", 8, 2, 84),
+        ],
+    );
+    assert_eq!(t.len(), 2);
+    t.finish();
+    let recs: Vec<_> = t.drain_records().collect();
+    let e = ends(&recs);
+    assert_eq!((e[0].forward.packets, e[0].reverse.packets), (2, 2));
+    assert_eq!(e[0].state, FlowState::Established);
+    assert_eq!((e[0].tuple.src_port, e[0].tuple.dst_port), (0, 0), "ICMP is portless in tuples");
+    assert_eq!(e[0].icmp.map(|i| i.id), Some(1));
+    assert_eq!((e[1].forward.packets, e[1].reverse.packets), (1, 0));
+    assert_eq!(e[1].state, FlowState::Begin);
+    // A reply seen first: the receiver pinged.
+    let mut t = table();
+    let o = t.observe(&icmp(0.0, "8.8.8.8", "10.0.0.4", 0, 9, 84), |_, _| 0);
+    assert_eq!(o.tuple.src, ip("10.0.0.4"));
+}
+
+#[test]
+fn other_protocols_ignore_ports() {
+    let mut t = table();
+    let mut gre = udp(0.0, "10.0.0.4", 1, "10.0.0.5", 2, 100);
+    gre.protocol = 47;
+    t.observe(&gre, |_, _| 0);
+    gre.src_port = 9;
+    gre.ts_ns = S;
+    let o = t.observe(&gre, |_, _| 1);
+    assert!(!o.is_new);
+    assert_eq!((o.tuple.src_port, o.tuple.dst_port), (0, 0));
+}
+
+#[test]
+fn idle_timeouts_per_protocol() {
+    let mut t = table();
+    feed(
+        &mut t,
+        &[
+            udp(0.0, "10.0.0.4", 5353, "10.0.0.5", 53, 70),
+            tcp(0.0, "10.0.0.4", 40000, "10.0.0.5", 80, SYN, 60),
+        ],
+    );
+    t.advance(59 * S);
+    assert_eq!(t.len(), 2);
+    t.advance(61 * S);
+    assert_eq!(t.len(), 1, "UDP idles out after 1 minute");
+    let r: Vec<_> = t.drain_records().collect();
+    assert_eq!(r[0].kind, FlowRecordKind::End(EndReason::IdleTimeout));
+    assert_eq!(r[0].at_ns, 60 * S);
+    t.advance(239 * S);
+    assert_eq!(t.len(), 1);
+    t.advance(241 * S);
+    assert!(t.is_empty(), "TCP idles out after 4 minutes");
+}
+
+#[test]
+fn activity_postpones_idle_expiry() {
+    let mut t = table();
+    for i in 0..10 {
+        feed(&mut t, &[udp(f64::from(i) * 50.0, "10.0.0.4", 5000, "10.0.0.5", 53, 70)]);
+    }
+    assert_eq!(t.len(), 1);
+    t.advance(450 * S + 60 * S);
+    let r: Vec<_> = t.drain_records().collect();
+    let e = ends(&r);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].forward.packets, 10);
+}
+
+#[test]
+fn reports_every_five_minutes_and_intervals_sum_to_totals() {
+    let mut t = table();
+    let mut pkts = vec![tcp(0.0, "10.0.0.4", 40000, "10.0.0.5", 443, SYN, 60)];
+    for i in 1..=48 {
+        let ts = f64::from(i) * 15.0; // 12 minutes
+        pkts.push(tcp(ts, "10.0.0.4", 40000, "10.0.0.5", 443, ACK, 100));
+        pkts.push(tcp(ts + 0.5, "10.0.0.5", 443, "10.0.0.4", 40000, ACK, 1000));
+    }
+    let mut recs = feed(&mut t, &pkts);
+    t.finish();
+    recs.extend(t.drain_records());
+    let kinds: Vec<_> = recs.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            FlowRecordKind::Begin,
+            FlowRecordKind::Report,
+            FlowRecordKind::Report,
+            FlowRecordKind::End(EndReason::Flushed)
+        ]
+    );
+    assert_eq!(recs[1].at_ns, 300 * S);
+    assert_eq!(recs[2].at_ns, 600 * S);
+    let fwd: u64 = recs.iter().map(|r| r.interval_forward.packets).sum();
+    let rev_b: u64 = recs.iter().map(|r| r.interval_reverse.bytes).sum();
+    let end = recs.last().unwrap();
+    assert_eq!(fwd, end.forward.packets);
+    assert_eq!(rev_b, end.reverse.bytes);
+    assert_eq!(end.forward.packets, 49);
+    // First report: SYN + 19 packets each way before t=300 (the packet at 300 s comes after the boundary).
+    assert_eq!(recs[1].interval_forward.packets, 20);
+    let at: Vec<i64> = recs.iter().map(|r| r.at_ns).collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn active_timeout_and_eviction() {
+    let cfg = FlowTableConfig {
+        active_timeout_ns: Some(100 * S),
+        max_flows: Some(2),
+        ..FlowTableConfig::default()
+    };
+    let mut t: FlowTable<u32> = FlowTable::new(cfg).unwrap();
+    let mut recs = feed(
+        &mut t,
+        &[
+            udp(0.0, "10.0.0.4", 1, "10.0.0.5", 53, 70),
+            udp(1.0, "10.0.0.4", 2, "10.0.0.5", 53, 70),
+            udp(2.0, "10.0.0.4", 3, "10.0.0.5", 53, 70),
+        ],
+    );
+    assert_eq!(t.len(), 2);
+    assert_eq!(ends(&recs)[0].kind, FlowRecordKind::End(EndReason::Evicted));
+    assert_eq!(ends(&recs)[0].tuple.src_port, 1);
+    for i in 0..30 {
+        recs.extend(feed(&mut t, &[udp(3.0 + f64::from(i) * 4.0, "10.0.0.4", 3, "10.0.0.5", 53, 70)]));
+    }
+    assert!(ends(&recs)
+        .iter()
+        .any(|r| r.kind == FlowRecordKind::End(EndReason::ActiveTimeout) && r.tuple.src_port == 3));
+    assert!(FlowTable::<u32>::new(FlowTableConfig {
+        udp_idle_ns: 0,
+        ..FlowTableConfig::default()
+    })
+    .is_err());
+}
+
+#[test]
+fn memory_follows_live_flows() {
+    let mut t = table();
+    for i in 0..20_000u32 {
+        let p = udp(f64::from(i) * 0.01, "10.0.0.4", (i % 60_000) as u16 + 1, "10.0.0.5", 53, 70);
+        t.observe(&p, |_, _| 0);
+        t.drain_records().for_each(drop);
+        // Each flow idles out 60 s later: at 100 pkt/s at most ~6000 live.
+        assert!(t.len() <= 6_001, "{} live at packet {i}", t.len());
+    }
+}
+
+proptest! {
+    /// Over random traffic, every flow's intervals (Begin/Report/End) sum
+    /// to its totals, and every packet is counted exactly once.
+    #[test]
+    fn intervals_sum_to_totals(pkts in proptest::collection::vec((0u8..4, 0u8..4, 0u16..3, 0u8..3, 1u32..1500, 0u32..40_000), 1..300)) {
+        let cfg = FlowTableConfig { report_interval_ns: Some(20 * S), ..FlowTableConfig::default() };
+        let mut t: FlowTable<u64> = FlowTable::new(cfg).unwrap();
+        let hosts = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1"];
+        let mut ts = 0i64;
+        let mut recs = Vec::new();
+        let mut next_id = 0u64;
+        let mut total_pkts = 0u64;
+        for (a, b, port, kind, len, gap_ms) in pkts {
+            ts += i64::from(gap_ms) * 1_000_000;
+            let (a, b) = (hosts[a as usize], hosts[b as usize]);
+            let mut p = match kind {
+                0 => tcp(0.0, a, 1000 + port, b, 80, [SYN, ACK, FIN | ACK, RST][(len % 4) as usize], len),
+                1 => udp(0.0, a, 1000 + port, b, 53, len),
+                _ => icmp(0.0, a, b, [8, 0][(len % 2) as usize], port, len),
+            };
+            if p.src.is_ipv4() != p.dst.is_ipv4() { continue; }
+            p.ts_ns = ts;
+            total_pkts += 1;
+            t.observe(&p, |_, _| { next_id += 1; next_id });
+            recs.extend(t.drain_records());
+        }
+        t.finish();
+        recs.extend(t.drain_records());
+        prop_assert!(t.is_empty());
+        let mut sums: std::collections::HashMap<u64, (u64, u64, u64, u64)> = Default::default();
+        let mut counted = 0;
+        for r in &recs {
+            let e = sums.entry(r.user).or_default();
+            e.0 += r.interval_forward.packets;
+            e.1 += r.interval_forward.bytes;
+            e.2 += r.interval_reverse.packets;
+            e.3 += r.interval_reverse.bytes;
+            if let FlowRecordKind::End(_) = r.kind {
+                prop_assert_eq!(*e, (r.forward.packets, r.forward.bytes, r.reverse.packets, r.reverse.bytes));
+                counted += r.forward.packets + r.reverse.packets;
+            }
+        }
+        prop_assert_eq!(counted, total_pkts);
+        prop_assert_eq!(sums.len() as u64, next_id);
+        prop_assert!(recs.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+    }
+}
+
+/// Throughput probe: `cargo test -p netwatch-flowlogs --release --test table -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let mut t = table();
+    let n = 5_000_000u32;
+    let pkts: Vec<PacketInfo> = (0..n)
+        .map(|i| {
+            let flow = i % 50_000;
+            let mut p = udp(
+                f64::from(i) * 1e-5,
+                "10.0.0.4",
+                (flow % 60_000) as u16,
+                "10.1.0.5",
+                53 + (flow / 60_000) as u16,
+                100,
+            );
+            if i % 2 == 1 {
+                std::mem::swap(&mut p.src, &mut p.dst);
+                std::mem::swap(&mut p.src_port, &mut p.dst_port);
+            }
+            p
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let mut records = 0usize;
+    for p in &pkts {
+        t.observe(p, |_, _| 0);
+        records += t.drain_records().count();
+    }
+    let dt = start.elapsed();
+    eprintln!(
+        "{n} packets, {} live, {records} records: {:.1} Mpps",
+        t.len(),
+        f64::from(n) / dt.as_secs_f64() / 1e6
+    );
+}

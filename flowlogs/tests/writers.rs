@@ -1,0 +1,266 @@
+//! Writers: atomic append across runs, v1, bucketing, and C/E counters
+//! summing to the flow totals through the files.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use netwatch_flowlogs::table::tcp_flags::{ACK, SYN};
+use netwatch_flowlogs::{
+    read_file, FlowLogError, FlowLogEvent, FlowLogRecord, FlowRecordKind, FlowTable, FlowTableConfig, FlowTuple, MacAddress,
+    NsgFlowLogVersion, NsgFlowLogWriter, NsgFlowState, NsgLogTarget, TupleCounters,
+};
+use netwatch_rules::{Access, Direction};
+
+const NSG_ID: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Network/networkSecurityGroups/web-nsg";
+
+fn target() -> NsgLogTarget {
+    NsgLogTarget::new(NSG_ID, None).unwrap()
+}
+
+fn mac() -> MacAddress {
+    "00-0d-3a-d5-3b-86".parse().unwrap()
+}
+
+fn begin(ts_s: i64, sport: u16) -> FlowLogEvent {
+    FlowLogEvent {
+        logged_ns: ts_s * S,
+        time_ns: ts_s * S,
+        tuple: FlowTuple {
+            protocol: 6,
+            src: ip("10.0.0.4"),
+            src_port: sport,
+            dst: ip("13.67.143.118"),
+            dst_port: 443,
+        },
+        direction: Direction::Outbound,
+        access: Access::Allow,
+        state: netwatch_flowlogs::FlowLogState::Begin,
+        counters: TupleCounters::default(),
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_second_run_appends_to_the_hour_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040; // 2023-11-14T22:14:00Z
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    w.record(&target(), mac(), "UserRule_allow-https", &begin(t0, 1));
+    w.record(&target(), mac(), "UserRule_allow-https", &begin(t0 + 61, 2));
+    w.flush().unwrap();
+    let path = w.file_path(&target(), mac(), t0 * S);
+    let first = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(read_file(&path).unwrap().records.len(), 2, "one record per minute");
+
+    // Another process, later: same NSG, MAC and hour.
+    let mut w2 = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    w2.record(&target(), mac(), "DefaultRule_AllowInternetOutBound", &begin(t0 + 300, 3));
+    w2.flush().unwrap();
+    let second = std::fs::read_to_string(&path).unwrap();
+    assert!(second.starts_with(first.strip_suffix("]}").unwrap()), "existing bytes kept");
+    let f = read_file(&path).unwrap();
+    assert_eq!(f.records.len(), 3);
+    assert_eq!(f.tuple_count(), 3);
+    let FlowLogRecord::Nsg(last) = &f.records[2] else { panic!() };
+    assert_eq!(last.rules[0].rule, "DefaultRule_AllowInternetOutBound");
+    assert_eq!(last.resource_id, NSG_ID.to_uppercase());
+    assert_eq!(last.mac_address.as_deref(), Some("000D3AD53B86"));
+    assert_eq!(last.rules[0].flows[0].mac, "000D3AD53B86");
+    assert_eq!(last.time, "2023-11-14T22:19:00.0000000Z");
+    // The next hour goes to a new file.
+    let mut w3 = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    w3.record(&target(), mac(), "UserRule_allow-https", &begin(t0 + 3600, 4));
+    w3.flush().unwrap();
+    assert_eq!(read_file(&path).unwrap().records.len(), 3);
+    // No temp files left behind.
+    let files = files_under(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|p| p.file_name().unwrap() == "PT1H.json"));
+}
+
+#[test]
+fn a_foreign_hour_file_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040;
+    let w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    let path = w.file_path(&target(), mac(), t0 * S);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    for junk in ["{\"records\":[", "[1,2]", "{\"records\":[],\"x\":1}"] {
+        std::fs::write(&path, junk).unwrap();
+        let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+        w.record(&target(), mac(), "UserRule_a", &begin(t0, 1));
+        let e = w.flush().unwrap_err();
+        assert!(matches!(e, FlowLogError::ExistingFile { .. }), "{e}");
+        assert!(e.to_string().contains("PT1H.json"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), junk);
+        // The records stay buffered for a retry.
+        std::fs::write(&path, "{\"records\":[]}").unwrap();
+        w.flush().unwrap();
+        assert_eq!(read_file(&path).unwrap().tuple_count(), 1);
+    }
+}
+
+#[test]
+fn flush_before_writes_only_finished_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040;
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    w.record(&target(), mac(), "UserRule_a", &begin(t0, 1));
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 65, 2));
+    w.flush_before((t0 + 70) * S).unwrap();
+    let path = w.file_path(&target(), mac(), t0 * S);
+    assert_eq!(read_file(&path).unwrap().records.len(), 1);
+    w.flush().unwrap();
+    assert_eq!(read_file(&path).unwrap().records.len(), 2);
+    assert_eq!(w.stats().file_writes, 2);
+    assert_eq!(w.stats().records_written, 2);
+}
+
+#[test]
+fn version_1_writes_eight_field_tuples_at_begin_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040;
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V1);
+    let mut deny = begin(t0, 1);
+    deny.access = Access::Deny;
+    deny.direction = Direction::Inbound;
+    assert!(w.record(&target(), mac(), "DefaultRule_DenyAllInBound", &deny));
+    let mut end = begin(t0 + 5, 1);
+    end.state = netwatch_flowlogs::FlowLogState::End;
+    assert!(!w.record(&target(), mac(), "UserRule_a", &end));
+    assert_eq!(w.stats().skipped_v1, 1);
+    w.flush().unwrap();
+    let path = w.file_path(&target(), mac(), t0 * S);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"Version\":1"));
+    assert!(
+        text.contains("\"flowTuples\":[\"1700000040,10.0.0.4,13.67.143.118,1,443,T,I,D\"]"),
+        "{text}"
+    );
+    let f = read_file(&path).unwrap();
+    let FlowLogRecord::Nsg(r) = &f.records[0] else { panic!() };
+    assert_eq!(r.version, 1);
+    assert_eq!(r.tuples().next().unwrap().2.state, None);
+}
+
+#[test]
+fn system_id_is_derived_stably_without_a_guid() {
+    let a = NsgLogTarget::new(NSG_ID, None).unwrap();
+    let b = NsgLogTarget::new(&NSG_ID.to_uppercase(), Some("  ")).unwrap();
+    assert_eq!(a.system_id(), b.system_id());
+    assert_eq!(
+        NsgLogTarget::new(NSG_ID, Some("c4cd669a-0cff-4e64-b3a7-0c9bb03c6537"))
+            .unwrap()
+            .system_id(),
+        "c4cd669a-0cff-4e64-b3a7-0c9bb03c6537"
+    );
+    let e = NsgLogTarget::new(
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/..",
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("'..'"), "{e}");
+}
+
+/// Long and short flows through table → writer → file → reader: per flow,
+/// the C/E counters in the files sum to the table's totals, and each
+/// allowed flow has exactly one B and one E.
+#[test]
+fn counters_over_c_and_e_tuples_sum_to_flow_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t: FlowTable<Access> = FlowTable::new(FlowTableConfig::default()).unwrap();
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    let me = "10.0.0.4";
+    let base = 1_700_000_000.0;
+    let mut totals: HashMap<(u16, u16), TupleCounters> = HashMap::new();
+    let pump = |t: &mut FlowTable<Access>, w: &mut NsgFlowLogWriter, totals: &mut HashMap<(u16, u16), TupleCounters>| {
+        for r in t.drain_records() {
+            if let FlowRecordKind::End(_) = r.kind {
+                totals.insert(
+                    (r.tuple.src_port, r.tuple.dst_port),
+                    TupleCounters {
+                        packets_src_to_dst: r.forward.packets,
+                        bytes_src_to_dst: r.forward.bytes,
+                        packets_dst_to_src: r.reverse.packets,
+                        bytes_dst_to_src: r.reverse.bytes,
+                    },
+                );
+            }
+            let dir = if r.tuple.dst == ip(me) {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            };
+            w.record(&target(), mac(), "UserRule_any", &FlowLogEvent::from_record(&r, dir, r.user));
+        }
+        w.flush_before(t.now_ns()).unwrap();
+    };
+    // 8 flows of different lengths, interleaved: flow k lasts k*3 minutes
+    // with a packet each way every 20 s.
+    let mut pkts = Vec::new();
+    for k in 0..8u16 {
+        let sport = 40_000 + k;
+        let start = base + f64::from(k) * 7.0;
+        pkts.push(tcp(start, me, sport, "52.1.2.3", 443, SYN, 60));
+        pkts.push(tcp(start + 0.05, "52.1.2.3", 443, me, sport, SYN | ACK, 60));
+        let n = u32::from(k) * 9;
+        for i in 1..=n {
+            let ts = start + f64::from(i) * 20.0;
+            pkts.push(tcp(ts, me, sport, "52.1.2.3", 443, ACK, 100 + u32::from(k)));
+            pkts.push(tcp(ts + 0.2, "52.1.2.3", 443, me, sport, ACK, 1400));
+        }
+    }
+    pkts.sort_by_key(|p| p.ts_ns);
+    for p in &pkts {
+        t.observe(p, |_, _| Access::Allow);
+        pump(&mut t, &mut w, &mut totals);
+    }
+    t.finish();
+    pump(&mut t, &mut w, &mut totals);
+    w.flush().unwrap();
+
+    let mut sums: HashMap<(u16, u16), TupleCounters> = HashMap::new();
+    let mut begins: HashMap<(u16, u16), usize> = HashMap::new();
+    let mut ends: HashMap<(u16, u16), usize> = HashMap::new();
+    let mut continuing = 0;
+    for path in files_under(dir.path()) {
+        for r in read_file(&path).unwrap().records {
+            let FlowLogRecord::Nsg(r) = r else { panic!() };
+            for (_, _, tup) in r.tuples() {
+                let key = (tup.src_port, tup.dst_port);
+                match tup.state {
+                    Some(NsgFlowState::Begin) => *begins.entry(key).or_default() += 1,
+                    Some(NsgFlowState::End) => *ends.entry(key).or_default() += 1,
+                    Some(NsgFlowState::Continuing) => continuing += 1,
+                    None => panic!("v1 tuple"),
+                }
+                let e = sums.entry(key).or_default();
+                *e = *e + tup.counters.unwrap_or_default();
+            }
+        }
+    }
+    assert_eq!(totals.len(), 8);
+    assert_eq!(sums, totals);
+    assert!(begins.values().all(|&n| n == 1) && begins.len() == 8);
+    assert!(ends.values().all(|&n| n == 1) && ends.len() == 8);
+    // Flow k lasts 3k minutes: floor(3k*60/300) reports (flows ending on a boundary get E instead).
+    assert!(continuing >= 8, "{continuing} C tuples");
+}

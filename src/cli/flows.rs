@@ -1,0 +1,489 @@
+//! `netwatch flows` and `netwatch evaluate`: flows of capture files, and
+//! their NSG verdicts from a NIC's perspective.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::IpAddr;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use netwatch::watcher::context::{find_nic, NicView};
+use netwatch::watcher::replay::{nic_addresses, parse_local, replay, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, Verdict};
+use netwatch_flowlogs::{EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig};
+use netwatch_rules::{Access, Direction};
+use serde::Serialize;
+
+use super::ResourceArgs;
+
+/// Output formats of the flow commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowFormat {
+    /// One JSON object per flow per line.
+    Jsonl,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Aligned columns for people (printed when the capture is done).
+    Table,
+}
+
+/// Reading options shared by `flows` and `evaluate`.
+#[derive(Args, Debug)]
+pub struct CaptureFileArgs {
+    /// Capture files (pcap or pcapng, any link type netwatch decodes); `-` reads standard input.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+    /// Report the innermost packet of GRE, VXLAN and GENEVE tunnels instead of the outer one.
+    #[arg(long)]
+    decap: bool,
+    /// Idle timeout of TCP flows, seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 240)]
+    tcp_idle_timeout: u64,
+    /// Idle timeout of UDP, ICMP and other flows, seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    udp_idle_timeout: u64,
+    /// End flows older than this many seconds, active or not (default: never).
+    #[arg(long, value_name = "SECONDS")]
+    active_timeout: Option<u64>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = FlowFormat::Jsonl)]
+    output: FlowFormat,
+}
+
+impl CaptureFileArgs {
+    fn options(&self) -> Result<ReplayOptions> {
+        let s = |v: u64, flag: &str| -> Result<i64> {
+            if v == 0 || v > 365 * 24 * 3600 {
+                bail!("--{flag} {v}: expected 1 to 31536000 seconds");
+            }
+            Ok(v as i64 * 1_000_000_000)
+        };
+        let udp = s(self.udp_idle_timeout, "udp-idle-timeout")?;
+        let table = FlowTableConfig {
+            tcp_idle_ns: s(self.tcp_idle_timeout, "tcp-idle-timeout")?,
+            udp_idle_ns: udp,
+            icmp_idle_ns: udp,
+            other_idle_ns: udp,
+            active_timeout_ns: self.active_timeout.map(|v| s(v, "active-timeout")).transpose()?,
+            ..FlowTableConfig::default()
+        };
+        Ok(ReplayOptions { decap: self.decap, table })
+    }
+
+    fn inputs(&self) -> Vec<CaptureInput> {
+        self.files.iter().map(|f| CaptureInput::parse(f)).collect()
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    capture: CaptureFileArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The NIC whose NSGs judge the traffic, by name or resource id.
+    #[arg(long, value_name = "NAME|ID")]
+    nic: String,
+    /// Addresses that count as the NIC's own (CIDR or IP, repeatable), instead of the NIC's private IPs: replay any capture "as if" taken on that NIC.
+    #[arg(long, value_name = "CIDR")]
+    local: Vec<String>,
+    #[command(flatten)]
+    capture: CaptureFileArgs,
+}
+
+/// One flow, as printed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FlowRow {
+    protocol: String,
+    initiator: IpAddr,
+    initiator_port: u16,
+    responder: IpAddr,
+    responder_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_type: Option<u8>,
+    /// Initiator to responder.
+    packets_sent: u64,
+    bytes_sent: u64,
+    /// Responder to initiator.
+    packets_received: u64,
+    bytes_received: u64,
+    first_time: String,
+    last_time: String,
+    state: &'static str,
+    end_reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    network_security_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_name: Option<String>,
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "protocol",
+    "initiator",
+    "initiatorPort",
+    "responder",
+    "responderPort",
+    "packetsSent",
+    "bytesSent",
+    "packetsReceived",
+    "bytesReceived",
+    "firstTime",
+    "lastTime",
+    "state",
+    "endReason",
+    "direction",
+    "access",
+    "networkSecurityGroup",
+    "ruleName",
+];
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        50 => "ESP".into(),
+        51 => "AH".into(),
+        47 => "GRE".into(),
+        n => n.to_string(),
+    }
+}
+
+fn state_name(s: FlowState) -> &'static str {
+    match s {
+        FlowState::Begin => "Begin",
+        FlowState::Established => "Established",
+        FlowState::Ended => "Ended",
+    }
+}
+
+fn end_name(k: FlowRecordKind) -> &'static str {
+    match k {
+        FlowRecordKind::End(EndReason::TcpFin) => "TcpFin",
+        FlowRecordKind::End(EndReason::TcpRst) => "TcpRst",
+        FlowRecordKind::End(EndReason::IdleTimeout) => "IdleTimeout",
+        FlowRecordKind::End(EndReason::ActiveTimeout) => "ActiveTimeout",
+        FlowRecordKind::End(EndReason::Reused) => "PortReused",
+        FlowRecordKind::End(EndReason::Evicted) => "Evicted",
+        FlowRecordKind::End(EndReason::Flushed) => "EndOfCapture",
+        _ => "",
+    }
+}
+
+fn row<T>(r: &FlowRecord<T>) -> FlowRow {
+    FlowRow {
+        protocol: protocol_name(r.tuple.protocol),
+        initiator: r.tuple.src,
+        initiator_port: r.tuple.src_port,
+        responder: r.tuple.dst,
+        responder_port: r.tuple.dst_port,
+        icmp_type: r.icmp.map(|i| i.icmp_type),
+        packets_sent: r.forward.packets,
+        bytes_sent: r.forward.bytes,
+        packets_received: r.reverse.packets,
+        bytes_received: r.reverse.bytes,
+        first_time: netwatch_flowlogs::time::format_rfc3339_7(r.first_ns),
+        last_time: netwatch_flowlogs::time::format_rfc3339_7(r.last_ns),
+        state: state_name(r.state),
+        end_reason: end_name(r.kind),
+        direction: None,
+        access: None,
+        network_security_group: None,
+        rule_name: None,
+    }
+}
+
+/// Streams rows in the chosen format.
+struct RowWriter {
+    out: BufWriter<io::Stdout>,
+    format: FlowFormat,
+    table: Vec<FlowRow>,
+    header_done: bool,
+}
+
+impl RowWriter {
+    fn new(format: FlowFormat) -> Self {
+        RowWriter {
+            out: BufWriter::with_capacity(1 << 16, io::stdout()),
+            format,
+            table: Vec::new(),
+            header_done: false,
+        }
+    }
+
+    fn write(&mut self, r: FlowRow) -> io::Result<()> {
+        match self.format {
+            FlowFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, &r)?;
+                self.out.write_all(b"\n")
+            }
+            FlowFormat::Csv => {
+                if !self.header_done {
+                    writeln!(self.out, "{}", CSV_COLUMNS.join(","))?;
+                    self.header_done = true;
+                }
+                writeln!(
+                    self.out,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    r.protocol,
+                    r.initiator,
+                    r.initiator_port,
+                    r.responder,
+                    r.responder_port,
+                    r.packets_sent,
+                    r.bytes_sent,
+                    r.packets_received,
+                    r.bytes_received,
+                    r.first_time,
+                    r.last_time,
+                    r.state,
+                    r.end_reason,
+                    r.direction.unwrap_or(""),
+                    r.access.unwrap_or(""),
+                    r.network_security_group.as_deref().unwrap_or(""),
+                    r.rule_name.as_deref().unwrap_or("")
+                )
+            }
+            FlowFormat::Table => {
+                self.table.push(r);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        if self.format == FlowFormat::Table {
+            let evaluated = self.table.iter().any(|r| r.direction.is_some());
+            let mut rows: Vec<Vec<String>> = vec![{
+                let mut h: Vec<String> = [
+                    "Proto",
+                    "Initiator",
+                    "Responder",
+                    "Pkts>",
+                    "Bytes>",
+                    "Pkts<",
+                    "Bytes<",
+                    "First",
+                    "Duration",
+                    "End",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                if evaluated {
+                    h.extend(["Direction", "Access", "NSG", "Rule"].iter().map(|s| s.to_string()));
+                }
+                h
+            }];
+            for r in &self.table {
+                let ep = |ip: IpAddr, port: u16| match ip {
+                    IpAddr::V4(_) => format!("{ip}:{port}"),
+                    IpAddr::V6(_) => format!("[{ip}]:{port}"),
+                };
+                let first = netwatch_flowlogs::time::parse_rfc3339(&r.first_time).unwrap_or(0);
+                let last = netwatch_flowlogs::time::parse_rfc3339(&r.last_time).unwrap_or(0);
+                let mut v = vec![
+                    r.protocol.clone(),
+                    ep(r.initiator, r.initiator_port),
+                    ep(r.responder, r.responder_port),
+                    r.packets_sent.to_string(),
+                    r.bytes_sent.to_string(),
+                    r.packets_received.to_string(),
+                    r.bytes_received.to_string(),
+                    r.first_time.get(11..23).unwrap_or("").to_string(),
+                    format!("{:.3}s", (last - first) as f64 / 1e9),
+                    r.end_reason.to_string(),
+                ];
+                if evaluated {
+                    v.push(r.direction.unwrap_or("Transit").to_string());
+                    v.push(r.access.unwrap_or("").to_string());
+                    v.push(r.network_security_group.clone().unwrap_or_default());
+                    v.push(r.rule_name.clone().unwrap_or_default());
+                }
+                rows.push(v);
+            }
+            write_columns(&mut self.out, &rows)?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Writes rows as aligned columns.
+pub fn write_columns(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut w = vec![0usize; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn report_stats(s: &CaptureStats, flows: u64, bytes: u64) {
+    for w in &s.warnings {
+        tracing::warn!("{w}");
+    }
+    eprintln!(
+        "{} flows, {} packets ({} IP, {} non-IP, {} truncated), {} IP bytes, {} file(s)",
+        flows, s.packets, s.ip_packets, s.non_ip_frames, s.truncated_packets, bytes, s.files
+    );
+}
+
+/// `netwatch flows`.
+pub fn flows(a: FlowsArgs) -> Result<()> {
+    let opts = a.capture.options()?;
+    let mut out = RowWriter::new(a.capture.output);
+    let mut err: Option<io::Error> = None;
+    let (mut flows, mut bytes) = (0u64, 0u64);
+    let stats = replay(
+        &a.capture.inputs(),
+        &opts,
+        |_| (),
+        |r| {
+            if matches!(r.kind, FlowRecordKind::End(_)) {
+                flows += 1;
+                bytes += r.forward.bytes + r.reverse.bytes;
+                if err.is_none() {
+                    if let Err(e) = out.write(row(&r)) {
+                        err = Some(e);
+                    }
+                }
+            }
+        },
+    )?;
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    out.finish()?;
+    report_stats(&stats, flows, bytes);
+    Ok(())
+}
+
+/// Per-rule totals for the summary.
+#[derive(Default)]
+struct Tally {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+/// `netwatch evaluate`.
+pub fn evaluate(a: EvaluateArgs) -> Result<()> {
+    let env = a.resources.load()?;
+    let nic = find_nic(&env, &a.nic)?;
+    let view = NicView::for_nic(&env, nic, None)?;
+    let local = if a.local.is_empty() {
+        nic_addresses(nic)
+    } else {
+        parse_local(&a.local).map_err(anyhow::Error::msg)?
+    };
+    let evaluator = NicEvaluator {
+        local,
+        inbound: view.compile(Direction::Inbound)?,
+        outbound: view.compile(Direction::Outbound)?,
+    };
+    let opts = a.capture.options()?;
+    let names = |v: &Verdict| -> (Option<String>, Option<String>) {
+        match (v.direction, v.decided_by) {
+            (Some(d), Some((link, rule))) => {
+                let chain = evaluator.chain(d);
+                (
+                    chain.links.get(link as usize).map(|l| l.nsg.name.clone()),
+                    chain.rule_name(link as usize, rule as usize),
+                )
+            }
+            _ => (None, None),
+        }
+    };
+    let mut out = RowWriter::new(a.capture.output);
+    let mut err: Option<io::Error> = None;
+    let mut tally: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
+    let (mut flows, mut bytes) = (0u64, 0u64);
+    let stats = replay(
+        &a.capture.inputs(),
+        &opts,
+        |t| evaluator.evaluate(t),
+        |r| {
+            if !matches!(r.kind, FlowRecordKind::End(_)) {
+                return;
+            }
+            flows += 1;
+            let b = r.forward.bytes + r.reverse.bytes;
+            bytes += b;
+            let mut fr = row(&r);
+            let v = r.user;
+            let (nsg, rule) = names(&v);
+            fr.direction = Some(v.direction.map_or("Transit", |d| d.as_str()));
+            fr.access = v.direction.map(|_| v.access.as_str());
+            fr.network_security_group = nsg.clone();
+            fr.rule_name = rule.clone();
+            let key = (
+                fr.direction.unwrap_or("").to_string(),
+                nsg.unwrap_or_default(),
+                rule.unwrap_or_else(|| if v.direction.is_some() { "(no NSG)".into() } else { String::new() }),
+                if v.direction.is_none() {
+                    ""
+                } else if v.access == Access::Allow {
+                    "Allow"
+                } else {
+                    "Deny"
+                },
+            );
+            let t = tally.entry(key).or_default();
+            t.flows += 1;
+            t.packets += r.forward.packets + r.reverse.packets;
+            t.bytes += b;
+            if err.is_none() {
+                if let Err(e) = out.write(fr) {
+                    err = Some(e);
+                }
+            }
+        },
+    )?;
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    out.finish()?;
+    report_stats(&stats, flows, bytes);
+    let mut rows = vec![["Direction", "Access", "NSG", "Rule", "Flows", "Packets", "Bytes"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    for ((dir, nsg, rule, access), t) in &tally {
+        rows.push(vec![
+            dir.clone(),
+            access.to_string(),
+            nsg.clone(),
+            rule.clone(),
+            t.flows.to_string(),
+            t.packets.to_string(),
+            t.bytes.to_string(),
+        ]);
+    }
+    let stderr = io::stderr();
+    let mut e = stderr.lock();
+    write_columns(&mut e, &rows).context("writing the summary")?;
+    let _ = io::stderr().is_terminal();
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! Replaying captures: read pcap/pcapng files, decode each packet, track
+//! flows, and (for `evaluate`) decide each flow once with the NIC's NSG chain.
+//!
+//! The NIC's perspective (spec §13.3): packets from the NIC's addresses are
+//! outbound, packets to them inbound. A flow is evaluated on its first
+//! packet, in its initiator's direction; its return traffic shares the
+//! verdict (NSGs are stateful, spec §1.3). A flow with neither end on the
+//! NIC is transit.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp};
+use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
+use netwatch_rules::{Access, AddrSet, Direction, Flow, IpPrefix};
+use thiserror::Error;
+
+use super::context::NsgChain;
+
+/// Errors replaying a capture.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    Capture {
+        path: PathBuf,
+        source: netwatch_capture::ReadError,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Where packets come from: a file, or `-` for standard input.
+#[derive(Clone, Debug)]
+pub enum CaptureInput {
+    File(PathBuf),
+    Stdin,
+}
+
+impl CaptureInput {
+    /// `-` is standard input, anything else a path.
+    pub fn parse(s: &str) -> Self {
+        if s == "-" {
+            CaptureInput::Stdin
+        } else {
+            CaptureInput::File(PathBuf::from(s))
+        }
+    }
+
+    fn name(&self) -> PathBuf {
+        match self {
+            CaptureInput::File(p) => p.clone(),
+            CaptureInput::Stdin => PathBuf::from("<stdin>"),
+        }
+    }
+}
+
+/// How to read and track.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayOptions {
+    /// Report the innermost packet of GRE/VXLAN/GENEVE tunnels.
+    pub decap: bool,
+    pub table: FlowTableConfig,
+}
+
+/// What reading the captures found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    pub files: usize,
+    pub packets: u64,
+    /// IP packets accounted to flows.
+    pub ip_packets: u64,
+    /// Frames that carry no IP packet (ARP, STP, ...).
+    pub non_ip_frames: u64,
+    /// IP packets cut short by the capture (snaplen) or malformed.
+    pub truncated_packets: u64,
+    /// Warnings about damaged input, each naming file, packet and offset.
+    pub warnings: Vec<String>,
+}
+
+fn open(input: &CaptureInput) -> Result<CaptureReader<Box<dyn Read>>, ReplayError> {
+    let name = input.name();
+    let r: Box<dyn Read> = match input {
+        CaptureInput::File(p) => Box::new(File::open(p).map_err(|source| ReplayError::Io { path: p.clone(), source })?),
+        CaptureInput::Stdin => Box::new(io::stdin()),
+    };
+    CaptureReader::new(r).map_err(|source| ReplayError::Capture { path: name, source })
+}
+
+/// Reads every input in order through one flow table. `init` runs on each
+/// new flow (its return value rides along in the records); `sink` gets every
+/// record (begin, reports, end) in time order; `progress` gets each file's
+/// byte offset now and then.
+pub fn replay<T, I, S>(inputs: &[CaptureInput], opts: &ReplayOptions, mut init: I, mut sink: S) -> Result<CaptureStats, ReplayError>
+where
+    T: Clone,
+    I: FnMut(&FlowTuple) -> T,
+    S: FnMut(FlowRecord<T>),
+{
+    let mut table: FlowTable<T> = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
+    let mut fragments = FragmentTracker::new(4096);
+    let mut stats = CaptureStats::default();
+    let dopts = DecodeOptions { decap: opts.decap };
+    for input in inputs {
+        let name = input.name();
+        let mut reader = open(input)?;
+        stats.files += 1;
+        while let Some(next) = reader.next_packet() {
+            let pkt = next.map_err(|source| ReplayError::Capture {
+                path: name.clone(),
+                source,
+            })?;
+            stats.packets += 1;
+            let mut meta = match decode(pkt.link_type, pkt.data, dopts) {
+                Ok(m) => m,
+                Err(NotIp::Truncated { .. }) => {
+                    stats.truncated_packets += 1;
+                    continue;
+                }
+                Err(_) => {
+                    stats.non_ip_frames += 1;
+                    continue;
+                }
+            };
+            if meta.truncated || meta.malformed {
+                stats.truncated_packets += 1;
+            }
+            if meta.fragment.is_fragment {
+                fragments.process(&mut meta);
+            }
+            let info = PacketInfo {
+                ts_ns: pkt.timestamp_ns,
+                src: meta.src,
+                dst: meta.dst,
+                protocol: meta.protocol,
+                src_port: meta.src_port,
+                dst_port: meta.dst_port,
+                icmp: meta.icmp.map(|i| IcmpInfo {
+                    icmp_type: i.icmp_type,
+                    code: i.code,
+                    id: i.echo_id.unwrap_or(0),
+                }),
+                tcp_flags: (meta.tcp_flags & 0xff) as u8,
+                ip_len: meta.ip_total_len,
+            };
+            stats.ip_packets += 1;
+            table.observe(&info, |t, _| init(t));
+            for r in table.drain_records() {
+                sink(r);
+            }
+        }
+        for w in reader.take_warnings() {
+            stats.warnings.push(format!("{}: {w}", name.display()));
+        }
+    }
+    table.finish();
+    for r in table.drain_records() {
+        sink(r);
+    }
+    Ok(stats)
+}
+
+/// A flow's NSG verdict from the NIC's perspective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// `None` for transit: neither end is the NIC's.
+    pub direction: Option<Direction>,
+    pub access: Access,
+    /// Deciding NSG (index into the direction's chain) and rule index.
+    pub decided_by: Option<(u8, u32)>,
+}
+
+/// The NIC side of an evaluation: its addresses and its two compiled chains.
+pub struct NicEvaluator<'e> {
+    pub local: AddrSet,
+    pub inbound: NsgChain<'e>,
+    pub outbound: NsgChain<'e>,
+}
+
+impl NicEvaluator<'_> {
+    /// Decides a new flow from its initiator's side.
+    pub fn evaluate(&self, t: &FlowTuple) -> Verdict {
+        let (dir, chain) = if self.local.contains(t.src) {
+            (Direction::Outbound, &self.outbound)
+        } else if self.local.contains(t.dst) {
+            (Direction::Inbound, &self.inbound)
+        } else {
+            return Verdict {
+                direction: None,
+                access: Access::Allow,
+                decided_by: None,
+            };
+        };
+        let flow = Flow {
+            protocol: t.protocol,
+            source: t.src,
+            source_port: t.src_port,
+            destination: t.dst,
+            destination_port: t.dst_port,
+        };
+        let d = chain.decide(&flow.key());
+        Verdict {
+            direction: Some(dir),
+            access: d.access,
+            decided_by: d.decided_by.and_then(|v| v.rule_index.map(|r| (v.chain_index as u8, r as u32))),
+        }
+    }
+
+    /// The chain of a direction.
+    pub fn chain(&self, d: Direction) -> &NsgChain<'_> {
+        match d {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+}
+
+/// Parses `--local` values: CIDR prefixes or single addresses.
+pub fn parse_local(list: &[String]) -> Result<AddrSet, String> {
+    let mut v = Vec::new();
+    for s in list {
+        v.push(
+            s.parse::<IpPrefix>()
+                .map_err(|_| format!("--local {s:?} is not an IP address or CIDR prefix"))?,
+        );
+    }
+    Ok(AddrSet::from_prefixes(v))
+}
+
+/// The NIC's own addresses.
+pub fn nic_addresses(nic: &crate::azure::NetworkInterface) -> AddrSet {
+    AddrSet::from_prefixes(
+        nic.ip_configurations
+            .iter()
+            .filter_map(|c| c.private_ip_address)
+            .filter_map(|ip: IpAddr| IpPrefix::new(ip, if ip.is_ipv4() { 32 } else { 128 })),
+    )
+}
+
+/// Whether a path names standard input.
+pub fn is_stdin(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
