@@ -24,6 +24,7 @@ use Access::{Allow, Deny};
 use Direction::{Inbound as In, Outbound as Out};
 use IpFlowProtocol::{Tcp, Udp};
 
+#[allow(clippy::too_many_arguments)] // one argument per column of the case table
 const fn c(
     what: &'static str,
     vm: &'static str,

@@ -12,6 +12,7 @@ One environment, two shapes, as Azure users really have them:
 Run from the repository root: python3 tools/make-hub-spoke.py
 """
 import copy
+import hashlib
 import json
 import os
 
@@ -85,7 +86,7 @@ nsgs = {}
 def nsg(rg, name, rules, subnets=(), nics=()):
     props = {
         "provisioningState": "Succeeded",
-        "resourceGuid": f"{abs(hash(name)) % (1 << 32):08x}-5d2c-4b7e-9f10-3a6c1e8d4b2f",
+        "resourceGuid": f"{int(hashlib.md5(name.encode()).hexdigest()[:8], 16):08x}-5d2c-4b7e-9f10-3a6c1e8d4b2f",
         "flushConnection": False,
         "securityRules": rules,
         "subnets": [{"id": s} for s in subnets],
@@ -235,7 +236,16 @@ route_tables = [
     (SPOKES, res(SPOKES, "routeTables", "rt-web", "Microsoft.Network/routeTables", {
         "provisioningState": "Succeeded",
         "disableBgpRoutePropagation": False,
-        "routes": [route(SPOKES, "rt-web", "to-app-via-fw", "10.2.0.0/16", "VirtualAppliance", "10.0.1.4")],
+        "routes": [
+            route(SPOKES, "rt-web", "to-app-via-fw", "10.2.0.0/16", "VirtualAppliance", "10.0.1.4"),
+            route(SPOKES, "rt-web", "onprem-dc-via-fw", "172.16.10.0/24", "VirtualAppliance", "10.0.1.4"),
+            route(SPOKES, "rt-web", "cgnat-via-fw", "100.64.0.0/10", "VirtualAppliance", "10.0.1.4"),
+            route(SPOKES, "rt-web", "blackhole-test-net", "203.0.113.0/24", "None"),
+            route(SPOKES, "rt-web", "blackhole-v6-lab", "2001:db8:99::/48", "None"),
+            route(SPOKES, "rt-web", "hub-mgmt-direct", "10.0.2.0/24", "VnetLocal"),
+            route(SPOKES, "rt-web", "partner-via-gateway", "10.60.0.0/16", "VirtualNetworkGateway"),
+            route(SPOKES, "rt-web", "bing-direct", "13.107.21.200/32", "Internet"),
+        ],
         "subnets": [{"id": net(SPOKES, "virtualNetworks", "vnet-web", "subnets", "snet-web")}],
     }, 201)),
     (SPOKES, res(SPOKES, "routeTables", "rt-app", "Microsoft.Network/routeTables", {
@@ -393,6 +403,17 @@ for kind, items in groups.items():
         doc = mine[0] if len(mine) == 1 and kind in ("virtualNetworkGateways",) else {"value": mine}
         write(f"demo/hub-spoke/{rg}/{kind}.json", doc)
         write(f"tests/data/hub-spoke-cli/{rg}-{kind}.json", [to_cli(copy.deepcopy(r), rg) for r in mine])
+
+# BGP routes the hub gateway learned, as `az network vnet-gateway
+# list-learned-routes -g rg-hub -n vgw-hub` prints them.
+learned = {"value": [
+    {"asPath": "", "localAddress": "10.0.255.30", "network": "10.0.0.0/16", "nextHop": None, "origin": "Network", "sourcePeer": "10.0.255.30", "weight": 32768},
+    {"asPath": "65010", "localAddress": "10.0.255.30", "network": "10.70.0.0/16", "nextHop": "192.168.255.1", "origin": "EBgp", "sourcePeer": "192.168.255.1", "weight": 32768},
+    {"asPath": "65010", "localAddress": "10.0.255.30", "network": "10.71.0.0/16", "nextHop": "192.168.255.1", "origin": "EBgp", "sourcePeer": "192.168.255.1", "weight": 32768},
+    {"asPath": "65010 65020", "localAddress": "10.0.255.30", "network": "10.1.1.0/24", "nextHop": "192.168.255.1", "origin": "EBgp", "sourcePeer": "192.168.255.1", "weight": 32768},
+]}
+write("demo/hub-spoke/rg-hub/vgw-hub-learned-routes.json", learned)
+write("tests/data/hub-spoke-cli/rg-hub-vgw-hub-learned-routes.json", learned["value"])
 
 # A small service tags file for the demo: real prefixes from the public
 # download (changeNumber 375), cut to a few entries.

@@ -21,6 +21,7 @@
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod ipfix;
 pub mod nsg;
 pub mod read;
 mod store;
@@ -32,6 +33,7 @@ pub mod vnet;
 pub use error::{FlowLogError, ReadError};
 pub use event::{nsg_rule_name, vnet_rule_name, vnet_rule_name_of, FlowLogEvent, FlowLogState};
 pub use ids::{derived_guid, IdError, MacAddress};
+pub use ipfix::{ExportClock, ExportOptions, ExportProtocol, ExportStats, FlowExporter, NsgDecision};
 pub use nsg::{NsgFlowLogVersion, NsgFlowLogWriter, NsgLogTarget, NsgWriterStats};
 pub use read::{read_file, FlowLogFile, FlowLogRecord, NsgRecord, VnetRecord};
 pub use table::{

@@ -1,9 +1,30 @@
 //! netwatch-routing: Azure routes and route precedence, longest-prefix-match
 //! tables for IPv4 and IPv6, next hop. Pure: no I/O.
-#![deny(unsafe_code)] // one audited exception: lpm::fast (POPCNT dispatch)
+//!
+//! * [`lpm`]: [`Lpm4`] / [`Lpm6`], poptrie longest-prefix-match tables
+//!   generic over the value, built once by [`LpmBuilder`].
+//! * [`model`]: Azure's route vocabulary ([`NextHopType`], [`RouteSource`],
+//!   [`RouteState`], [`Route`], [`EffectiveRoute`], [`NextHopResult`]).
+//! * [`effective`]: [`effective_routes`] builds a subnet's
+//!   [`EffectiveRouteTable`] (spec §5) and answers
+//!   [`EffectiveRouteTable::next_hop`] (spec §4).
+//!
+//! The crate denies `unsafe` except in one audited spot, `lpm::fast`, which
+//! calls POPCNT-compiled copies of the lookup after checking the CPU has
+//! POPCNT (measured gain; see that module).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod effective;
 pub mod lpm;
+pub mod model;
 
+pub use effective::{
+    effective_routes, Candidate, CandidateOutcome, EffectiveRouteTable, GatewayRoute, NextHop, RouteError, RouteTableInput,
+    SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE, MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
+};
 pub use ipnet;
 pub use lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmBuilder, LpmError, LpmKey, LpmMatch, LpmTable, BATCH_LANES, MAX_PREFIXES};
+pub use model::{
+    EffectiveRoute, InvalidReason, NextHopResult, NextHopType, Route, RouteSource, RouteState, UnknownNextHopType, SYSTEM_ROUTE,
+};

@@ -52,10 +52,7 @@ impl NextHopType {
     /// "UDRs cannot use next hop VNet peering or
     /// VirtualNetworkServiceEndpoint").
     pub fn allowed_in_user_route(self) -> bool {
-        !matches!(
-            self,
-            NextHopType::VNetPeering | NextHopType::VirtualNetworkServiceEndpoint
-        )
+        !matches!(self, NextHopType::VNetPeering | NextHopType::VirtualNetworkServiceEndpoint)
     }
 }
 
@@ -77,11 +74,7 @@ impl FromStr for NextHopType {
     /// spec §5.3 "Names across tools" table (`VNet peering`, classic
     /// `VPNGateway`, `VNETLocal`, `Null`) and `VnetPeering`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let key: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_lowercase();
+        let key: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
         Ok(match key.as_str() {
             "virtualnetworkgateway" | "vpngateway" => NextHopType::VirtualNetworkGateway,
             "vnetlocal" => NextHopType::VnetLocal,
@@ -175,6 +168,10 @@ pub struct Route {
     pub next_hop_ip: Option<IpAddr>,
     /// Resource ID of the route table, for user routes.
     pub route_table_id: Option<String>,
+    /// For a user route whose `addressPrefix` is a service tag: the tag
+    /// (the route is expanded into one route per prefix of the tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tag: Option<String>,
 }
 
 impl Route {
@@ -192,8 +189,9 @@ impl Route {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "reason", rename_all = "camelCase")]
 pub enum InvalidReason {
-    /// A route with the same prefix and a higher-precedence source wins
-    /// (user > virtual network gateway > default).
+    /// A route with the same prefix and higher precedence wins (user >
+    /// virtual network gateway > default; within a source, see
+    /// `effective_routes`).
     #[serde(rename_all = "camelCase")]
     OverriddenBySamePrefix {
         /// Index (in the effective table) of the winning route.
@@ -227,7 +225,7 @@ impl fmt::Display for InvalidReason {
                 winner_source,
             } => write!(
                 f,
-                "overridden by route #{winner} with the same prefix and higher-precedence source {winner_source}"
+                "overridden by route #{winner} ({winner_source}) with the same prefix and higher precedence"
             ),
             InvalidReason::ShadowedBySystemRoute {
                 system_route,

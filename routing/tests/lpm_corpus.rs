@@ -27,7 +27,7 @@ fn check(name: &str) {
     let r4 = Reference::<u32>::new(v4.iter().map(|(p, v)| (u32::from(p.network()), p.prefix_len(), *v)));
     let mut keys: Vec<u32> = (0..200_000).map(|_| rng.next_u64() as u32).collect();
     for (i, (p, _)) in v4.iter().enumerate() {
-        if i % 3 == 0 {
+        if i % 5 == 0 {
             let lo = u32::from(p.network());
             let hi = u32::from(p.broadcast());
             keys.extend([lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)]);

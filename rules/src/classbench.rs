@@ -5,11 +5,11 @@
 //! # Format
 //!
 //! One filter a line (Taylor & Turner's ClassBench `db_generator` output, as
-//! in the NeuroCuts sets), fields separated by tabs, usually with a trailing
-//! tab:
+//! in the NeuroCuts sets), fields separated by tabs (shown as `<TAB>`),
+//! usually with a trailing tab:
 //!
 //! ```text
-//! @176.19.181.33/32	90.145.23.162/32	0 : 65535	1550 : 1550	0x06/0xFF	0x0000/0x0200
+//! @176.19.181.33/32<TAB>90.145.23.162/32<TAB>0 : 65535<TAB>1550 : 1550<TAB>0x06/0xFF<TAB>0x0000/0x0200<TAB>
 //! ```
 //!
 //! source prefix (after `@`), destination prefix, source port range `lo : hi`,

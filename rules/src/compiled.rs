@@ -3,31 +3,33 @@
 //!
 //! # Design
 //!
-//! Each of the five fields is cut into *equivalence classes*: maximal runs of
-//! values that match exactly the same set of rules. Every class owns one
-//! deduplicated rule bitset (bit `i` = rule `i` matches this field value),
-//! preceded by an *aggregate bit vector* (ABV, Baboescu & Varghese 2001): bit
-//! `j` of the aggregate is set when word `j` of the bitset is non-zero.
+//! Each field is cut into *equivalence classes*: maximal runs of values that
+//! match exactly the same set of rules. Every class owns one deduplicated
+//! rule bitset (bit `i` set = rule `i` matches this field value), preceded by
+//! an *aggregate bit vector* (ABV, Baboescu & Varghese 2001): bit `j` of the
+//! aggregate is set when word `j` of the bitset is non-zero.
 //!
-//! A lookup maps each field value to its class:
+//! A lookup maps each field value to its class with branch-free multibit
+//! tries (a block pointer carries a shift that collapses uniform subtrees to
+//! a single entry, so uniform space costs no memory and no branch):
 //! - protocol: a 256-entry table;
-//! - ports: a direct 65536-entry table of class ids;
-//! - addresses, IPv4 (the `::ffff:0:0/96` block of the unified space): a
-//!   65536-entry table indexed by the top 16 bits. An entry is either the
-//!   class itself (the /16 lies within one class; one memory access) or a
-//!   pointer to a short sorted segment of low-16-bit boundaries searched
-//!   branch-free;
-//! - addresses, IPv6 (everything else): a sorted boundary array, binary
-//!   searched.
+//! - ports: an 8-8 trie;
+//! - addresses in the IPv4 block (`::ffff:0:0/96` of the unified space): an
+//!   8-8-8-8 trie over the low 32 bits; other (IPv6) addresses: a binary
+//!   search over the boundaries outside the block.
 //!
-//! It then ANDs the five aggregates, and only for words whose aggregate bit
-//! survives ANDs the five bitset words. Rules are in evaluation order, so the
-//! lowest set bit of the first non-zero word is the answer. With fewer than
-//! 4097 rules the aggregate is a single `u64`, and in practice the first
-//! candidate word holds the match, so a lookup is about a dozen mostly
-//! cache-resident loads whatever the rule count.
+//! When the product of source and destination classes is small enough (all
+//! 1k ClassBench sets; the cap is `PAIR_MAX_ENTRIES`), their cross product is
+//! precomputed as in RFC (Gupta & McKeown 1999): one table load gives the
+//! bitset of rules matching both addresses, which is sparse. The scan then
+//! ANDs four aggregates (protocol, source port, destination port, address
+//! pair) and, only for words whose aggregate bit survives, the four bitset
+//! words; the lowest set bit of the first non-zero word is the answer, as
+//! rules are in evaluation order. Larger sets fall back to five separate
+//! bitsets, where the dense per-field bitsets make the aggregates less
+//! selective.
 //!
-//! Lookups do not allocate.
+//! Lookups do not allocate and use no `unsafe`.
 
 use std::collections::HashMap;
 
@@ -42,19 +44,51 @@ struct SetStore {
     data: Vec<u64>,
 }
 
+/// Shape of the rule bitsets: `words` (a multiple of `chunk`) bitset words,
+/// scanned `chunk` words at a time; one aggregate bit per chunk, in `agg`
+/// words. A class block is `agg` aggregate words then the bitset.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    words: usize,
+    chunk: usize,
+    agg: usize,
+}
+
+impl Layout {
+    fn new(rules: usize) -> Self {
+        let need = rules.div_ceil(64).max(1);
+        let chunk = CHUNK_MAX;
+        let words = need.div_ceil(chunk) * chunk;
+        Layout {
+            words,
+            chunk,
+            agg: (words / chunk).div_ceil(64),
+        }
+    }
+
+    fn stride(&self) -> usize {
+        self.agg + self.words
+    }
+}
+
+/// Words per aggregate bit. One word (64 rules) measured fastest on the
+/// ClassBench sets: with the sparse address-pair bitsets the first candidate
+/// word usually holds the match, and larger chunks (2, 8, 16 words, scanned
+/// branch-free) cost more loads than the mispredictions they save. Must be a
+/// power of two; the scan is generic over it.
+const CHUNK_MAX: usize = 1;
+
 /// Interns bitsets into a [`SetStore`] during a build.
 struct Interner {
-    words: usize,
-    agg: usize,
+    layout: Layout,
     ids: HashMap<Vec<u64>, u32>,
     store: SetStore,
 }
 
 impl Interner {
-    fn new(words: usize, agg: usize) -> Self {
+    fn new(layout: Layout) -> Self {
         Interner {
-            words,
-            agg,
+            layout,
             ids: HashMap::new(),
             store: SetStore::default(),
         }
@@ -62,7 +96,8 @@ impl Interner {
 
     /// The offset of the block of `bits` in the store.
     fn intern(&mut self, bits: &[u64]) -> u32 {
-        debug_assert_eq!(bits.len(), self.words);
+        let Layout { words, chunk, agg } = self.layout;
+        debug_assert_eq!(bits.len(), words);
         if let Some(&off) = self.ids.get(bits) {
             return off;
         }
@@ -70,13 +105,13 @@ impl Interner {
             .ok()
             .filter(|&o| o <= PTR_MASK)
             .expect("rule bitsets fit in 2^27 words");
-        let mut agg = vec![0u64; self.agg];
-        for (j, w) in bits.iter().enumerate() {
-            if *w != 0 {
-                agg[j / 64] |= 1 << (j % 64);
+        let mut a = vec![0u64; agg];
+        for (c, ws) in bits.chunks(chunk).enumerate() {
+            if ws.iter().any(|&w| w != 0) {
+                a[c / 64] |= 1 << (c % 64);
             }
         }
-        self.store.data.extend_from_slice(&agg);
+        self.store.data.extend_from_slice(&a);
         self.store.data.extend_from_slice(bits);
         self.ids.insert(bits.to_vec(), off);
         off
@@ -113,7 +148,7 @@ fn sweep(ranges: &[Vec<(u128, u128)>], interner: &mut Interner) -> Intervals {
         }
     }
     events.sort_unstable();
-    let mut bits = vec![0u64; interner.words];
+    let mut bits = vec![0u64; interner.layout.words];
     let mut out = Intervals {
         bounds: Vec::new(),
         classes: Vec::new(),
@@ -159,11 +194,17 @@ fn step(table: &[u32], entry: u32, chunk: u32) -> u32 {
     table[((entry & PTR_MASK) + (chunk >> (entry >> PTR_BITS))) as usize]
 }
 
+/// Level widths of the IPv4 trie (over the low 32 bits of the mapped block).
+const V4_WIDTHS: [u32; 4] = [8, 8, 8, 8];
+/// Level widths of the port tries.
+const PORT_WIDTHS: [u32; 2] = [8, 8];
+
 /// A multibit trie over a 2^(sum of widths) key space, with deduplicated
-/// blocks; the last level holds class offsets.
+/// blocks; the last level holds class offsets. All levels live in one table,
+/// the direct first level at its start.
 #[derive(Clone, Debug, Default)]
 struct Trie {
-    levels: Vec<Vec<u32>>,
+    table: Vec<u32>,
 }
 
 struct TrieBuilder<'a> {
@@ -259,18 +300,46 @@ impl Trie {
         let sub: u32 = widths[1..].iter().sum();
         let top: Vec<u32> = (0..1u64 << widths[0]).map(|j| b.child(1, j << sub)).collect();
         b.levels[0] = top;
-        Trie { levels: b.levels }
+        // Concatenate the levels and rebase the pointers.
+        let mut table = Vec::with_capacity(b.levels.iter().map(Vec::len).sum());
+        let mut starts = Vec::with_capacity(n);
+        for l in &b.levels {
+            starts.push(table.len() as u32);
+            table.extend_from_slice(l);
+        }
+        for k in 0..n - 1 {
+            let (lo, hi) = (starts[k] as usize, starts[k] as usize + b.levels[k].len());
+            for e in &mut table[lo..hi] {
+                let base = (*e & PTR_MASK) + starts[k + 1];
+                assert!(base <= PTR_MASK, "trie too large");
+                *e = (*e & !PTR_MASK) | base;
+            }
+        }
+        Trie { table }
+    }
+
+    /// The class offset of `key`, whose significant bits are the low
+    /// `sum(widths)`.
+    #[inline(always)]
+    fn lookup<const N: usize>(&self, widths: &[u32; N], key: u32) -> u32 {
+        let mut shift: u32 = widths.iter().sum::<u32>() - widths[0];
+        let mut e = self.table[(key >> shift) as usize];
+        for &w in &widths[1..] {
+            shift -= w;
+            e = step(&self.table, e, (key >> shift) & ((1 << w) - 1));
+        }
+        e
     }
 
     fn memory_bytes(&self) -> usize {
-        self.levels.iter().map(|l| l.len() * 4).sum()
+        self.table.len() * 4
     }
 }
 
 /// Class lookup for one address field.
 #[derive(Clone, Debug)]
 struct AddrTable {
-    /// IPv4 block: 16-8-8 trie over the low 32 bits.
+    /// IPv4 block: a trie over the low 32 bits.
     v4: Trie,
     /// Boundaries outside the IPv4 block (plus the block's own two edges).
     v6_bounds: Vec<u128>,
@@ -280,9 +349,9 @@ struct AddrTable {
 }
 
 impl AddrTable {
-    fn build(ranges: &[Vec<(u128, u128)>], words: usize, agg: usize) -> Self {
-        let mut interner = Interner::new(words, agg);
-        let iv = sweep(ranges, &mut interner);
+    /// Lookup tables for a field's intervals; `value` maps a class offset in
+    /// `sets` to what the lookup returns.
+    fn build(iv: &Intervals, value: impl Fn(u32) -> u32, sets: SetStore, n_classes: usize) -> Self {
         let class_at = |x: u128| iv.classes[iv.bounds.partition_point(|&b| b <= x) - 1];
 
         // IPv6 part: every boundary not strictly inside the IPv4 block, plus
@@ -302,25 +371,26 @@ impl AddrTable {
                 v6_classes.push(c);
             }
         }
-        let v4 = Trie::build(&iv, V4_BASE, &[16, 8, 8]);
+        let v6_classes = v6_classes.into_iter().map(&value).collect();
+        let mapped = Intervals {
+            bounds: iv.bounds.clone(),
+            classes: iv.classes.iter().map(|&c| value(c)).collect(),
+        };
+        let v4 = Trie::build(&mapped, V4_BASE, &V4_WIDTHS);
         AddrTable {
             v4,
             v6_bounds,
             v6_classes,
-            n_classes: interner.len(),
-            sets: interner.store,
+            n_classes,
+            sets,
         }
     }
 
-    /// Offset of the class of `a` in `sets`.
+    /// The lookup value of the class of `a`.
     #[inline(always)]
     fn class(&self, a: u128) -> usize {
         if (a >> 32) == (V4_BASE >> 32) {
-            let a = a as u32;
-            let l = &self.v4.levels;
-            let e = l[0][(a >> 16) as usize];
-            let e = step(&l[1], e, (a >> 8) & 0xff);
-            step(&l[2], e, a & 0xff) as usize
+            self.v4.lookup(&V4_WIDTHS, a as u32) as usize
         } else {
             self.v6_classes[self.v6_bounds.partition_point(|&b| b <= a) - 1] as usize
         }
@@ -340,8 +410,8 @@ struct PortTable {
 }
 
 impl PortTable {
-    fn build(ranges: &[Vec<(u128, u128)>], words: usize, agg: usize) -> Self {
-        let mut interner = Interner::new(words, agg);
+    fn build(ranges: &[Vec<(u128, u128)>], layout: Layout) -> Self {
+        let mut interner = Interner::new(layout);
         let iv = sweep(ranges, &mut interner);
         PortTable {
             trie: Trie::build(&iv, 0, &[8, 8]),
@@ -353,9 +423,7 @@ impl PortTable {
     /// Offset of the class of `p` in `sets`.
     #[inline(always)]
     fn class(&self, p: u16) -> usize {
-        let l = &self.trie.levels;
-        let e = l[0][(p >> 8) as usize];
-        step(&l[1], e, (p & 0xff) as u32) as usize
+        self.trie.lookup(&PORT_WIDTHS, p as u32) as usize
     }
 }
 
@@ -370,6 +438,8 @@ pub struct CompiledStats {
     pub classes: [usize; 5],
     /// Heap bytes of the lookup structures.
     pub memory_bytes: usize,
+    /// Whether the source x destination cross product was built.
+    pub pair: bool,
 }
 
 /// A first-match classifier compiled from rules in evaluation order; see the
@@ -378,9 +448,7 @@ pub struct CompiledStats {
 #[derive(Clone, Debug)]
 pub struct CompiledClassifier {
     rules: usize,
-    words: usize,
-    agg: usize,
-    stride: usize,
+    layout: Layout,
     proto: [u32; 256],
     proto_sets: SetStore,
     n_proto: usize,
@@ -388,16 +456,34 @@ pub struct CompiledClassifier {
     dport: PortTable,
     src: AddrTable,
     dst: AddrTable,
+    /// Source x destination cross product, when small enough.
+    pair: Option<PairTable>,
 }
+
+/// The cross product of source and destination address classes (as in RFC,
+/// Gupta & McKeown): one sparse bitset per pair, so the scan ANDs four
+/// bitsets of which one is sparse, and the aggregates rarely mislead.
+#[derive(Clone, Debug)]
+struct PairTable {
+    /// Indexed by `source index * destination classes + destination index`:
+    /// offset of the pair's block in `sets`.
+    table: Vec<u32>,
+    sets: SetStore,
+}
+
+/// Largest source x destination product compiled into a pair table.
+const PAIR_MAX_ENTRIES: usize = 1 << 20;
+/// Largest `pairs x words` work for building one.
+const PAIR_MAX_WORK: usize = 1 << 26;
+/// Largest bitset store of one, in words (32 MiB).
+const PAIR_MAX_WORDS: usize = 1 << 22;
 
 impl CompiledClassifier {
     /// Compiles rules given in evaluation order.
     pub fn new(rules: &[ResolvedRule]) -> Self {
-        let words = rules.len().div_ceil(64).max(1);
-        let agg = words.div_ceil(64);
-        let stride = agg + words;
-
-        let mut pi = Interner::new(words, agg);
+        let layout = Layout::new(rules.len());
+        let words = layout.words;
+        let mut pi = Interner::new(layout);
         let mut proto = [0u32; 256];
         let mut bits = vec![0u64; words];
         for (p, slot) in proto.iter_mut().enumerate() {
@@ -419,15 +505,29 @@ impl CompiledClassifier {
         let addrs = |f: fn(&ResolvedRule) -> &crate::addr::AddrSet| -> Vec<Vec<(u128, u128)>> {
             rules.iter().map(|r| f(r).ranges().to_vec()).collect()
         };
-        let sport = PortTable::build(&ports(|r| &r.source_ports), words, agg);
-        let dport = PortTable::build(&ports(|r| &r.destination_ports), words, agg);
-        let src = AddrTable::build(&addrs(|r| &r.source), words, agg);
-        let dst = AddrTable::build(&addrs(|r| &r.destination), words, agg);
+        let sport = PortTable::build(&ports(|r| &r.source_ports), layout);
+        let dport = PortTable::build(&ports(|r| &r.destination_ports), layout);
+        let mut si = Interner::new(layout);
+        let siv = sweep(&addrs(|r| &r.source), &mut si);
+        let mut di = Interner::new(layout);
+        let div = sweep(&addrs(|r| &r.destination), &mut di);
+        let stride = layout.stride() as u32;
+        let (ns, nd) = (si.len(), di.len());
+        let pair = Self::pairs(&si, &di, layout);
+        let (src, dst) = if pair.is_some() {
+            (
+                AddrTable::build(&siv, |o| o / stride * nd as u32, SetStore::default(), ns),
+                AddrTable::build(&div, |o| o / stride, SetStore::default(), nd),
+            )
+        } else {
+            (
+                AddrTable::build(&siv, |o| o, si.store, ns),
+                AddrTable::build(&div, |o| o, di.store, nd),
+            )
+        };
         CompiledClassifier {
             rules: rules.len(),
-            words,
-            agg,
-            stride,
+            layout,
             proto,
             n_proto: pi.len(),
             proto_sets: pi.store,
@@ -435,7 +535,37 @@ impl CompiledClassifier {
             dport,
             src,
             dst,
+            pair,
         }
+    }
+
+    /// The source x destination cross product, unless too large.
+    fn pairs(si: &Interner, di: &Interner, layout: Layout) -> Option<PairTable> {
+        let (ns, nd) = (si.len(), di.len());
+        let n = ns.checked_mul(nd)?;
+        if n > PAIR_MAX_ENTRIES || n.saturating_mul(layout.words) > PAIR_MAX_WORK {
+            return None;
+        }
+        let (stride, agg) = (layout.stride(), layout.agg);
+        fn bits_of(store: &SetStore, c: usize, stride: usize, agg: usize) -> &[u64] {
+            &store.data[c * stride + agg..(c + 1) * stride]
+        }
+        let mut pi = Interner::new(layout);
+        let mut table = Vec::with_capacity(n);
+        let mut bits = vec![0u64; layout.words];
+        for s in 0..ns {
+            let sb = bits_of(&si.store, s, stride, agg);
+            for d in 0..nd {
+                for ((x, a), b) in bits.iter_mut().zip(sb).zip(bits_of(&di.store, d, stride, agg)) {
+                    *x = a & b;
+                }
+                table.push(pi.intern(&bits));
+            }
+            if pi.store.data.len() > PAIR_MAX_WORDS {
+                return None;
+            }
+        }
+        Some(PairTable { table, sets: pi.store })
     }
 
     /// Number of rules compiled.
@@ -452,7 +582,7 @@ impl CompiledClassifier {
     pub fn stats(&self) -> CompiledStats {
         CompiledStats {
             rules: self.rules,
-            words: self.words,
+            words: self.layout.words,
             classes: [
                 self.n_proto,
                 self.src.n_classes,
@@ -467,13 +597,15 @@ impl CompiledClassifier {
                 + self.dport.trie.memory_bytes()
                 + self.dport.sets.data.len() * 8
                 + self.src.memory_bytes()
-                + self.dst.memory_bytes(),
+                + self.dst.memory_bytes()
+                + self.pair.as_ref().map_or(0, |p| p.table.len() * 4 + p.sets.data.len() * 8),
+            pair: self.pair.is_some(),
         }
     }
 
     #[inline(always)]
     fn block<'a>(&self, store: &'a SetStore, o: usize) -> &'a [u64] {
-        &store.data[o..o + self.stride]
+        &store.data[o..o + self.layout.stride()]
     }
 
     /// Classifies many flows: `out[i]` is the first match of `keys[i]`.
@@ -482,63 +614,93 @@ impl CompiledClassifier {
     /// When `out` is shorter than `keys`.
     pub fn first_match_batch(&self, keys: &[FlowKey], out: &mut [Option<usize>]) {
         assert!(out.len() >= keys.len(), "output slice shorter than keys");
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.first_match(k);
+        // Two passes over small groups: the field lookups of a group are
+        // independent and branch-free, so their cache misses overlap; the
+        // scans then find their blocks cached.
+        const G: usize = 16;
+        let mut offs = [[0u32; 5]; G];
+        for (ks, os) in keys.chunks(G).zip(out.chunks_mut(G)) {
+            for (k, o) in ks.iter().zip(offs.iter_mut()) {
+                *o = self.offsets(k);
+            }
+            for (o, r) in offs.iter().zip(os.iter_mut()).take(ks.len()) {
+                *r = self.scan_blocks(*o);
+            }
+        }
+    }
+
+    /// Offsets of the class blocks of a flow: protocol, ports, then the
+    /// address pair (and 0), or source and destination.
+    #[inline(always)]
+    fn offsets(&self, key: &FlowKey) -> [u32; 5] {
+        let s = self.src.class(key.source);
+        let d = self.dst.class(key.destination);
+        let (a, b) = match &self.pair {
+            Some(p) => (p.table[s + d], 0),
+            None => (s as u32, d as u32),
+        };
+        [
+            self.proto[key.protocol as usize],
+            self.sport.class(key.source_port) as u32,
+            self.dport.class(key.destination_port) as u32,
+            a,
+            b,
+        ]
+    }
+
+    #[inline(always)]
+    fn scan_blocks(&self, o: [u32; 5]) -> Option<usize> {
+        let p = self.block(&self.proto_sets, o[0] as usize);
+        let sp = self.block(&self.sport.sets, o[1] as usize);
+        let dp = self.block(&self.dport.sets, o[2] as usize);
+        match &self.pair {
+            Some(pair) => self.scan::<CHUNK_MAX, 4>([p, sp, dp, self.block(&pair.sets, o[3] as usize)]),
+            None => {
+                let f = [
+                    p,
+                    sp,
+                    dp,
+                    self.block(&self.src.sets, o[3] as usize),
+                    self.block(&self.dst.sets, o[4] as usize),
+                ];
+                self.scan::<CHUNK_MAX, 5>(f)
+            }
         }
     }
 }
 
 impl CompiledClassifier {
-    #[doc(hidden)]
-    pub fn tmp_probe(&self, key: &FlowKey) -> (usize, usize) {
-        let p = self.block(&self.proto_sets, self.proto[key.protocol as usize] as usize);
-        let sp = self.block(&self.sport.sets, self.sport.class(key.source_port));
-        let dp = self.block(&self.dport.sets, self.dport.class(key.destination_port));
-        let s = self.block(&self.src.sets, self.src.class(key.source));
-        let d = self.block(&self.dst.sets, self.dst.class(key.destination));
-        let agg = self.agg;
-        let mut tries = 0;
-        let mut cands = 0;
+    /// The first match given the class blocks of the `N` fields, scanning
+    /// `C`-word chunks whose aggregate bit survives in all of them.
+    #[inline(always)]
+    fn scan<'a, const C: usize, const N: usize>(&self, f: [&'a [u64]; N]) -> Option<usize> {
+        let agg = self.layout.agg;
         for a in 0..agg {
-            let mut m = p[a] & sp[a] & dp[a] & s[a] & d[a];
-            cands += m.count_ones() as usize;
+            let mut m = f.iter().fold(u64::MAX, |m, b| m & b[a]);
             while m != 0 {
-                tries += 1;
-                let w = a * 64 + m.trailing_zeros() as usize;
-                let i = agg + w;
-                let x = p[i] & sp[i] & dp[i] & s[i] & d[i];
-                if x != 0 {
-                    return (tries, cands);
+                let c = a * 64 + m.trailing_zeros() as usize;
+                let base = agg + c * C;
+                let chunks: [&'a [u64; C]; N] = f.map(|x| -> &'a [u64; C] { x[base..base + C].try_into().expect("chunk in block") });
+                let word = |j: usize| chunks.iter().fold(u64::MAX, |w, b| w & b[j]);
+                let mut nz = 0u32;
+                for j in 0..C {
+                    nz |= ((word(j) != 0) as u32) << j;
+                }
+                if nz != 0 {
+                    let j = nz.trailing_zeros() as usize;
+                    return Some((c * C + j) * 64 + word(j).trailing_zeros() as usize);
                 }
                 m &= m - 1;
             }
         }
-        (tries, cands)
+        None
     }
 }
 
 impl Classifier for CompiledClassifier {
     #[inline]
     fn first_match(&self, key: &FlowKey) -> Option<usize> {
-        let p = self.block(&self.proto_sets, self.proto[key.protocol as usize] as usize);
-        let sp = self.block(&self.sport.sets, self.sport.class(key.source_port));
-        let dp = self.block(&self.dport.sets, self.dport.class(key.destination_port));
-        let s = self.block(&self.src.sets, self.src.class(key.source));
-        let d = self.block(&self.dst.sets, self.dst.class(key.destination));
-        let agg = self.agg;
-        for a in 0..agg {
-            let mut m = p[a] & sp[a] & dp[a] & s[a] & d[a];
-            while m != 0 {
-                let w = a * 64 + m.trailing_zeros() as usize;
-                let i = agg + w;
-                let x = p[i] & sp[i] & dp[i] & s[i] & d[i];
-                if x != 0 {
-                    return Some(w * 64 + x.trailing_zeros() as usize);
-                }
-                m &= m - 1;
-            }
-        }
-        None
+        self.scan_blocks(self.offsets(key))
     }
 }
 

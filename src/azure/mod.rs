@@ -104,6 +104,8 @@ pub struct Environment {
     pub local_network_gateways: Vec<LocalNetworkGateway>,
     pub connections: Vec<Connection>,
     pub virtual_machines: Vec<VirtualMachine>,
+    /// BGP routes learned by gateways (`az network vnet-gateway list-learned-routes`).
+    pub learned_routes: Vec<LearnedRoute>,
     pub service_tags: Option<ServiceTagTable>,
     /// Resources of types netwatch does not use, by type, for `--verbose`.
     pub skipped: BTreeMap<String, usize>,
@@ -183,6 +185,10 @@ impl Environment {
                 return Err(node.error(format!("expected a resource object, found {}", json::kind(item))));
             }
             let ty = node.str("type")?;
+            if ty.is_none() && node.field("network").is_some() && node.field("origin").is_some() {
+                self.learned_routes.push(parse_learned_route(&node)?);
+                continue;
+            }
             let kind = match ty {
                 Some(t) => ResourceKind::from_type(t),
                 None => node.str("id")?.and_then(ResourceKind::from_id),

@@ -717,3 +717,43 @@ pub fn parse_asg(n: &Node<'_>) -> Result<ApplicationSecurityGroup, LoadError> {
     let (id, name) = id_and_name(n, "applicationSecurityGroups")?;
     Ok(ApplicationSecurityGroup { id, name })
 }
+
+/// A BGP route learned by a gateway, one element of
+/// `az network vnet-gateway list-learned-routes` (`GatewayRoute`):
+/// `{"localAddress", "network", "nextHop", "sourcePeer", "origin", "asPath", "weight"}`.
+#[derive(Clone, Debug)]
+pub struct LearnedRoute {
+    /// The gateway's BGP address that learned it: ties the route to its gateway.
+    pub local_address: Option<IpAddr>,
+    pub network: IpPrefix,
+    pub next_hop: Option<IpAddr>,
+    /// `EBgp`, `IBgp` or `Network` (the gateway's own VNet prefixes).
+    pub origin: String,
+    pub as_path: Option<String>,
+}
+
+/// Parses one learned route.
+pub fn parse_learned_route(n: &Node<'_>) -> Result<LearnedRoute, LoadError> {
+    let ip = |key: &str| -> Result<Option<IpAddr>, LoadError> {
+        match n.str(key)? {
+            None => Ok(None),
+            Some(s) if s.trim().is_empty() => Ok(None),
+            Some(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| n.field_error(key, format!("{s:?} is not an IP address"))),
+        }
+    };
+    let net = n.req_str("network")?;
+    let network = net
+        .parse::<IpPrefix>()
+        .map_err(|_| n.field_error("network", format!("{net:?} is not a CIDR prefix")))?;
+    Ok(LearnedRoute {
+        local_address: ip("localAddress")?,
+        network,
+        next_hop: ip("nextHop")?,
+        origin: n.req_str("origin")?.to_string(),
+        as_path: n.str("asPath")?.map(str::to_string),
+    })
+}

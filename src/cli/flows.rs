@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::context::{find_nic, NicView};
+use netwatch::watcher::flow_logging::{FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{nic_addresses, parse_local, replay, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, Verdict};
-use netwatch_flowlogs::{EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig};
+use netwatch_flowlogs::{EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig, NsgFlowLogVersion};
 use netwatch_rules::{Access, Direction};
 use serde::Serialize;
 
@@ -90,8 +92,34 @@ pub struct EvaluateArgs {
     /// Addresses that count as the NIC's own (CIDR or IP, repeatable), instead of the NIC's private IPs: replay any capture "as if" taken on that NIC.
     #[arg(long, value_name = "CIDR")]
     local: Vec<String>,
+    /// Write NSG flow logs (Azure's blob layout) under this directory.
+    #[arg(long = "flow-logs", value_name = "DIR")]
+    flow_logs: Option<PathBuf>,
+    /// NSG flow log format version.
+    #[arg(long = "flow-log-version", value_name = "1|2", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    flow_log_version: u8,
+    /// Write VNet flow logs (version 4, Azure's blob layout) under this directory.
+    #[arg(long = "vnet-flow-logs", value_name = "DIR")]
+    vnet_flow_logs: Option<PathBuf>,
+    /// What the VNet flow log is attached to.
+    #[arg(long = "flow-log-target", value_enum, default_value_t = ScopeArg::Vnet)]
+    flow_log_target: ScopeArg,
+    /// Name of the VNet flow log resource (default: <target>-flowlog).
+    #[arg(long = "flow-log-name", value_name = "NAME")]
+    flow_log_name: Option<String>,
+    /// Region of the Network Watcher that owns the VNet flow log (default: the target's location).
+    #[arg(long = "flow-log-region", value_name = "REGION")]
+    flow_log_region: Option<String>,
     #[command(flatten)]
     capture: CaptureFileArgs,
+}
+
+/// `--flow-log-target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    Vnet,
+    Subnet,
+    Nic,
 }
 
 /// One flow, as printed.
@@ -416,6 +444,29 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             _ => (None, None),
         }
     };
+    let log_opts = FlowLogOptions {
+        nsg_dir: a.flow_logs.clone(),
+        nsg_version: Some(if a.flow_log_version == 1 {
+            NsgFlowLogVersion::V1
+        } else {
+            NsgFlowLogVersion::V2
+        }),
+        vnet_dir: a.vnet_flow_logs.clone(),
+        vnet_scope: Some(match a.flow_log_target {
+            ScopeArg::Vnet => FlowLogScope::VirtualNetwork,
+            ScopeArg::Subnet => FlowLogScope::Subnet,
+            ScopeArg::Nic => FlowLogScope::NetworkInterface,
+        }),
+        vnet_flow_log_name: a.flow_log_name.clone(),
+        vnet_region: a.flow_log_region.clone(),
+    };
+    let mut logger = if log_opts.nsg_dir.is_some() || log_opts.vnet_dir.is_some() {
+        Some(FlowLogger::new(&view, &evaluator, &log_opts)?)
+    } else {
+        None
+    };
+    let mut log_err: Option<anyhow::Error> = None;
+    let mut last_minute = i64::MIN;
     let mut out = RowWriter::new(a.capture.output);
     let mut err: Option<io::Error> = None;
     let mut tally: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
@@ -425,6 +476,23 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
+            if let (Some(l), None) = (logger.as_mut(), log_err.as_ref()) {
+                // Records come in time order: when a new minute starts, the
+                // previous ones are complete and go to disk (Azure writes one
+                // record per NSG per minute), so memory stays bounded and a
+                // crash loses at most the current minute.
+                let minute = r.at_ns.div_euclid(60_000_000_000);
+                let res = if minute > last_minute {
+                    last_minute = minute;
+                    l.flush_before(r.at_ns).map_err(anyhow::Error::from)
+                } else {
+                    Ok(())
+                }
+                .and_then(|_| l.record(&evaluator, &r).map_err(anyhow::Error::from));
+                if let Err(e) = res {
+                    log_err = Some(e);
+                }
+            }
             if !matches!(r.kind, FlowRecordKind::End(_)) {
                 return;
             }
@@ -463,6 +531,18 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     )?;
     if let Some(e) = err {
         return Err(e.into());
+    }
+    if let Some(e) = log_err {
+        return Err(e.context("writing flow logs"));
+    }
+    if let Some(l) = logger.as_mut() {
+        let c = l.flush().context("writing flow logs")?;
+        if let Some(d) = &a.flow_logs {
+            eprintln!("NSG flow logs: {} tuples under {}", c.nsg_tuples, d.display());
+        }
+        if let Some(d) = &a.vnet_flow_logs {
+            eprintln!("VNet flow logs: {} tuples under {}", c.vnet_tuples, d.display());
+        }
     }
     out.finish()?;
     report_stats(&stats, flows, bytes);

@@ -36,6 +36,10 @@ enum Command {
     SecurityGroupView(SecurityGroupViewArgs),
     /// The effective security rules of a NIC, tags expanded, one entry per NSG.
     EffectiveSecurityRules(EffectiveSecurityRulesArgs),
+    /// Where does a packet from the VM to that address go next? (next hop)
+    NextHop(NextHopArgs),
+    /// The effective routes of a NIC's subnet: system, gateway and user routes, Active or Invalid.
+    EffectiveRoutes(EffectiveRoutesArgs),
     /// The flows of capture files: packets and bytes each way, times, state.
     Flows(flows::FlowsArgs),
     /// Replay captures through a NIC's NSGs: the verdict and rule of every flow.
@@ -128,6 +132,42 @@ struct EffectiveSecurityRulesArgs {
     output: OutputFormat,
 }
 
+#[derive(Args, Debug)]
+struct NextHopArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The VM, by name or resource id.
+    #[arg(long, value_name = "NAME|ID")]
+    vm: Option<String>,
+    /// The NIC, by name or resource id (when the VM has several and the source IP does not tell).
+    #[arg(long, value_name = "NAME|ID")]
+    nic: Option<String>,
+    /// The VM's address the packet leaves from.
+    #[arg(long, value_name = "IP")]
+    source: IpAddr,
+    /// Where the packet goes.
+    #[arg(long, value_name = "IP")]
+    destination: IpAddr,
+    /// Also list the routes that contain the destination and why the winner won.
+    #[arg(long)]
+    explain: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+struct EffectiveRoutesArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The NIC, by name or resource id.
+    #[arg(long, value_name = "NAME|ID")]
+    nic: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
 fn parse_direction(s: &str) -> Result<Direction, String> {
     Direction::parse(s).map_err(|e| e.to_string())
 }
@@ -171,6 +211,12 @@ fn init_tracing(verbose: u8) {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::IpFlowVerify(a) => ip_flow_verify(a),
+        Command::NextHop(a) => next_hop(a),
+        Command::EffectiveRoutes(a) => {
+            let env = a.resources.load()?;
+            let t = watcher::routes::effective_routes(&env, &a.nic)?;
+            print_value(&serde_json::to_value(t)?, a.output)
+        }
         Command::Flows(a) => flows::flows(a),
         Command::Evaluate(a) => flows::evaluate(a),
         Command::SecurityGroupView(a) => {
@@ -208,6 +254,27 @@ fn ip_flow_verify(a: IpFlowVerifyArgs) -> Result<()> {
         serde_json::to_value(explanation)?
     } else {
         serde_json::to_value(result)?
+    };
+    print_value(&v, a.output)
+}
+
+fn next_hop(a: NextHopArgs) -> Result<()> {
+    if a.vm.is_none() && a.nic.is_none() {
+        return Err(anyhow!("give the source with --vm NAME|ID or --nic NAME|ID"));
+    }
+    let env = a.resources.load()?;
+    let hop = watcher::routes::next_hop(&env, a.vm.as_deref(), a.nic.as_deref(), a.source, a.destination).context("next-hop")?;
+    let v = match (hop, a.explain) {
+        (Some(h), true) => {
+            let mut v = serde_json::to_value(h.result())?;
+            if let (Some(o), Ok(c)) = (v.as_object_mut(), serde_json::to_value(&h.candidates)) {
+                o.insert("candidates".into(), c);
+            }
+            v
+        }
+        (Some(h), false) => serde_json::to_value(h.result())?,
+        // No route at all (e.g. IPv6 without IPv6 address space): dropped.
+        (None, _) => serde_json::json!({"nextHopType": "None", "nextHopIpAddress": null, "routeTableId": "System Route"}),
     };
     print_value(&v, a.output)
 }

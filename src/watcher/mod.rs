@@ -3,8 +3,10 @@
 //! the CLI only parses arguments and prints.
 
 pub mod context;
+pub mod flow_logging;
 pub mod ip_flow;
 pub mod replay;
+pub mod routes;
 pub mod security_view;
 
 use thiserror::Error;

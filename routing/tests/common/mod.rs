@@ -20,7 +20,10 @@ pub fn corpus_path(name: &str) -> PathBuf {
 /// `pyasn__*.dat.gz` (`prefix<TAB>AS`, `;` comments). Returns (prefix, value)
 /// where value is the AS number for pyasn and the line number otherwise.
 /// `None` if the file is absent.
-pub fn load_corpus(name: &str) -> Option<(Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>)> {
+/// IPv4 and IPv6 (prefix, value) lists of one corpus file.
+pub type Corpus = (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>);
+
+pub fn load_corpus(name: &str) -> Option<Corpus> {
     let file = std::fs::File::open(corpus_path(name)).ok()?;
     let reader = BufReader::new(GzDecoder::new(file));
     let mut v4 = Vec::new();

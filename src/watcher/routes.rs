@@ -1,0 +1,197 @@
+//! Effective routes and next hop (spec §4, §5): the loaded resources mapped
+//! onto the routing crate's subnet input.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use netwatch_routing::ipnet::IpNet;
+use netwatch_routing::{
+    effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, RouteTableInput, SubnetRoutingInput, UserRoute,
+};
+
+use super::context::{find_nic, select_nic};
+use super::WatcherError;
+use crate::azure::{Environment, NetworkInterface, Subnet, VirtualNetwork};
+use netwatch_rules::IpPrefix;
+
+fn net(p: &IpPrefix) -> Option<IpNet> {
+    p.to_string().parse().ok()
+}
+
+/// Service tag of a subnet service endpoint (`serviceEndpoints[].service`).
+fn endpoint_tag(service: &str) -> Option<&'static str> {
+    Some(match service.to_ascii_lowercase().as_str() {
+        "microsoft.storage" | "microsoft.storage.global" => "Storage",
+        "microsoft.sql" => "Sql",
+        "microsoft.azurecosmosdb" => "AzureCosmosDB",
+        "microsoft.keyvault" => "AzureKeyVault",
+        "microsoft.eventhub" => "EventHub",
+        "microsoft.servicebus" => "ServiceBus",
+        "microsoft.web" => "AppService",
+        "microsoft.containerregistry" => "AzureContainerRegistry",
+        "microsoft.azureactivedirectory" => "AzureActiveDirectory",
+        "microsoft.cognitiveservices" => "CognitiveServicesManagement",
+        _ => return None,
+    })
+}
+
+/// The routing input of a subnet.
+pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet) -> Result<SubnetRoutingInput, WatcherError> {
+    let mut input = SubnetRoutingInput {
+        vnet_address_space: vnet.address_space.iter().filter_map(net).collect(),
+        ..Default::default()
+    };
+    for (_, space) in env.peered_address_spaces(vnet) {
+        input.peerings.push(space.iter().filter_map(net).collect());
+    }
+    for g in env.gateways_serving(vnet) {
+        let hop: Option<IpAddr> = g
+            .bgp_peering_address
+            .as_deref()
+            .and_then(|a| a.split(',').next())
+            .and_then(|a| a.trim().parse().ok());
+        for p in env.prefixes_behind(g) {
+            if let Some(n) = net(&p) {
+                input.gateway_routes.push(GatewayRoute {
+                    address_prefix: n,
+                    next_hop_ip: hop,
+                });
+            }
+        }
+        for r in &env.learned_routes {
+            let mine = hop.is_some() && r.local_address == hop;
+            if mine && !r.origin.eq_ignore_ascii_case("Network") {
+                if let Some(n) = net(&r.network) {
+                    input.gateway_routes.push(GatewayRoute {
+                        address_prefix: n,
+                        next_hop_ip: hop,
+                    });
+                }
+            }
+        }
+    }
+    let tags = env.service_tags.as_ref();
+    for e in &subnet.service_endpoints {
+        let Some(tag) = endpoint_tag(e) else {
+            tracing::warn!(subnet = %subnet.name, service = %e, "no service tag known for this service endpoint; its routes are left out");
+            continue;
+        };
+        let regional = vnet.location.as_deref().map(|l| format!("{tag}.{l}"));
+        let set = regional
+            .as_deref()
+            .and_then(|r| tags.and_then(|t| t.get(r)))
+            .or_else(|| tags.and_then(|t| t.get(tag)));
+        match set {
+            Some(set) => input.service_endpoint_routes.extend(set.to_prefixes().iter().filter_map(net)),
+            None => tracing::warn!(
+                subnet = %subnet.name, service = %e,
+                "service endpoint routes need the service tags file (--service-tags); they are left out"
+            ),
+        }
+    }
+    if let Some(rt_id) = &subnet.route_table_id {
+        let rt = env.route_table(rt_id).ok_or_else(|| {
+            WatcherError::NotFound(format!(
+                "subnet {:?}: route table {rt_id:?} is not among the loaded resources (load it with --resources)",
+                subnet.name
+            ))
+        })?;
+        let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+        for r in &rt.routes {
+            if r.address_prefix.parse::<IpPrefix>().is_err() {
+                if let Some(set) = tags.and_then(|t| t.get(&r.address_prefix)) {
+                    tag_map.insert(r.address_prefix.clone(), set.to_prefixes().iter().filter_map(net).collect());
+                }
+            }
+        }
+        input.service_tags = tag_map;
+        input.route_table = Some(RouteTableInput {
+            id: rt.id.clone(),
+            disable_bgp_route_propagation: rt.disable_bgp_route_propagation,
+            routes: rt
+                .routes
+                .iter()
+                .map(|r| UserRoute {
+                    name: r.name.clone(),
+                    address_prefix: r.address_prefix.clone(),
+                    next_hop_type: r.next_hop_type.clone(),
+                    next_hop_ip: r.next_hop_ip_address.clone(),
+                })
+                .collect(),
+        });
+    }
+    Ok(input)
+}
+
+/// The effective route table of a NIC's (primary IP configuration's) subnet.
+pub fn nic_effective_routes(env: &Environment, nic: &NetworkInterface, ip: Option<IpAddr>) -> Result<EffectiveRouteTable, WatcherError> {
+    let cfg = match ip {
+        Some(ip) => nic.ip_configurations.iter().find(|c| c.private_ip_address == Some(ip)),
+        None => nic.ip_configurations.iter().find(|c| c.primary).or(nic.ip_configurations.first()),
+    }
+    .ok_or_else(|| WatcherError::Invalid(format!("network interface {:?} has no matching IP configuration", nic.name)))?;
+    let subnet_id = cfg.subnet_id.as_deref().ok_or_else(|| {
+        WatcherError::Invalid(format!(
+            "network interface {:?}: IP configuration {:?} has no subnet",
+            nic.name, cfg.name
+        ))
+    })?;
+    let (vnet, subnet) = env.subnet(subnet_id).ok_or_else(|| {
+        WatcherError::NotFound(format!(
+            "subnet {subnet_id:?} of network interface {:?} is not among the loaded resources",
+            nic.name
+        ))
+    })?;
+    let input = subnet_routing_input(env, vnet, subnet)?;
+    build_routes(&input).map_err(|e| {
+        // Name the file and JSON path of the offending route as well.
+        let msg = e.to_string();
+        let at = subnet
+            .route_table_id
+            .as_deref()
+            .and_then(|id| env.route_table(id))
+            .and_then(|rt| rt.routes.iter().find(|r| msg.contains(&format!("route {}:", r.name))))
+            .map(|r| r.at.to_string());
+        WatcherError::Invalid(match at {
+            Some(at) => format!("{at}: {msg}"),
+            None => msg,
+        })
+    })
+}
+
+/// `NetworkInterfaces_GetEffectiveRouteTable`.
+pub fn effective_routes(env: &Environment, nic: &str) -> Result<EffectiveRouteTable, WatcherError> {
+    let nic = find_nic(env, nic)?;
+    nic_effective_routes(env, nic, None)
+}
+
+/// `NetworkWatchers_GetNextHop`: the VM (or NIC) sending from `source` to
+/// `destination`. `None` when no route matches (e.g. IPv6 without IPv6 space).
+pub fn next_hop(
+    env: &Environment,
+    vm: Option<&str>,
+    nic: Option<&str>,
+    source: IpAddr,
+    destination: IpAddr,
+) -> Result<Option<NextHop>, WatcherError> {
+    if source.is_ipv4() != destination.is_ipv4() {
+        return Err(WatcherError::Invalid(format!(
+            "source {source} and destination {destination} are of different families"
+        )));
+    }
+    let nic = select_nic(env, vm, nic, Some(source))?;
+    if !nic.ip_configurations.iter().any(|c| c.private_ip_address == Some(source)) {
+        let ips: Vec<String> = nic
+            .ip_configurations
+            .iter()
+            .filter_map(|c| c.private_ip_address.map(|a| a.to_string()))
+            .collect();
+        return Err(WatcherError::Invalid(format!(
+            "source {source} is not a private IP of network interface {:?} (its addresses: {})",
+            nic.name,
+            ips.join(", ")
+        )));
+    }
+    let table = nic_effective_routes(env, nic, Some(source))?;
+    Ok(table.next_hop(destination))
+}

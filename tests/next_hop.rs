@@ -1,0 +1,241 @@
+//! Next hop and effective routes over the hub-and-spoke environment, in both
+//! JSON shapes: every next hop type, every route source, equal-prefix
+//! precedence, disabled BGP propagation, IPv6, and bad route data.
+
+mod common;
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use netwatch::watcher::routes::{effective_routes, next_hop};
+use netwatch::Environment;
+use netwatch_routing::{NextHopType, RouteSource, RouteState};
+
+const RT_WEB: &str =
+    "/subscriptions/6f8c3a2e-1b4d-4e7f-9a0b-2c5d8e1f3a40/resourceGroups/rg-spokes/providers/Microsoft.Network/routeTables/rt-web";
+const RT_APP: &str =
+    "/subscriptions/6f8c3a2e-1b4d-4e7f-9a0b-2c5d8e1f3a40/resourceGroups/rg-spokes/providers/Microsoft.Network/routeTables/rt-app";
+const SYS: &str = "System Route";
+const GW: Option<&str> = Some("10.0.255.30");
+const FW: Option<&str> = Some("10.0.1.4");
+const NOIP: Option<&str> = Option::None;
+
+/// (what, vm, source, destination, next hop type, next hop IP, routeTableId)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    NextHopType,
+    Option<&'static str>,
+    &'static str,
+);
+
+use NextHopType::{Internet, VNetPeering, VirtualAppliance, VirtualNetworkGateway, VirtualNetworkServiceEndpoint, VnetLocal};
+
+#[rustfmt::skip]
+fn cases() -> Vec<Case> {
+    vec![
+        // (what, vm, source, destination, type, next hop IP, routeTableId)
+        ("own subnet: VnetLocal", "vm-web1", "10.1.1.4", "10.1.1.5", VnetLocal, NOIP, SYS),
+        ("another subnet of the VNet", "vm-app1", "10.2.1.4", "10.2.2.4", VnetLocal, NOIP, SYS),
+        ("peered hub", "vm-web1", "10.1.1.4", "10.0.1.9", VNetPeering, NOIP, SYS),
+        ("hub to peered spoke", "vm-jump", "10.0.2.4", "10.1.1.4", VNetPeering, NOIP, SYS),
+        ("user VnetLocal route beats the peering route (longer prefix)", "vm-web1", "10.1.1.4", "10.0.2.4", VnetLocal, NOIP, RT_WEB),
+        ("spoke to spoke through the firewall (user route)", "vm-web1", "10.1.1.4", "10.2.2.4", VirtualAppliance, FW, RT_WEB),
+        ("Internet default route", "vm-web1", "10.1.1.4", "8.8.8.8", Internet, NOIP, SYS),
+        ("user Internet route", "vm-web1", "10.1.1.4", "13.107.21.200", Internet, NOIP, RT_WEB),
+        ("service endpoint route (Storage.WestEurope)", "vm-web1", "10.1.1.4", "13.69.40.20", VirtualNetworkServiceEndpoint, NOIP, SYS),
+        ("no service endpoint on the hub subnet", "vm-jump", "10.0.2.4", "13.69.40.20", Internet, NOIP, SYS),
+        ("on-premises via the peer's gateway (useRemoteGateways)", "vm-web1", "10.1.1.4", "192.168.3.3", VirtualNetworkGateway, GW, SYS),
+        ("equal prefix: user beats gateway", "vm-web1", "10.1.1.4", "172.16.10.5", VirtualAppliance, FW, RT_WEB),
+        ("equal prefix: gateway beats default None", "vm-db1", "10.2.2.4", "192.168.1.1", VirtualNetworkGateway, GW, SYS),
+        ("equal prefix: user beats default None", "vm-web1", "10.1.1.4", "100.64.0.1", VirtualAppliance, FW, RT_WEB),
+        ("BGP-learned route", "vm-web1", "10.1.1.4", "10.70.1.1", VirtualNetworkGateway, GW, SYS),
+        ("BGP route in the hub itself", "vm-jump", "10.0.2.4", "10.71.0.9", VirtualNetworkGateway, GW, SYS),
+        ("BGP more specific than the VNet range loses to VnetLocal", "vm-web1", "10.1.1.4", "10.1.1.77", VnetLocal, NOIP, SYS),
+        ("disabled BGP propagation: 0.0.0.0/0 user route instead", "vm-app1", "10.2.1.4", "192.168.1.1", VirtualAppliance, FW, RT_APP),
+        ("disabled BGP propagation: learned prefix", "vm-app1", "10.2.1.4", "10.70.1.1", VirtualAppliance, FW, RT_APP),
+        ("0.0.0.0/0 user route removes the reserved None routes", "vm-app1", "10.2.1.4", "172.20.0.1", VirtualAppliance, FW, RT_APP),
+        ("peering still wins under a 0.0.0.0/0 user route", "vm-app1", "10.2.1.4", "10.0.2.4", VNetPeering, NOIP, SYS),
+        ("a NotConnected site is unreachable: reserved None route", "vm-jump", "10.0.2.4", "10.50.1.1", NextHopType::None, NOIP, SYS),
+        ("a non-Connected peering: reserved None route", "vm-jump", "10.0.2.4", "10.3.1.4", NextHopType::None, NOIP, SYS),
+        ("reserved 172.16.0.0/12 None", "vm-legacy", "10.3.1.4", "172.31.0.100", NextHopType::None, NOIP, SYS),
+        ("reserved 100.64.0.0/10 None", "vm-jump", "10.0.2.4", "100.64.1.1", NextHopType::None, NOIP, SYS),
+        ("no route table, no gateway: Internet", "vm-legacy", "10.3.1.4", "52.178.4.10", Internet, NOIP, SYS),
+        ("user None route", "vm-web1", "10.1.1.4", "203.0.113.9", NextHopType::None, NOIP, RT_WEB),
+        ("user VirtualNetworkGateway route", "vm-web1", "10.1.1.4", "10.60.0.1", VirtualNetworkGateway, NOIP, RT_WEB),
+        ("IPv6 own VNet", "vm-web1", "fd00:1:0:1::4", "fd00:1:0:2::9", VnetLocal, NOIP, SYS),
+        ("IPv6 Internet", "vm-web1", "fd00:1:0:1::4", "2001:4860::1", Internet, NOIP, SYS),
+        ("IPv6 user None route", "vm-web1", "fd00:1:0:1::4", "2001:db8:99::1", NextHopType::None, NOIP, RT_WEB),
+    ]
+}
+
+fn check(env: &Environment, shape: &str) {
+    let cases = cases();
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for (what, vm, src, dst, ty, ip, rt) in cases {
+        let src: IpAddr = src.parse().unwrap();
+        let dst: IpAddr = dst.parse().unwrap();
+        match next_hop(env, Some(vm), Option::None, src, dst) {
+            Ok(Some(h)) => {
+                let r = h.result();
+                if r.next_hop_type != ty || r.next_hop_ip_address.as_deref() != ip || r.route_table_id != rt {
+                    failures.push(format!("[{shape}] {what}: got {r:?}"));
+                }
+            }
+            Ok(Option::None) => failures.push(format!("[{shape}] {what}: no route")),
+            Err(e) => failures.push(format!("[{shape}] {what}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn next_hop_rest_shape() {
+    check(&common::rest_env(), "REST");
+}
+
+#[test]
+fn next_hop_az_cli_shape() {
+    check(&common::cli_env(), "az CLI");
+}
+
+#[test]
+fn effective_routes_list_losers_as_invalid() {
+    let env = common::rest_env();
+    let t = effective_routes(&env, "nic-web1").unwrap();
+    let find = |prefix: &str, source: RouteSource| {
+        t.routes()
+            .iter()
+            .find(|r| r.route.address_prefix.to_string() == prefix && r.route.source == source)
+            .unwrap_or_else(|| panic!("no {source:?} route {prefix}"))
+    };
+    // A user route on the same prefix as a gateway route: the gateway route is Invalid.
+    assert_eq!(find("172.16.10.0/24", RouteSource::User).state, RouteState::Active);
+    assert_eq!(
+        find("172.16.10.0/24", RouteSource::VirtualNetworkGateway).state,
+        RouteState::Invalid
+    );
+    // A gateway route on the same prefix as a reserved None route.
+    assert_eq!(find("192.168.0.0/16", RouteSource::Default).state, RouteState::Invalid);
+    assert_eq!(find("192.168.0.0/16", RouteSource::VirtualNetworkGateway).state, RouteState::Active);
+    // A user route on a reserved prefix.
+    assert_eq!(find("100.64.0.0/10", RouteSource::Default).state, RouteState::Invalid);
+    // A BGP route inside a peered range is not used.
+    assert_eq!(find("10.1.1.0/24", RouteSource::VirtualNetworkGateway).state, RouteState::Invalid);
+    let v = serde_json::to_value(&t).unwrap();
+    let first = &v["value"][0];
+    for k in [
+        "name",
+        "disableBgpRoutePropagation",
+        "source",
+        "state",
+        "addressPrefix",
+        "nextHopIpAddress",
+        "nextHopType",
+    ] {
+        assert!(first.get(k).is_some(), "missing {k}: {first}");
+    }
+    // rt-app disables BGP propagation: no gateway route at all.
+    let app = effective_routes(&env, "nic-app1").unwrap();
+    assert!(app.routes().iter().all(|r| r.route.source != RouteSource::VirtualNetworkGateway));
+    assert!(app.routes().iter().all(|r| r.disable_bgp_route_propagation));
+}
+
+fn netwatch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn next_hop_cli_prints_azure_shape() {
+    let o = netwatch(&[
+        "next-hop",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-web1",
+        "--source",
+        "10.1.1.4",
+        "--destination",
+        "8.8.8.8",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"nextHopType": "Internet", "nextHopIpAddress": null, "routeTableId": "System Route"})
+    );
+    let o = netwatch(&[
+        "next-hop",
+        "--resources",
+        "tests/data/hub-spoke-cli",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-web1",
+        "--source",
+        "10.1.1.4",
+        "--destination",
+        "172.16.10.5",
+        "--explain",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = v["candidates"].as_array().unwrap();
+    assert!(c.len() >= 3, "{v}");
+    let selected: Vec<_> = c.iter().filter(|x| x["outcome"]["outcome"] == "selected").collect();
+    assert_eq!(selected.len(), 1, "{v}");
+    assert_eq!(selected[0]["route"]["source"], "User");
+    assert!(
+        c.iter()
+            .any(|x| x["outcome"]["outcome"] == "invalid" && x["route"]["source"] == "VirtualNetworkGateway"),
+        "{v}"
+    );
+}
+
+#[test]
+fn bad_route_data_names_table_route_and_field() {
+    for (file, route, needle) in [
+        ("rt-web-appliance-without-ip.json", "routes[1]", "nextHopIpAddress is required"),
+        ("rt-web-bad-prefix.json", "routes[2]", "\"100.64.0.0/33\""),
+        (
+            "rt-web-ip-on-none.json",
+            "routes[3]",
+            "nextHopIpAddress \"10.0.1.4\" is allowed only when nextHopType is VirtualAppliance",
+        ),
+    ] {
+        let path = format!("tests/data/malformed/{file}");
+        let o = netwatch(&[
+            "next-hop",
+            "--resources",
+            "demo/hub-spoke",
+            "--resources",
+            &path,
+            "--service-tags",
+            "demo/ServiceTags_Demo.json",
+            "--vm",
+            "vm-web1",
+            "--source",
+            "10.1.1.4",
+            "--destination",
+            "8.8.8.8",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: ")
+                && err.contains(&format!("{path}: {route}"))
+                && err.contains("routeTables/rt-web")
+                && err.contains(needle),
+            "{err}"
+        );
+    }
+}
