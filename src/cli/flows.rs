@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +11,10 @@ use clap::{Args, ValueEnum};
 use netwatch::watcher::context::{find_nic, NicView};
 use netwatch::watcher::flow_logging::{FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{nic_addresses, parse_local, replay, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, Verdict};
-use netwatch_flowlogs::{EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig, NsgFlowLogVersion};
+use netwatch_flowlogs::{
+    EndReason, ExportClock, ExportOptions, ExportProtocol, FlowExporter, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig,
+    NsgDecision, NsgFlowLogVersion,
+};
 use netwatch_rules::{Access, Direction};
 use serde::Serialize;
 
@@ -49,9 +52,37 @@ pub struct CaptureFileArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = FlowFormat::Jsonl)]
     output: FlowFormat,
+    /// Also export the flows to an IPFIX collector (RFC 7011 over UDP; RFC 5103 biflows).
+    #[arg(long, value_name = "HOST:PORT")]
+    ipfix: Option<String>,
+    /// With --ipfix: speak NetFlow v9 (RFC 3954) instead of IPFIX.
+    #[arg(long, requires = "ipfix")]
+    netflow_v9: bool,
 }
 
 impl CaptureFileArgs {
+    fn exporter(&self) -> Result<Option<FlowExporter>> {
+        let Some(target) = &self.ipfix else { return Ok(None) };
+        let addr = target
+            .to_socket_addrs()
+            .with_context(|| format!("--ipfix {target:?}: expected HOST:PORT"))?
+            .next()
+            .with_context(|| format!("--ipfix {target:?}: the name resolves to no address"))?;
+        let protocol = if self.netflow_v9 {
+            ExportProtocol::NetflowV9
+        } else {
+            ExportProtocol::Ipfix
+        };
+        // Replayed captures carry their own time: export it, not the wall clock.
+        let opts = ExportOptions {
+            clock: ExportClock::FlowTime,
+            ..ExportOptions::default()
+        };
+        Ok(Some(
+            FlowExporter::new(addr, protocol, opts).with_context(|| format!("--ipfix {target}"))?,
+        ))
+    }
+
     fn options(&self) -> Result<ReplayOptions> {
         let s = |v: u64, flag: &str| -> Result<i64> {
             if v == 0 || v > 365 * 24 * 3600 {
@@ -384,11 +415,18 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
     let mut out = RowWriter::new(a.capture.output);
     let mut err: Option<io::Error> = None;
     let (mut flows, mut bytes) = (0u64, 0u64);
+    let mut exporter = a.capture.exporter()?;
+    let mut export_err: Option<io::Error> = None;
     let stats = replay(
         &a.capture.inputs(),
         &opts,
         |_| (),
         |r| {
+            if let (Some(x), None) = (exporter.as_mut(), export_err.as_ref()) {
+                if let Err(e) = x.export(&r, None) {
+                    export_err = Some(e);
+                }
+            }
             if matches!(r.kind, FlowRecordKind::End(_)) {
                 flows += 1;
                 bytes += r.forward.bytes + r.reverse.bytes;
@@ -403,8 +441,22 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
     if let Some(e) = err {
         return Err(e.into());
     }
+    finish_export(exporter, export_err, a.capture.ipfix.as_deref())?;
     out.finish()?;
     report_stats(&stats, flows, bytes);
+    Ok(())
+}
+
+fn finish_export(exporter: Option<FlowExporter>, err: Option<io::Error>, target: Option<&str>) -> Result<()> {
+    let target = target.unwrap_or_default();
+    if let Some(e) = err {
+        return Err(anyhow::Error::from(e).context(format!("exporting flows to {target}")));
+    }
+    if let Some(mut x) = exporter {
+        x.flush().with_context(|| format!("exporting flows to {target}"))?;
+        let s = x.stats();
+        eprintln!("exported {} flow records in {} messages to {target}", s.data_records, s.messages);
+    }
     Ok(())
 }
 
@@ -467,6 +519,8 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     };
     let mut log_err: Option<anyhow::Error> = None;
     let mut last_minute = i64::MIN;
+    let mut exporter = a.capture.exporter()?;
+    let mut export_err: Option<io::Error> = None;
     let mut out = RowWriter::new(a.capture.output);
     let mut err: Option<io::Error> = None;
     let mut tally: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
@@ -476,6 +530,19 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
+            if let (Some(x), None) = (exporter.as_mut(), export_err.as_ref()) {
+                let v = r.user;
+                let (nsg, rule) = names(&v);
+                let d = NsgDecision {
+                    direction: v.direction,
+                    access: v.direction.map(|_| v.access),
+                    nsg_name: nsg.as_deref().unwrap_or(""),
+                    rule_name: rule.as_deref().unwrap_or(""),
+                };
+                if let Err(e) = x.export(&r, Some(&d)) {
+                    export_err = Some(e);
+                }
+            }
             if let (Some(l), None) = (logger.as_mut(), log_err.as_ref()) {
                 // Records come in time order: when a new minute starts, the
                 // previous ones are complete and go to disk (Azure writes one
@@ -535,6 +602,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     if let Some(e) = log_err {
         return Err(e.context("writing flow logs"));
     }
+    finish_export(exporter, export_err, a.capture.ipfix.as_deref())?;
     if let Some(l) = logger.as_mut() {
         let c = l.flush().context("writing flow logs")?;
         if let Some(d) = &a.flow_logs {
