@@ -8,6 +8,7 @@ APT_PACKAGES := libpcap-dev pkg-config tcpdump tshark nfdump
 BIN := target/release/netwatch
 DEMO_ENV := demo/hub-spoke
 DEMO_TAGS := demo/ServiceTags_Demo.json
+DEMO_ARGS := --resources $(DEMO_ENV) --service-tags $(DEMO_TAGS)
 
 .PHONY: all deps build demo test lint unit bench clean
 
@@ -29,19 +30,27 @@ build: deps
 	$(CARGO) build --release --locked
 
 demo: build
+	$(CARGO) build --release --locked --example demo_capture
+	@rm -rf demo/out
+	@echo; echo "== A capture on vm-web1's NIC, written by our traffic synthesizer"
+	target/release/examples/demo_capture demo/out/web1.pcap
+	@echo; echo "== Replay it through the NIC's NSGs (subnet nsg-web-subnet, NIC nsg-web-nic): every flow, its verdict and rule"
+	$(BIN) evaluate $(DEMO_ARGS) --nic nic-web1 demo/out/web1.pcap -o table \
+	  --flow-logs demo/out/nsg-flow-logs --vnet-flow-logs demo/out/vnet-flow-logs
+	@echo; echo "== The NSG and VNet flow logs it wrote, in Azure's blob layout"
+	@cd demo/out && find nsg-flow-logs vnet-flow-logs -name PT1H.json
+	$(BIN) flow-logs read --summary demo/out/nsg-flow-logs demo/out/vnet-flow-logs
 	@echo; echo "== IP flow verify: HTTPS from the Internet to vm-web1 (subnet NSG and NIC NSG both allow)"
-	$(BIN) ip-flow-verify --resources $(DEMO_ENV) --service-tags $(DEMO_TAGS) --vm vm-web1 \
-	  --direction Inbound --protocol TCP --local 10.1.1.4:443 --remote 52.178.4.10:50123
-	@echo; echo "== IP flow verify: SSH from the Internet to vm-web1 (denied by the subnet NSG)"
-	$(BIN) ip-flow-verify --resources $(DEMO_ENV) --service-tags $(DEMO_TAGS) --vm vm-web1 \
-	  --direction Inbound --protocol TCP --local 10.1.1.4:22 --remote 52.178.4.10:40000 -o table
-	@echo; echo "== IP flow verify with the per-rule trace: app tier to the database (ASG rules on NIC and subnet)"
-	$(BIN) ip-flow-verify --resources $(DEMO_ENV) --service-tags $(DEMO_TAGS) --vm vm-app1 \
-	  --direction Outbound --protocol TCP --local 10.2.1.4:50000 --remote 10.2.2.4:1433 --explain | head -40
-	@echo; echo "== Effective security rules of nic-web1"
-	$(BIN) effective-security-rules --resources $(DEMO_ENV) --service-tags $(DEMO_TAGS) --nic nic-web1 -o table
-	@echo; echo "== Security group view of vm-db1 (first lines)"
-	$(BIN) security-group-view --resources $(DEMO_ENV) --service-tags $(DEMO_TAGS) --vm vm-db1 | head -30
+	$(BIN) ip-flow-verify $(DEMO_ARGS) --vm vm-web1 --direction Inbound --protocol TCP --local 10.1.1.4:443 --remote 52.178.4.10:50123
+	@echo; echo "== IP flow verify: SSH from the Internet (denied by the subnet NSG)"
+	$(BIN) ip-flow-verify $(DEMO_ARGS) --vm vm-web1 --direction Inbound --protocol TCP --local 10.1.1.4:22 --remote 52.178.4.10:40000 -o table
+	@echo; echo "== Next hop: vm-web1 to the app spoke (user route to the firewall) and to on-premises (peer's VPN gateway)"
+	$(BIN) next-hop $(DEMO_ARGS) --vm vm-web1 --source 10.1.1.4 --destination 10.2.1.4
+	$(BIN) next-hop $(DEMO_ARGS) --vm vm-web1 --source 10.1.1.4 --destination 192.168.3.3
+	@echo; echo "== Effective security rules of nic-db1"
+	$(BIN) effective-security-rules $(DEMO_ARGS) --nic nic-db1 -o table
+	@echo; echo "== Effective routes of nic-app1 (BGP propagation disabled, 0.0.0.0/0 to the firewall)"
+	$(BIN) effective-routes $(DEMO_ARGS) --nic nic-app1 -o table
 
 lint: deps
 	$(CARGO) fmt --all -- --check

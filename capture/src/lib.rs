@@ -8,6 +8,8 @@
 
 pub mod decode;
 pub mod file;
+pub mod filter;
+pub mod live;
 pub mod synth;
 
 pub use decode::{decode, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta};

@@ -21,7 +21,14 @@
 //! When the product of source and destination classes is small enough (all
 //! 1k ClassBench sets; the cap is `PAIR_MAX_ENTRIES`), their cross product is
 //! precomputed as in RFC (Gupta & McKeown 1999): one table load gives the
-//! bitset of rules matching both addresses, which is sparse. The scan then
+//! class of the (sparse) bitset of rules matching both addresses. When in
+//! turn the products of the protocol and port classes, and of that with the
+//! pair classes, are small enough (all 1k ClassBench sets; `RFC_MAX_PP`,
+//! `RFC_MAX_ENTRIES`), the whole cross product is precomputed too (see
+//! [`Rfc`]): a lookup is then a fixed sequence of table loads without a
+//! data-dependent branch, which the out-of-order core overlaps across
+//! consecutive lookups. Otherwise the pair bitset is stored sparsely (its
+//! aggregate, then only its non-zero words) and the scan
 //! ANDs four aggregates (protocol, source port, destination port, address
 //! pair) and, only for words whose aggregate bit survives, the four bitset
 //! words; the lowest set bit of the first non-zero word is the answer, as
@@ -81,8 +88,11 @@ const CHUNK_MAX: usize = 1;
 /// Interns bitsets into a [`SetStore`] during a build.
 struct Interner {
     layout: Layout,
-    ids: HashMap<Vec<u64>, u32>,
+    /// Offset and dense id (order of first interning) of each bitset.
+    ids: HashMap<Vec<u64>, (u32, u32)>,
     store: SetStore,
+    /// Store blocks sparsely: the aggregate, then only the non-zero words.
+    sparse: bool,
 }
 
 impl Interner {
@@ -91,16 +101,30 @@ impl Interner {
             layout,
             ids: HashMap::new(),
             store: SetStore::default(),
+            sparse: false,
+        }
+    }
+
+    fn new_sparse(layout: Layout) -> Self {
+        Interner {
+            sparse: true,
+            ..Interner::new(layout)
         }
     }
 
     /// The offset of the block of `bits` in the store.
     fn intern(&mut self, bits: &[u64]) -> u32 {
+        self.intern_id(bits).0
+    }
+
+    /// The offset of the block of `bits` in the store, and its id.
+    fn intern_id(&mut self, bits: &[u64]) -> (u32, u32) {
         let Layout { words, chunk, agg } = self.layout;
         debug_assert_eq!(bits.len(), words);
-        if let Some(&off) = self.ids.get(bits) {
-            return off;
+        if let Some(&e) = self.ids.get(bits) {
+            return e;
         }
+        let id = self.ids.len() as u32;
         let off = u32::try_from(self.store.data.len())
             .ok()
             .filter(|&o| o <= PTR_MASK)
@@ -112,9 +136,13 @@ impl Interner {
             }
         }
         self.store.data.extend_from_slice(&a);
-        self.store.data.extend_from_slice(bits);
-        self.ids.insert(bits.to_vec(), off);
-        off
+        if self.sparse {
+            self.store.data.extend(bits.iter().copied().filter(|&w| w != 0));
+        } else {
+            self.store.data.extend_from_slice(bits);
+        }
+        self.ids.insert(bits.to_vec(), (off, id));
+        (off, id)
     }
 
     fn len(&self) -> usize {
@@ -410,14 +438,16 @@ struct PortTable {
 }
 
 impl PortTable {
-    fn build(ranges: &[Vec<(u128, u128)>], layout: Layout) -> Self {
+    /// The table and the field's elementary intervals (class offsets).
+    fn build(ranges: &[Vec<(u128, u128)>], layout: Layout) -> (Self, Intervals) {
         let mut interner = Interner::new(layout);
         let iv = sweep(ranges, &mut interner);
-        PortTable {
-            trie: Trie::build(&iv, 0, &[8, 8]),
+        let t = PortTable {
+            trie: Trie::build(&iv, 0, &PORT_WIDTHS),
             n_classes: interner.len(),
             sets: interner.store,
-        }
+        };
+        (t, iv)
     }
 
     /// Offset of the class of `p` in `sets`.
@@ -456,8 +486,59 @@ pub struct CompiledClassifier {
     dport: PortTable,
     src: AddrTable,
     dst: AddrTable,
-    /// Source x destination cross product, when small enough.
+    /// Source x destination cross product, when small enough (and no
+    /// [`Rfc`] table).
     pair: Option<PairTable>,
+    /// The full cross product, when small enough: lookups are branch-free.
+    rfc: Option<Rfc>,
+}
+
+/// The full cross product in two more phases, as in RFC (Gupta & McKeown):
+/// protocol x source port x destination port classes map to the class of
+/// their combined rule set (`pp`); `pp` class x address pair class maps to
+/// the first match. A lookup is a fixed sequence of loads with no
+/// data-dependent branch, so that consecutive lookups overlap in the
+/// out-of-order window and their cache misses with them; the scan it
+/// replaces ends in branches on the loaded bitsets, and each misprediction
+/// serialised the lookups around it.
+#[derive(Clone, Debug)]
+struct Rfc {
+    /// Protocol class id x `sport classes * dport classes`.
+    proto: [u32; 256],
+    /// Leaves: source port class id x destination port classes.
+    sport: Trie,
+    /// Leaves: destination port class id.
+    dport: Trie,
+    /// Indexed by the sum of the three: `pp` class id x pair classes.
+    pp: Vec<u32>,
+    /// Indexed by `source class * destination classes + destination class`:
+    /// the address pair class id.
+    pair: PairIndex,
+    /// Indexed by `pp` entry + pair class: the first match, or `NO_MATCH`.
+    last: Vec<u16>,
+}
+
+/// `Rfc::last` entry of no match.
+const NO_MATCH: u16 = u16::MAX;
+/// Largest protocol x port x port class product for an [`Rfc`].
+const RFC_MAX_PP: usize = 1 << 18;
+/// Largest final table of an [`Rfc`] (16 MiB).
+const RFC_MAX_ENTRIES: usize = 1 << 23;
+
+impl Rfc {
+    #[inline(always)]
+    fn lookup(&self, key: &FlowKey, s: usize, d: usize) -> Option<usize> {
+        let pair = self.pair.get(s + d) as usize;
+        let pp = self.proto[key.protocol as usize] as usize
+            + self.sport.lookup(&PORT_WIDTHS, key.source_port as u32) as usize
+            + self.dport.lookup(&PORT_WIDTHS, key.destination_port as u32) as usize;
+        let v = self.last[self.pp[pp] as usize + pair];
+        (v != NO_MATCH).then_some(v as usize)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        1024 + self.sport.memory_bytes() + self.dport.memory_bytes() + self.pp.len() * 4 + self.pair.memory_bytes() + self.last.len() * 2
+    }
 }
 
 /// The cross product of source and destination address classes (as in RFC,
@@ -467,8 +548,43 @@ pub struct CompiledClassifier {
 struct PairTable {
     /// Indexed by `source index * destination classes + destination index`:
     /// offset of the pair's block in `sets`.
-    table: Vec<u32>,
+    table: PairIndex,
+    /// Sparse blocks: the aggregate, then only the non-zero bitset words, so
+    /// that a block usually fits in one cache line.
     sets: SetStore,
+}
+
+/// Pair table entries: 16-bit offsets when the sparse store is small enough
+/// (all 1k ClassBench sets), which halves the table's cache footprint.
+#[derive(Clone, Debug)]
+enum PairIndex {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl PairIndex {
+    fn new(t: Vec<u32>) -> Self {
+        if t.iter().all(|&o| o <= u16::MAX as u32) {
+            PairIndex::Narrow(t.into_iter().map(|o| o as u16).collect())
+        } else {
+            PairIndex::Wide(t)
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            PairIndex::Narrow(t) => t[i] as u32,
+            PairIndex::Wide(t) => t[i],
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            PairIndex::Narrow(t) => t.len() * 2,
+            PairIndex::Wide(t) => t.len() * 4,
+        }
+    }
 }
 
 /// Largest source x destination product compiled into a pair table.
@@ -481,6 +597,12 @@ const PAIR_MAX_WORDS: usize = 1 << 22;
 impl CompiledClassifier {
     /// Compiles rules given in evaluation order.
     pub fn new(rules: &[ResolvedRule]) -> Self {
+        Self::build(rules, true)
+    }
+
+    /// Compiles rules; `allow_rfc: false` keeps the scan over the sparse
+    /// pair bitsets even when the full cross product would fit (for tests).
+    fn build(rules: &[ResolvedRule], allow_rfc: bool) -> Self {
         let layout = Layout::new(rules.len());
         let words = layout.words;
         let mut pi = Interner::new(layout);
@@ -505,16 +627,41 @@ impl CompiledClassifier {
         let addrs = |f: fn(&ResolvedRule) -> &crate::addr::AddrSet| -> Vec<Vec<(u128, u128)>> {
             rules.iter().map(|r| f(r).ranges().to_vec()).collect()
         };
-        let sport = PortTable::build(&ports(|r| &r.source_ports), layout);
-        let dport = PortTable::build(&ports(|r| &r.destination_ports), layout);
+        let (sport, sport_iv) = PortTable::build(&ports(|r| &r.source_ports), layout);
+        let (dport, dport_iv) = PortTable::build(&ports(|r| &r.destination_ports), layout);
         let mut si = Interner::new(layout);
         let siv = sweep(&addrs(|r| &r.source), &mut si);
         let mut di = Interner::new(layout);
         let div = sweep(&addrs(|r| &r.destination), &mut di);
         let stride = layout.stride() as u32;
         let (ns, nd) = (si.len(), di.len());
-        let pair = Self::pairs(&si, &di, layout);
-        let (src, dst) = if pair.is_some() {
+        let pairs = Self::pairs(&si, &di, layout);
+        let rfc = pairs.as_ref().filter(|_| allow_rfc).and_then(|(ids, pair_sets)| {
+            Self::rfc(
+                layout,
+                rules.len(),
+                &proto,
+                &pi.store,
+                (&sport, &sport_iv),
+                (&dport, &dport_iv),
+                ids,
+                pair_sets,
+            )
+        });
+        let pair = match pairs {
+            Some((ids, pi)) if rfc.is_none() => {
+                let mut offsets = vec![0u32; pi.len()];
+                for &(off, id) in pi.ids.values() {
+                    offsets[id as usize] = off;
+                }
+                Some(PairTable {
+                    table: PairIndex::new(ids.into_iter().map(|i| offsets[i as usize]).collect()),
+                    sets: pi.store,
+                })
+            }
+            _ => None,
+        };
+        let (src, dst) = if pair.is_some() || rfc.is_some() {
             (
                 AddrTable::build(&siv, |o| o / stride * nd as u32, SetStore::default(), ns),
                 AddrTable::build(&div, |o| o / stride, SetStore::default(), nd),
@@ -536,11 +683,13 @@ impl CompiledClassifier {
             src,
             dst,
             pair,
+            rfc,
         }
     }
 
     /// The source x destination cross product, unless too large.
-    fn pairs(si: &Interner, di: &Interner, layout: Layout) -> Option<PairTable> {
+    /// Returns the pair class id of every pair and the sparse blocks.
+    fn pairs(si: &Interner, di: &Interner, layout: Layout) -> Option<(Vec<u32>, Interner)> {
         let (ns, nd) = (si.len(), di.len());
         let n = ns.checked_mul(nd)?;
         if n > PAIR_MAX_ENTRIES || n.saturating_mul(layout.words) > PAIR_MAX_WORK {
@@ -550,7 +699,8 @@ impl CompiledClassifier {
         fn bits_of(store: &SetStore, c: usize, stride: usize, agg: usize) -> &[u64] {
             &store.data[c * stride + agg..(c + 1) * stride]
         }
-        let mut pi = Interner::new(layout);
+        debug_assert_eq!(layout.chunk, 1, "sparse blocks need one word per aggregate bit");
+        let mut pi = Interner::new_sparse(layout);
         let mut table = Vec::with_capacity(n);
         let mut bits = vec![0u64; layout.words];
         for s in 0..ns {
@@ -559,13 +709,112 @@ impl CompiledClassifier {
                 for ((x, a), b) in bits.iter_mut().zip(sb).zip(bits_of(&di.store, d, stride, agg)) {
                     *x = a & b;
                 }
-                table.push(pi.intern(&bits));
+                table.push(pi.intern_id(&bits).1);
             }
             if pi.store.data.len() > PAIR_MAX_WORDS {
                 return None;
             }
         }
-        Some(PairTable { table, sets: pi.store })
+        Some((table, pi))
+    }
+
+    /// The [`Rfc`] tables, unless too large. `pair` holds pair class ids,
+    /// `pi` their sparse blocks.
+    #[allow(clippy::too_many_arguments)]
+    fn rfc(
+        layout: Layout,
+        rules: usize,
+        proto: &[u32; 256],
+        proto_sets: &SetStore,
+        sport: (&PortTable, &Intervals),
+        dport: (&PortTable, &Intervals),
+        pair: &[u32],
+        pi: &Interner,
+    ) -> Option<Rfc> {
+        if rules >= NO_MATCH as usize {
+            return None;
+        }
+        let stride = layout.stride();
+        let mut protos: Vec<u32> = proto.to_vec();
+        protos.sort_unstable();
+        protos.dedup();
+        let (nsp, ndp, np) = (sport.0.n_classes, dport.0.n_classes, pi.len());
+        let n = protos.len().checked_mul(nsp)?.checked_mul(ndp)?;
+        if n > RFC_MAX_PP || n.saturating_mul(layout.words) > PAIR_MAX_WORK {
+            return None;
+        }
+        // Protocol x port x port classes, interned.
+        let mut qi = Interner::new(layout);
+        let mut pp = Vec::with_capacity(n);
+        let mut bits = vec![0u64; layout.words];
+        let dense = |store: &SetStore, o: usize| -> Vec<u64> { store.data[o + layout.agg..o + stride].to_vec() };
+        for &po in &protos {
+            let pb = dense(proto_sets, po as usize);
+            for a in 0..nsp {
+                let ab = dense(&sport.0.sets, a * stride);
+                for b in 0..ndp {
+                    let db = &dport.0.sets.data[b * stride + layout.agg..(b + 1) * stride];
+                    for (((x, p), s), d) in bits.iter_mut().zip(&pb).zip(&ab).zip(db) {
+                        *x = p & s & d;
+                    }
+                    pp.push(qi.intern_id(&bits).1);
+                }
+            }
+        }
+        let nq = qi.len();
+        let total = nq.checked_mul(np)?;
+        if total > RFC_MAX_ENTRIES {
+            return None;
+        }
+        // pp class x pair class: the first match.
+        let mut offsets = vec![0u32; np];
+        for &(off, id) in pi.ids.values() {
+            offsets[id as usize] = off;
+        }
+        let mut last = Vec::with_capacity(total);
+        let agg = layout.agg;
+        for q in 0..nq {
+            let qb = &qi.store.data[q * stride..(q + 1) * stride];
+            for &off in &offsets {
+                let sparse = &pi.store.data[off as usize..];
+                let mut first = NO_MATCH;
+                let mut rank = agg;
+                'scan: for a in 0..agg {
+                    let pa = sparse[a];
+                    let mut m = pa & qb[a];
+                    while m != 0 {
+                        let bit = m.trailing_zeros();
+                        let c = a * 64 + bit as usize;
+                        let w = sparse[rank + (pa & ((1u64 << bit) - 1)).count_ones() as usize] & qb[agg + c];
+                        if w != 0 {
+                            first = (c * 64 + w.trailing_zeros() as usize) as u16;
+                            break 'scan;
+                        }
+                        m &= m - 1;
+                    }
+                    rank += pa.count_ones() as usize;
+                }
+                last.push(first);
+            }
+        }
+        // Class ids, premultiplied into table offsets.
+        let proto_id = |o: u32| protos.binary_search(&o).expect("protocol class") as u32;
+        let mut rproto = [0u32; 256];
+        for (r, &o) in rproto.iter_mut().zip(proto) {
+            *r = proto_id(o) * (nsp * ndp) as u32;
+        }
+        let remap = |iv: &Intervals, mul: usize| Intervals {
+            bounds: iv.bounds.clone(),
+            classes: iv.classes.iter().map(|&o| (o as usize / stride * mul) as u32).collect(),
+        };
+        Some(Rfc {
+            proto: rproto,
+            sport: Trie::build(&remap(sport.1, ndp), 0, &PORT_WIDTHS),
+            dport: Trie::build(&remap(dport.1, 1), 0, &PORT_WIDTHS),
+            pp: pp.into_iter().map(|q| q * np as u32).collect(),
+            pair: PairIndex::new(pair.to_vec()),
+            last,
+        })
     }
 
     /// Number of rules compiled.
@@ -598,8 +847,9 @@ impl CompiledClassifier {
                 + self.dport.sets.data.len() * 8
                 + self.src.memory_bytes()
                 + self.dst.memory_bytes()
-                + self.pair.as_ref().map_or(0, |p| p.table.len() * 4 + p.sets.data.len() * 8),
-            pair: self.pair.is_some(),
+                + self.pair.as_ref().map_or(0, |p| p.table.memory_bytes() + p.sets.data.len() * 8)
+                + self.rfc.as_ref().map_or(0, Rfc::memory_bytes),
+            pair: self.pair.is_some() || self.rfc.is_some(),
         }
     }
 
@@ -614,6 +864,13 @@ impl CompiledClassifier {
     /// When `out` is shorter than `keys`.
     pub fn first_match_batch(&self, keys: &[FlowKey], out: &mut [Option<usize>]) {
         assert!(out.len() >= keys.len(), "output slice shorter than keys");
+        if self.rfc.is_some() {
+            // Branch-free lookups: the out-of-order window overlaps them.
+            for (k, r) in keys.iter().zip(out.iter_mut()) {
+                *r = self.first_match(k);
+            }
+            return;
+        }
         // Two passes over small groups: the field lookups of a group are
         // independent and branch-free, so their cache misses overlap; the
         // scans then find their blocks cached.
@@ -636,7 +893,7 @@ impl CompiledClassifier {
         let s = self.src.class(key.source);
         let d = self.dst.class(key.destination);
         let (a, b) = match &self.pair {
-            Some(p) => (p.table[s + d], 0),
+            Some(p) => (p.table.get(s + d), 0),
             None => (s as u32, d as u32),
         };
         [
@@ -654,7 +911,7 @@ impl CompiledClassifier {
         let sp = self.block(&self.sport.sets, o[1] as usize);
         let dp = self.block(&self.dport.sets, o[2] as usize);
         match &self.pair {
-            Some(pair) => self.scan::<CHUNK_MAX, 4>([p, sp, dp, self.block(&pair.sets, o[3] as usize)]),
+            Some(pair) => self.scan_sparse([p, sp, dp], &pair.sets.data[o[3] as usize..]),
             None => {
                 let f = [
                     p,
@@ -697,9 +954,40 @@ impl CompiledClassifier {
     }
 }
 
+impl CompiledClassifier {
+    /// The first match given the dense class blocks of `N` fields and one
+    /// sparse block (aggregate words, then only its non-zero words; one
+    /// word per aggregate bit).
+    #[inline(always)]
+    fn scan_sparse<const N: usize>(&self, f: [&[u64]; N], sparse: &[u64]) -> Option<usize> {
+        let agg = self.layout.agg;
+        // Non-zero sparse words before aggregate word `a`.
+        let mut rank = agg;
+        for a in 0..agg {
+            let pa = sparse[a];
+            let mut m = f.iter().fold(pa, |m, b| m & b[a]);
+            while m != 0 {
+                let bit = m.trailing_zeros();
+                let c = a * 64 + bit as usize;
+                let r = rank + (pa & ((1u64 << bit) - 1)).count_ones() as usize;
+                let w = f.iter().fold(sparse[r], |w, b| w & b[agg + c]);
+                if w != 0 {
+                    return Some(c * 64 + w.trailing_zeros() as usize);
+                }
+                m &= m - 1;
+            }
+            rank += pa.count_ones() as usize;
+        }
+        None
+    }
+}
+
 impl Classifier for CompiledClassifier {
     #[inline]
     fn first_match(&self, key: &FlowKey) -> Option<usize> {
+        if let Some(rfc) = &self.rfc {
+            return rfc.lookup(key, self.src.class(key.source), self.dst.class(key.destination));
+        }
         self.scan_blocks(self.offsets(key))
     }
 }
@@ -772,6 +1060,33 @@ mod tests {
         assert_eq!(out, keys.iter().map(|k| l.first_match(k)).collect::<Vec<_>>());
         assert_eq!(c.first_match(&key(6, "10.9.9.9", 1, "10.1.2.3", 22)), Some(0));
         assert_eq!(c.first_match(&key(47, "1.1.1.1", 2001, "10.1.255.255", 7)), Some(4));
+    }
+
+    /// The sparse pair scan (used when the full cross product is too large)
+    /// against the linear reference, on the ClassBench 1k sets.
+    #[test]
+    fn sparse_pair_scan_agrees_with_linear() {
+        for set in ["acl1", "fw1", "ipc1"] {
+            let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/corpus/classbench")
+                .join(format!("neurocuts__{set}_1k"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let rules = crate::classbench::parse_resolved(&text).unwrap();
+            let scan = CompiledClassifier::build(&rules, false);
+            let rfc = CompiledClassifier::new(&rules);
+            assert!(scan.pair.is_some() && scan.rfc.is_none(), "{set}");
+            assert!(rfc.rfc.is_some(), "{set}");
+            let l = LinearClassifier::new(rules.clone());
+            let flows = crate::classbench::generate_flows(&rules, 5000, 0x51);
+            let mut out = vec![None; flows.len()];
+            scan.first_match_batch(&flows, &mut out);
+            for (k, got) in flows.iter().zip(&out) {
+                let want = l.first_match(k);
+                assert_eq!(*got, want, "{set}: {k:?}");
+                assert_eq!(scan.first_match(k), want, "{set}: {k:?}");
+                assert_eq!(rfc.first_match(k), want, "{set}: {k:?}");
+            }
+        }
     }
 
     #[test]

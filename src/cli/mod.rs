@@ -1,5 +1,7 @@
 //! Argument parsing (clap derive) and output formatting.
 
+mod capture;
+mod flowlog_read;
 mod flows;
 mod output;
 
@@ -44,6 +46,11 @@ enum Command {
     Flows(flows::FlowsArgs),
     /// Replay captures through a NIC's NSGs: the verdict and rule of every flow.
     Evaluate(flows::EvaluateArgs),
+    /// Capture packets on a live interface (Network Watcher packet capture).
+    Capture(capture::CaptureArgs),
+    /// Flow-log files: NSG v1/v2 and VNet v4, Azure's or netwatch's.
+    #[command(subcommand)]
+    FlowLogs(flowlog_read::FlowLogsCommand),
 }
 
 /// Where the Azure resources come from; the same on every command.
@@ -180,9 +187,13 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed pipe (`| head`) is not an error worth reporting.
-            if e.downcast_ref::<io::Error>()
-                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-            {
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+                    || c.downcast_ref::<serde_json::Error>()
+                        .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
+            });
+            if broken_pipe {
                 return ExitCode::SUCCESS;
             }
             let msg = format!("{e:#}").replace('\n', " ");
@@ -219,6 +230,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Flows(a) => flows::flows(a),
         Command::Evaluate(a) => flows::evaluate(a),
+        Command::FlowLogs(c) => flowlog_read::run(c),
+        Command::Capture(a) => capture::run(a),
         Command::SecurityGroupView(a) => {
             let env = a.resources.load()?;
             let v = watcher::security_group_view(&env, &a.vm)?;

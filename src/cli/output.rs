@@ -140,12 +140,7 @@ fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
     } else {
         first
             .as_object()
-            .map(|o| {
-                o.keys()
-                    .filter(|k| !o[*k].is_object() && !o[*k].is_array())
-                    .map(|k| (k.clone(), title(k)))
-                    .collect()
-            })
+            .map(|o| o.keys().filter(|k| !o[*k].is_object()).map(|k| (k.clone(), title(k))).collect())
             .unwrap_or_default()
     };
     let cells: Vec<Vec<String>> = rows

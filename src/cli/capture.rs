@@ -1,0 +1,412 @@
+//! `netwatch capture`: variable packet capture on a live interface, Network
+//! Watcher style (filters, limits, status), over libpcap.
+use std::io::{self, IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use netwatch_capture::filter::{compile_bpf, CaptureFilter};
+use netwatch_capture::live::{self, LiveConfig, Output, OutputFormat, Progress, Rotation};
+use serde_json::{json, Map, Value};
+
+/// Capture packets on a live interface into a pcap or pcapng file, with
+/// Network Watcher's filters and limits; prints a PacketCaptureQueryStatusResult
+/// JSON on stdout when it stops (on stderr when the packets go to stdout).
+///
+/// Filters: `--filter 'protocol=TCP,localIPAddress=10.0.0.3,remotePort=80;443'`
+/// (keys protocol, localIPAddress, remoteIPAddress, localPort, remotePort,
+/// case-insensitive; addresses and ports as `a`, `a-b` or `a;b;`). Several
+/// filters are OR'd, the fields of one filter AND'd, an absent field matches
+/// anything; protocol Any (the default) is all traffic. "Local" is the
+/// interface's own addresses unless `--local-ip` is given. Everything becomes
+/// ONE kernel BPF expression (see `--print-bpf`).
+///
+/// Limits: 0 means no limit. `--total-bytes` counts every byte written in the
+/// session (headers and rotated files included) and the capture stops before
+/// the packet that would cross it. Stop reasons: TimeExceeded,
+/// SessionBytesExceeded, PacketCountReached, ManualStop (SIGINT / SIGTERM; a
+/// second signal exits at once).
+///
+/// Rotation writes FILE, FILE.1, FILE.2, ...; each is a complete capture no
+/// larger than `--rotate-bytes`; with `--max-files N` the names wrap back to
+/// FILE after FILE.(N-1) (ring buffer).
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// The interface to capture on (e.g. lo, eth0, any).
+    #[arg(short = 'i', long, value_name = "IF")]
+    pub interface: Option<String>,
+    /// The capture file; `-` writes to stdout. May come from the request's storageLocation.filePath.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Output file format.
+    #[arg(long, value_enum, default_value_t = FileFormat::Pcap)]
+    pub format: FileFormat,
+    /// A Network Watcher filter, e.g. 'protocol=TCP,localIPAddress=10.0.0.3,remotePort=80;443'. Repeatable (OR'd).
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// A JSON file holding the `filters` array of a PacketCapture request (or an object with `filters`).
+    #[arg(long = "filters", value_name = "FILE")]
+    pub filters_file: Option<PathBuf>,
+    /// A whole PacketCapture create body ({"properties": {...}} or the properties alone); options given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<PathBuf>,
+    /// The local address(es) filters refer to (default: the interface's own addresses). Repeatable.
+    #[arg(long = "local-ip", value_name = "IP")]
+    pub local_ip: Vec<IpAddr>,
+    /// A raw tcpdump expression AND'd with the filters.
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Print the compiled BPF expression and exit.
+    #[arg(long)]
+    pub print_bpf: bool,
+    /// Bytes kept of each packet (bytesToCapturePerPacket); 0 = whole packet. [default: 0]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=4_294_967_295))]
+    pub bytes_per_packet: Option<u64>,
+    /// Session byte limit (totalBytesPerSession); 0 = none. [default: 1073741824]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=4_294_967_295))]
+    pub total_bytes: Option<u64>,
+    /// Time limit in seconds (timeLimitInSeconds); 0 = none. [default: 18000]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=18_000))]
+    pub time_limit: Option<u64>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Kernel capture buffer size in bytes [default: 32 MiB].
+    #[arg(short = 'B', long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..))]
+    pub buffer_size: Option<u32>,
+    /// Hand each packet over as it arrives (libpcap's immediate mode) instead of in blocks, as tcpdump
+    /// --immediate-mode does: lower latency, but more kernel drops at high packet rates.
+    #[arg(long)]
+    pub immediate: bool,
+    /// Put the interface in promiscuous mode.
+    #[arg(long)]
+    pub promiscuous: bool,
+    /// Start a new file before one would exceed this many bytes (at least 512).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_bytes: Option<u64>,
+    /// Start a new file with the first packet this many seconds after the current file was opened.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_seconds: Option<u64>,
+    /// Keep at most this many rotated files (ring buffer).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_files: Option<u32>,
+    /// Keep this file updated with the status JSON once a second while capturing (atomic rename).
+    #[arg(long, value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+    /// The capture's name in the status (default: the request's name or the output file's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The capture's id in the status (default: the request's id, else none).
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FileFormat {
+    Pcap,
+    Pcapng,
+}
+
+/// What a request file contributes.
+#[derive(Default)]
+struct Request {
+    name: Option<String>,
+    id: Option<String>,
+    bytes_per_packet: Option<u64>,
+    total_bytes: Option<u64>,
+    time_limit: Option<u64>,
+    filters: Option<Vec<CaptureFilter>>,
+    file_path: Option<PathBuf>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+/// Case-insensitive lookup of an object key.
+fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
+fn json_filters(v: &Value) -> Result<Vec<CaptureFilter>> {
+    let arr = match v {
+        Value::Array(a) => a,
+        Value::Object(o) => match get(o, "filters") {
+            Some(Value::Array(a)) => a,
+            _ => bail!("expected a JSON array of filters or an object with a \"filters\" array"),
+        },
+        _ => bail!("expected a JSON array of filters"),
+    };
+    let mut out = Vec::new();
+    for (i, f) in arr.iter().enumerate() {
+        let n = i + 1;
+        let Value::Object(o) = f else {
+            bail!("filter {n}: expected an object")
+        };
+        let mut fields: [Option<String>; 5] = Default::default();
+        for (k, v) in o {
+            let Some(canon) = CaptureFilter::canonical_field(k) else {
+                bail!("filter {n}: unknown field \"{k}\"; expected protocol, localIPAddress, remoteIPAddress, localPort or remotePort")
+            };
+            let s = match v {
+                Value::Null => continue,
+                Value::String(s) => s.clone(),
+                Value::Number(x) => x.to_string(),
+                _ => bail!("filter {n}: \"{k}\" must be a string"),
+            };
+            let slot = ["protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort"]
+                .iter()
+                .position(|c| *c == canon)
+                .unwrap_or(0);
+            fields[slot] = Some(s);
+        }
+        let f = CaptureFilter::from_fields(
+            fields[0].as_deref(),
+            fields[1].as_deref(),
+            fields[2].as_deref(),
+            fields[3].as_deref(),
+            fields[4].as_deref(),
+        )
+        .map_err(|e| anyhow!("filter {n}: {e}"))?;
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn json_u64(props: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>> {
+    let Some(v) = get(props, key) else { return Ok(None) };
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n <= max => Ok(Some(n)),
+        _ => bail!("{key} {v} is not an integer in 0..{max}"),
+    }
+}
+
+fn read_request(path: &Path) -> Result<Request> {
+    let ctx = || format!("--request {}", path.display());
+    let v = read_json(path).with_context(ctx)?;
+    let Value::Object(top) = &v else {
+        return Err(anyhow!("expected a JSON object")).with_context(ctx);
+    };
+    let props = match get(top, "properties") {
+        Some(Value::Object(p)) => p,
+        _ => top,
+    };
+    let s = |o: &Map<String, Value>, k: &str| get(o, k).and_then(Value::as_str).map(str::to_string);
+    let mut r = Request {
+        name: s(top, "name"),
+        id: s(top, "id"),
+        ..Default::default()
+    };
+    (|| -> Result<()> {
+        r.bytes_per_packet = json_u64(props, "bytesToCapturePerPacket", 4_294_967_295)?;
+        r.total_bytes = json_u64(props, "totalBytesPerSession", 4_294_967_295)?;
+        r.time_limit = json_u64(props, "timeLimitInSeconds", 18_000)?;
+        if let Some(f) = get(props, "filters") {
+            r.filters = Some(json_filters(f)?);
+        }
+        if let Some(Value::Object(loc)) = get(props, "storageLocation") {
+            r.file_path = s(loc, "filePath").or_else(|| s(loc, "localPath")).map(PathBuf::from);
+        }
+        Ok(())
+    })()
+    .with_context(ctx)?;
+    Ok(r)
+}
+
+/// The filters of the command line (`--filter`, `--filters`), else of the request.
+fn collect_filters(args: &CaptureArgs, req: &Request) -> Result<Vec<CaptureFilter>> {
+    let mut filters = Vec::new();
+    for (i, text) in args.filter.iter().enumerate() {
+        let f = CaptureFilter::parse(text).map_err(|e| anyhow!("--filter {}: {e}", i + 1))?;
+        filters.push(f);
+    }
+    if let Some(p) = &args.filters_file {
+        let v = read_json(p).with_context(|| format!("--filters {}", p.display()))?;
+        filters.extend(json_filters(&v).with_context(|| format!("--filters {}", p.display()))?);
+    }
+    if args.filter.is_empty() && args.filters_file.is_none() {
+        if let Some(f) = &req.filters {
+            filters = f.clone();
+        }
+    }
+    Ok(filters)
+}
+
+pub fn run(args: CaptureArgs) -> Result<()> {
+    // First of all, so that a SIGINT/SIGTERM during set-up is a clean ManualStop.
+    let stop = Arc::new(AtomicBool::new(false));
+    live::stop_on_signals(&stop).context("cannot install the SIGINT/SIGTERM handlers")?;
+    let req = match &args.request {
+        Some(p) => read_request(p)?,
+        None => Request::default(),
+    };
+    let filters = collect_filters(&args, &req)?;
+
+    let iface = match &args.interface {
+        Some(name) => Some(live::find_interface(name)?),
+        None => None,
+    };
+    let local: Vec<IpAddr> = if !args.local_ip.is_empty() {
+        args.local_ip.clone()
+    } else {
+        iface.as_ref().map(|i| i.addresses.clone()).unwrap_or_default()
+    };
+    let bpf = compile_bpf(&filters, &local, args.bpf.as_deref());
+    live::check_bpf(&bpf, None)?;
+    if args.print_bpf {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{bpf}")?;
+        return Ok(());
+    }
+
+    let Some(iface) = iface else {
+        bail!("give the interface with --interface IF (see `ip link`; e.g. lo, eth0 or any)");
+    };
+    let output = match args.output.clone().or(req.file_path.clone()) {
+        Some(p) if p.as_os_str() == "-" => Output::Stdout,
+        Some(p) => Output::File(p),
+        None => bail!("give the capture file with --output FILE (or `-` for stdout)"),
+    };
+    let mut cfg = LiveConfig::new(iface.name.clone(), output.clone());
+    cfg.format = match args.format {
+        FileFormat::Pcap => OutputFormat::Pcap,
+        FileFormat::Pcapng => OutputFormat::Pcapng,
+    };
+    cfg.bytes_per_packet = args.bytes_per_packet.or(req.bytes_per_packet).unwrap_or(0);
+    cfg.total_bytes = args.total_bytes.or(req.total_bytes).unwrap_or(live::DEFAULT_TOTAL_BYTES);
+    let secs = args.time_limit.or(req.time_limit).unwrap_or(live::DEFAULT_TIME_LIMIT_SECS);
+    cfg.time_limit = (secs > 0).then(|| Duration::from_secs(secs));
+    cfg.count = args.count;
+    cfg.buffer_size = args.buffer_size;
+    cfg.promiscuous = args.promiscuous;
+    cfg.immediate = args.immediate;
+    cfg.bpf = bpf;
+    cfg.rotation = Rotation {
+        bytes: args.rotate_bytes,
+        seconds: args.rotate_seconds,
+        max_files: args.max_files,
+    };
+
+    let name = args.name.clone().or(req.name.clone()).unwrap_or_else(|| match &output {
+        Output::File(p) => p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "capture".into()),
+        Output::Stdout => "capture".into(),
+    });
+    let id = args.id.clone().or(req.id.clone());
+    let status = StatusWriter {
+        name,
+        id,
+        file: args.status_file.clone(),
+    };
+    tracing::info!(interface = %cfg.interface, bpf = %cfg.bpf, "starting capture");
+
+    let cap = live::start(cfg, Arc::clone(&stop))?;
+    let started = live::rfc3339(cap.start_time());
+    status.write_file(&status.value(&started, "Running", None, &[], &cap.progress()))?;
+
+    let tty = io::stderr().is_terminal();
+    let t0 = Instant::now();
+    let mut last = Instant::now();
+    while !cap.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let p = cap.progress();
+            if !cap.is_finished() {
+                status.write_file(&status.value(&started, "Running", None, &[], &p))?;
+            }
+            if tty {
+                progress_line(&p, t0.elapsed());
+            }
+        }
+    }
+    let outcome = cap.wait();
+    if tty {
+        progress_line(&outcome.progress, t0.elapsed());
+        eprintln!();
+    }
+    let (state, reason, errors, err) = match outcome.result {
+        Ok(r) => ("Stopped", Some(r.as_str().to_string()), vec![], None),
+        Err(e) => ("Error", Some(format!("{e}")), vec![e.azure_error()], Some(e)),
+    };
+    let v = status.value(&started, state, reason.as_deref(), &errors, &outcome.progress);
+    status.write_file(&v)?;
+    let text = serde_json::to_string_pretty(&v)?;
+    if output == Output::Stdout {
+        eprintln!("{text}");
+    } else {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{text}")?;
+    }
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn progress_line(p: &Progress, elapsed: Duration) {
+    eprint!(
+        "\r{} packets, {} bytes written, {} dropped by kernel, {:.0}s ",
+        p.packets_captured,
+        p.bytes_written,
+        p.packets_dropped_by_kernel,
+        elapsed.as_secs_f64()
+    );
+}
+
+struct StatusWriter {
+    name: String,
+    id: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl StatusWriter {
+    /// A PacketCaptureQueryStatusResult with netwatch's counters.
+    fn value(&self, started: &str, state: &str, reason: Option<&str>, errors: &[&str], p: &Progress) -> Value {
+        let mut m = Map::new();
+        m.insert("name".into(), json!(self.name));
+        if let Some(id) = &self.id {
+            m.insert("id".into(), json!(id));
+        }
+        m.insert("captureStartTime".into(), json!(started));
+        m.insert("packetCaptureStatus".into(), json!(state));
+        if let Some(r) = reason {
+            m.insert("stopReason".into(), json!(r));
+        }
+        m.insert("packetCaptureError".into(), json!(errors));
+        m.insert("packetsCaptured".into(), json!(p.packets_captured));
+        m.insert("bytesWritten".into(), json!(p.bytes_written));
+        m.insert("packetsDroppedByKernel".into(), json!(p.packets_dropped_by_kernel));
+        m.insert("packetsDroppedByInterface".into(), json!(p.packets_dropped_by_interface));
+        m.insert("files".into(), json!(p.files));
+        Value::Object(m)
+    }
+
+    /// Writes the status file atomically (temporary file + rename).
+    fn write_file(&self, v: &Value) -> Result<()> {
+        let Some(path) = &self.file else { return Ok(()) };
+        let mut tmp = path.as_os_str().to_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut text = serde_json::to_string_pretty(v)?;
+        text.push('\n');
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write the status file {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write the status file {}", path.display()))?;
+        Ok(())
+    }
+}

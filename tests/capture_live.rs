@@ -1,0 +1,829 @@
+//! `netwatch capture` on the loopback interface, against traffic the tests
+//! send themselves (TCP and UDP over 127.0.0.1 on ephemeral ports) and against
+//! tcpdump capturing the same traffic with the equivalent expression.
+//!
+//! These tests need root (or CAP_NET_RAW + CAP_NET_ADMIN), tcpdump and tshark:
+//! they FAIL (never skip) without them — run `make test` as root.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_netwatch");
+
+fn require_root_and_tools() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?")
+        .to_string();
+    assert_eq!(
+        uid, "0",
+        "the live capture tests capture on `lo` and need root (CAP_NET_RAW and CAP_NET_ADMIN): run `make test` as root"
+    );
+    for tool in ["tcpdump", "tshark"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "{tool} is missing: the live capture tests compare with it; run `make test` as root (it installs tcpdump and tshark)"
+        );
+    }
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netwatch-capture-live-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn sigint(child: &Child) {
+    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+}
+
+/// A running `netwatch capture -i lo`; killed if the test fails before stopping it.
+struct NwCapture {
+    child: Option<Child>,
+    out: PathBuf,
+    status: PathBuf,
+    ready_at: Instant,
+}
+
+impl NwCapture {
+    fn start(dir: &Path, name: &str, args: &[&str]) -> Self {
+        let out = dir.join(format!("{name}.pcap"));
+        let status = dir.join(format!("{name}.status.json"));
+        let child = Command::new(BIN)
+            .args(["capture", "-i", "lo", "-w"])
+            .arg(&out)
+            .arg("--status-file")
+            .arg(&status)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netwatch");
+        let mut nw = NwCapture {
+            child: Some(child),
+            out,
+            status,
+            ready_at: Instant::now(),
+        };
+        // Ready when the status file appears: the interface is open and the filter set.
+        let t0 = Instant::now();
+        while !nw.status.exists() {
+            if let Some(st) = nw.child().try_wait().unwrap() {
+                let mut e = String::new();
+                nw.child().stderr.take().unwrap().read_to_string(&mut e).unwrap();
+                panic!("netwatch capture exited early ({st}): {e}");
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "netwatch capture did not start within 20 s");
+            thread::sleep(Duration::from_millis(10));
+        }
+        nw.ready_at = Instant::now();
+        nw
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the capture is running")
+    }
+
+    /// Waits for the process to end by itself (a limit), within `timeout`.
+    fn wait(mut self, timeout: Duration) -> (Value, Output, PathBuf) {
+        let t0 = Instant::now();
+        while self.child().try_wait().unwrap().is_none() {
+            if t0.elapsed() > timeout {
+                sigint(self.child());
+                let o = self.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "netwatch capture did not stop within {timeout:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.collect()
+    }
+
+    /// SIGINT, then the final status.
+    fn interrupt(mut self) -> (Value, Output, PathBuf) {
+        sigint(self.child());
+        self.collect()
+    }
+
+    fn collect(mut self) -> (Value, Output, PathBuf) {
+        let o = self.child.take().unwrap().wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "status JSON on stdout: {e}: {text:?}; stderr: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        // The status file holds the same final status.
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&self.status).unwrap()).unwrap();
+        assert_eq!(file, v);
+        (v, o, self.out.clone())
+    }
+}
+
+impl Drop for NwCapture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A running `tcpdump -i lo -w FILE EXPR`, the reference; killed if the test fails before stopping it.
+struct Tcpdump {
+    child: Child,
+    out: PathBuf,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Tcpdump {
+    fn start(dir: &Path, name: &str, expr: &str) -> Self {
+        let out = dir.join(format!("{name}.ref.pcap"));
+        let child = Command::new("tcpdump")
+            .args(["-i", "lo", "--immediate-mode", "-B", "32768", "-U", "-nn", "-w"])
+            .arg(&out)
+            .arg(expr)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tcpdump");
+        let mut td = Tcpdump { child, out, stderr: None };
+        // tcpdump says "listening on lo" once its filter is installed.
+        let mut err = BufReader::new(td.child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = err.read_line(&mut line).unwrap();
+            assert!(n > 0, "tcpdump exited before listening");
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        // Keep draining its stderr so it never blocks; it ends with the statistics.
+        td.stderr = Some(thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        }));
+        td
+    }
+
+    /// Stops it; the reference must not have dropped packets itself.
+    fn stop(mut self) -> PathBuf {
+        sigint(&self.child);
+        self.child.wait().unwrap();
+        let err = self.stderr.take().unwrap().join().unwrap();
+        assert!(
+            err.lines().any(|l| l.trim() == "0 packets dropped by kernel"),
+            "the reference tcpdump dropped packets: {err}"
+        );
+        self.out.clone()
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `tcpdump -r FILE -nn [EXPR]`: the number of packets; the file must read
+/// completely (exit 0, no "truncated" warning).
+fn tcpdump_count(file: &Path, expr: &str) -> usize {
+    let mut cmd = Command::new("tcpdump");
+    cmd.args(["-r"]).arg(file).args(["-nn"]);
+    if !expr.is_empty() {
+        cmd.arg(expr);
+    }
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "tcpdump -r {} failed: {err}", file.display());
+    assert!(!err.contains("truncated"), "tcpdump -r {}: {err}", file.display());
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+/// The records of a pcap file: (caplen, orig_len); checks the header.
+fn pcap_records(bytes: &[u8]) -> (u32, Vec<(u32, u32)>) {
+    assert!(bytes.len() >= 24, "no pcap header");
+    let u32at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().unwrap());
+    assert_eq!(u32at(0), 0xa1b2_c3d4, "pcap magic");
+    let snaplen = u32at(16);
+    let mut recs = Vec::new();
+    let mut off = 24;
+    while off < bytes.len() {
+        assert!(off + 16 <= bytes.len(), "truncated record header at {off}");
+        let (caplen, len) = (u32at(off + 8), u32at(off + 12));
+        off += 16 + caplen as usize;
+        assert!(off <= bytes.len(), "truncated record data");
+        recs.push((caplen, len));
+    }
+    (snaplen, recs)
+}
+
+/// Reads a capture with netwatch's own reader: the packet count, no warnings.
+fn reader_count(file: &Path) -> u64 {
+    let mut r = netwatch_capture::CaptureReader::open(file).expect("netwatch reader opens the capture");
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        p.expect("netwatch reader reads every record");
+        n += 1;
+    }
+    assert!(r.warnings().is_empty(), "reader warnings on {}: {:?}", file.display(), r.warnings());
+    n
+}
+
+/// UDP receivers on `n` ephemeral ports.
+fn udp_receivers(n: usize) -> Vec<UdpSocket> {
+    (0..n).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect()
+}
+
+fn port(s: &UdpSocket) -> u16 {
+    s.local_addr().unwrap().port()
+}
+
+/// Two adjacent free UDP ports (for the port-range form).
+fn adjacent_udp_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..200 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = port(&a);
+        if p == u16::MAX {
+            continue;
+        }
+        if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+            return (a, b);
+        }
+    }
+    panic!("no two adjacent free UDP ports");
+}
+
+/// Sends `count` datagrams of `size` bytes to each port, a little apart.
+fn send_udp(ports: &[u16], count: usize, size: usize) {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let payload = vec![0x5a; size];
+    for _ in 0..count {
+        for p in ports {
+            s.send_to(&payload, ("127.0.0.1", *p)).unwrap();
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Checks the receivers got `count` datagrams each (the traffic really happened).
+fn drain(rx: &[&UdpSocket], count: usize) {
+    let mut buf = [0u8; 2048];
+    for s in rx {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for _ in 0..count {
+            s.recv(&mut buf).expect("datagram received");
+        }
+    }
+}
+
+/// A TCP exchange with a listener: connect, `rounds` request/response pairs, close.
+fn tcp_exchange(listener: TcpListener, rounds: usize) {
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 100];
+        for _ in 0..rounds {
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        }
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    let mut buf = [7u8; 100];
+    for _ in 0..rounds {
+        c.write_all(&buf).unwrap();
+        c.read_exact(&mut buf).unwrap();
+    }
+    c.shutdown(Shutdown::Both).unwrap();
+    server.join().unwrap();
+}
+
+/// A UDP flood to `port` until `stop` is raised (1 datagram a millisecond).
+fn flood(port: u16, size: usize, stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let payload = vec![0xa5; size];
+        let mut n = 0;
+        let t0 = Instant::now();
+        while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(20) {
+            let _ = s.send_to(&payload, ("127.0.0.1", port));
+            n += 1;
+            thread::sleep(Duration::from_millis(1));
+        }
+        n
+    })
+}
+
+fn settle() {
+    thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn filters_select_exactly_what_tcpdump_selects() {
+    require_root_and_tools();
+    let dir = tmpdir("filters");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sp = listener.local_addr().unwrap().port();
+    let rx = udp_receivers(3);
+    let (u1, u2, u_other) = (port(&rx[0]), port(&rx[1]), port(&rx[2]));
+    let (ra, rb) = adjacent_udp_pair();
+    let (pa, pb) = (port(&ra), port(&rb));
+
+    // Single address + single port; list of ports; address range + port range;
+    // and an IP list: four filters OR'd.
+    let f1 = format!("protocol=TCP,localIPAddress=127.0.0.1,localPort={sp}");
+    let f2 = format!("protocol=UDP,remotePort={u1};{u2};");
+    let f3 = format!("Protocol=udp,REMOTEIPADDRESS=127.0.0.0-127.0.0.3,remotePort={pa}-{pb}");
+    let f4 = format!("protocol=TCP,localIPAddress=127.0.0.1;10.9.9.9;,remotePort={u1}");
+    let nw = NwCapture::start(
+        &dir,
+        "filters",
+        &["--filter", &f1, "--filter", &f2, "--filter", &f3, "--filter", &f4],
+    );
+    let reference = Tcpdump::start(
+        &dir,
+        "filters",
+        &format!("(tcp and port {sp}) or (udp and (port {u1} or port {u2})) or (udp and portrange {pa}-{pb}) or (tcp and port {u1})"),
+    );
+
+    tcp_exchange(listener, 5);
+    send_udp(&[u1, u2, u_other, pa, pb], 4, 64);
+    // TCP to a UDP-only port: refused (SYN + RST); it matches f4 (TCP, remote port u1) only.
+    assert!(TcpStream::connect(("127.0.0.1", u1)).is_err());
+    drain(&[&rx[0], &rx[1], &rx[2], &ra, &rb], 4);
+    settle();
+
+    let ref_file = reference.stop();
+    let (status, _, out) = nw.interrupt();
+    assert_eq!(status["stopReason"], "ManualStop");
+    assert_eq!(status["packetCaptureStatus"], "Stopped");
+
+    let ours = tcpdump_count(&out, "");
+    assert_eq!(ours as u64, status["packetsCaptured"].as_u64().unwrap());
+    assert_eq!(
+        ours,
+        tcpdump_count(&ref_file, ""),
+        "same packets as tcpdump with the equivalent expression"
+    );
+    // Per filter form.
+    let tcp = tcpdump_count(&out, &format!("tcp and port {sp}"));
+    assert!(tcp >= 10, "the TCP exchange ({tcp} packets)");
+    assert_eq!(tcp, tcpdump_count(&ref_file, &format!("tcp and port {sp}")));
+    for p in [u1, u2, pa, pb] {
+        assert_eq!(tcpdump_count(&out, &format!("udp and dst port {p}")), 4, "UDP to {p}");
+    }
+    assert_eq!(tcpdump_count(&out, &format!("udp and port {u_other}")), 0, "UDP no filter wants");
+    assert_eq!(
+        tcpdump_count(&out, &format!("tcp and port {u1}")),
+        2,
+        "refused TCP SYN + RST (filter 4)"
+    );
+    assert_eq!(ours, tcp + 16 + 2, "nothing else");
+    assert_eq!(reader_count(&out), ours as u64, "netwatch's reader reads the same packets");
+}
+
+#[test]
+fn filters_file_and_request_file() {
+    require_root_and_tools();
+    let dir = tmpdir("json");
+    let rx = udp_receivers(3);
+    let (u1, u2, u3) = (port(&rx[0]), port(&rx[1]), port(&rx[2]));
+    let filters = dir.join("filters.json");
+    std::fs::write(
+        &filters,
+        format!(r#"[{{"protocol": "UDP", "localPort": "{u1}"}}, {{"protocol": "UDP", "remotePort": {u2}}}]"#),
+    )
+    .unwrap();
+    let request = dir.join("request.json");
+    let req_out = dir.join("from-request.pcap");
+    std::fs::write(
+        &request,
+        format!(
+            r#"{{"name": "pc1", "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkWatchers/nw/packetCaptures/pc1",
+               "properties": {{"target": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1",
+                 "bytesToCapturePerPacket": 50, "totalBytesPerSession": 100000, "timeLimitInSeconds": 100,
+                 "storageLocation": {{"filePath": "{}"}},
+                 "filters": [{{"protocol": "UDP", "remoteIPAddress": "127.0.0.1", "remotePort": "{u3}"}}]}}}}"#,
+            req_out.display()
+        ),
+    )
+    .unwrap();
+
+    let a = NwCapture::start(&dir, "filters-file", &["--filters", filters.to_str().unwrap()]);
+    // The request names the output file; --status-file is still ours.
+    let b_status = dir.join("request.status.json");
+    let b = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--request"])
+        .arg(&request)
+        .arg("--status-file")
+        .arg(&b_status)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !b_status.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "capture from the request did not start");
+        thread::sleep(Duration::from_millis(10));
+    }
+
+    send_udp(&[u1, u2, u3], 3, 200);
+    drain(&[&rx[0], &rx[1], &rx[2]], 3);
+    settle();
+    let (st, _, out) = a.interrupt();
+    assert_eq!(st["packetsCaptured"], 6);
+    assert_eq!(tcpdump_count(&out, &format!("udp and (dst port {u1} or dst port {u2})")), 6);
+
+    sigint(&b);
+    let o = b.wait_with_output().unwrap();
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["name"], "pc1");
+    assert!(st["id"].as_str().unwrap().ends_with("/packetCaptures/pc1"));
+    assert_eq!(st["packetsCaptured"], 3);
+    let (snaplen, recs) = pcap_records(&std::fs::read(&req_out).unwrap());
+    assert_eq!(snaplen, 50);
+    assert_eq!(recs.len(), 3);
+    assert!(recs.iter().all(|&(c, l)| c == 50 && l == 14 + 20 + 8 + 200), "{recs:?}");
+}
+
+#[test]
+fn bytes_per_packet_truncates_each_record() {
+    require_root_and_tools();
+    let dir = tmpdir("snap");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let nw = NwCapture::start(
+        &dir,
+        "snap",
+        &["--bytes-per-packet", "60", "--filter", &format!("protocol=UDP,localPort={u}")],
+    );
+    send_udp(&[u], 5, 400);
+    drain(&[&rx[0]], 5);
+    settle();
+    let (st, _, out) = nw.interrupt();
+    assert_eq!(st["packetsCaptured"], 5);
+    let bytes = std::fs::read(&out).unwrap();
+    let (snaplen, recs) = pcap_records(&bytes);
+    assert_eq!(snaplen, 60);
+    assert_eq!(recs, vec![(60, 14 + 20 + 8 + 400); 5]);
+    assert_eq!(st["bytesWritten"].as_u64().unwrap(), bytes.len() as u64);
+    assert_eq!(tcpdump_count(&out, ""), 5);
+}
+
+#[test]
+fn total_bytes_is_never_exceeded() {
+    require_root_and_tools();
+    let dir = tmpdir("total");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    // Each record: 16 + 14 + 20 + 8 + 100 = 158 bytes; 24 + 6 * 158 = 972 <= 1000 < 1130.
+    let nw = NwCapture::start(
+        &dir,
+        "total",
+        &["--total-bytes", "1000", "--filter", &format!("protocol=UDP,remotePort={u}")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(u, 100, Arc::clone(&stop));
+    let (st, _, out) = nw.wait(Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    assert_eq!(st["stopReason"], "SessionBytesExceeded");
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert!(len <= 1000, "file is {len} bytes");
+    assert_eq!(len, 972);
+    assert_eq!(st["bytesWritten"], 972);
+    assert_eq!(st["packetsCaptured"], 6);
+    assert_eq!(tcpdump_count(&out, ""), 6);
+}
+
+#[test]
+fn time_limit_stops_within_a_second() {
+    require_root_and_tools();
+    let dir = tmpdir("time");
+    let spawned = Instant::now();
+    let nw = NwCapture::start(&dir, "time", &["--time-limit", "2", "--filter", "protocol=UDP,localPort=9"]);
+    let ready = nw.ready_at;
+    // Stopped when the status file says so (the output is complete then; the
+    // process may take a moment longer to free the kernel ring on a busy machine).
+    let status = nw.status.clone();
+    let stopped_after = loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if text.contains("\"Stopped\"") {
+            break ready.elapsed();
+        }
+        assert!(ready.elapsed() < Duration::from_secs(10), "not stopped after 10 s: {text}");
+        thread::sleep(Duration::from_millis(5));
+    };
+    let (st, _, out) = nw.wait(Duration::from_secs(10));
+    let since_spawn = spawned.elapsed();
+    assert_eq!(st["stopReason"], "TimeExceeded");
+    assert!(since_spawn >= Duration::from_secs(2), "stopped after {since_spawn:?}");
+    assert!(
+        stopped_after <= Duration::from_secs(3),
+        "stopped {stopped_after:?} after it was ready"
+    );
+    assert_eq!(tcpdump_count(&out, ""), 0);
+    assert!(st["captureStartTime"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn count_stops_at_n_packets() {
+    require_root_and_tools();
+    let dir = tmpdir("count");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let nw = NwCapture::start(
+        &dir,
+        "count",
+        &["--count", "5", "--filter", &format!("protocol=UDP,remotePort={u}")],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(u, 32, Arc::clone(&stop));
+    let (st, _, out) = nw.wait(Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    assert_eq!(st["stopReason"], "PacketCountReached");
+    assert_eq!(st["packetsCaptured"], 5);
+    assert_eq!(tcpdump_count(&out, ""), 5);
+}
+
+#[test]
+fn sigint_leaves_a_complete_file() {
+    require_root_and_tools();
+    let dir = tmpdir("sigint");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let nw = NwCapture::start(&dir, "sigint", &["--filter", &format!("protocol=UDP,remotePort={u}")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(u, 700, Arc::clone(&stop));
+    // Wait until packets are being written (the status file is updated once a second).
+    let t0 = Instant::now();
+    loop {
+        let st: Value = serde_json::from_str(&std::fs::read_to_string(&nw.status).unwrap()).unwrap_or(Value::Null);
+        if st["packetsCaptured"].as_u64().unwrap_or(0) >= 10 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no packets captured: {st}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Interrupted while packets are still flowing.
+    let (st, o, out) = nw.interrupt();
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    assert!(o.status.success(), "exit status {}", o.status);
+    assert_eq!(st["stopReason"], "ManualStop");
+    assert_eq!(st["packetCaptureError"], serde_json::json!([]));
+    let n = st["packetsCaptured"].as_u64().unwrap();
+    assert!(n > 10, "{n} packets");
+    assert_eq!(tcpdump_count(&out, "") as u64, n);
+    assert_eq!(reader_count(&out), n);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), st["bytesWritten"].as_u64().unwrap());
+}
+
+#[test]
+fn pcapng_reads_in_tshark() {
+    require_root_and_tools();
+    let dir = tmpdir("pcapng");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let nw = NwCapture::start(
+        &dir,
+        "ng",
+        &[
+            "--format",
+            "pcapng",
+            "--bytes-per-packet",
+            "61",
+            "--filter",
+            &format!("protocol=UDP,remotePort={u}"),
+        ],
+    );
+    send_udp(&[u], 7, 123);
+    drain(&[&rx[0]], 7);
+    settle();
+    let (st, _, out) = nw.interrupt();
+    assert_eq!(st["packetsCaptured"], 7);
+    let o = Command::new("tshark")
+        .arg("-r")
+        .arg(&out)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "frame.interface_name",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "tshark: {}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    for l in lines {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert_eq!(&f[..4], &["165", "61", &u.to_string(), "lo"], "{l}");
+    }
+    assert_eq!(reader_count(&out), 7);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), st["bytesWritten"].as_u64().unwrap());
+}
+
+#[test]
+fn rotation_by_size_keeps_each_file_complete_and_small() {
+    require_root_and_tools();
+    let dir = tmpdir("rotate");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let nw = NwCapture::start(
+        &dir,
+        "rot",
+        &[
+            "--rotate-bytes",
+            "1000",
+            "--max-files",
+            "3",
+            "--count",
+            "40",
+            "--filter",
+            &format!("protocol=UDP,remotePort={u}"),
+        ],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(u, 100, Arc::clone(&stop));
+    let (st, _, out) = nw.wait(Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    assert_eq!(st["stopReason"], "PacketCountReached");
+    let names = [
+        out.clone(),
+        PathBuf::from(format!("{}.1", out.display())),
+        PathBuf::from(format!("{}.2", out.display())),
+    ];
+    for p in &names {
+        let len = std::fs::metadata(p).unwrap_or_else(|_| panic!("{} exists", p.display())).len();
+        assert!(len <= 1000, "{} is {len} bytes", p.display());
+        let n = tcpdump_count(p, "");
+        assert!((1..=6).contains(&n), "{}: {n} packets", p.display());
+    }
+    assert!(!PathBuf::from(format!("{}.3", out.display())).exists(), "at most 3 files");
+    assert!(st["files"].as_u64().unwrap() > 3, "the ring wrapped: {st}");
+}
+
+#[test]
+fn stdout_output_and_status_on_stderr() {
+    require_root_and_tools();
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let mut child = Command::new(BIN)
+        .args([
+            "capture",
+            "-i",
+            "lo",
+            "-w",
+            "-",
+            "--count",
+            "3",
+            "--filter",
+            &format!("protocol=UDP,remotePort={u}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pcap header comes first, as soon as the capture is ready.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(u, 50, Arc::clone(&stop));
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(15), "no stop");
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    let bytes = reader.join().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (_, recs) = pcap_records(&bytes);
+    assert_eq!(recs.len(), 3);
+    let st: Value = serde_json::from_str(&err).unwrap_or_else(|e| panic!("status on stderr: {e}: {err}"));
+    assert_eq!(st["stopReason"], "PacketCountReached");
+}
+
+#[test]
+fn clear_errors() {
+    require_root_and_tools();
+    let dir = tmpdir("errors");
+    let out = dir.join("x.pcap");
+    let run = |args: &[&str]| Command::new(BIN).arg("capture").args(args).output().unwrap();
+
+    let o = run(&["-i", "no-such-if0", "-w", out.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.starts_with("error: no such interface \"no-such-if0\"; interfaces: "), "{e}");
+    assert!(e.contains("lo"), "{e}");
+
+    let o = run(&[
+        "-i",
+        "lo",
+        "-w",
+        out.to_str().unwrap(),
+        "--filter",
+        "protocol=TCP",
+        "--filter",
+        "localPort=80-",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        r#"error: --filter 2: "localPort=80-": "80-" is not a port, a range a-b or a list a;b;"#
+    );
+
+    let o = run(&["-i", "lo", "-w", out.to_str().unwrap(), "--bpf", "tcp and and"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: the capture filter does not compile"));
+
+    let o = run(&["-i", "lo", "-w", out.to_str().unwrap(), "--time-limit", "18001"]);
+    assert_eq!(o.status.code(), Some(2), "usage error");
+    let o = run(&["-i", "lo", "-w", out.to_str().unwrap(), "--bytes-per-packet", "4294967296"]);
+    assert_eq!(o.status.code(), Some(2), "usage error");
+
+    // Without the capabilities (as nobody, all capabilities dropped).
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(BIN)
+        .args(["capture", "-i", "lo", "-w", "/dev/null"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("CAP_NET_RAW") && e.contains("root"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn print_bpf() {
+    let o = Command::new(BIN)
+        .args(["capture", "--print-bpf", "--local-ip", "10.0.0.3"])
+        .args([
+            "--filter",
+            "protocol=TCP,remotePort=80",
+            "--filter",
+            "protocol=UDP,remoteIPAddress=10.1.0.0-10.1.0.5",
+        ])
+        .args(["--bpf", "not port 22"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim_end(),
+        "((tcp and ((src host 10.0.0.3 and dst port 80) or (dst host 10.0.0.3 and src port 80))) or \
+         (udp and ((src host 10.0.0.3 and (dst net 10.1.0.0/30 or dst net 10.1.0.4/31)) or \
+         (dst host 10.0.0.3 and (src net 10.1.0.0/30 or src net 10.1.0.4/31))))) and (not port 22)"
+    );
+}
