@@ -103,6 +103,9 @@ pub struct CaptureArgs {
     /// The capture's id in the status (default: the request's id, else none).
     #[arg(long)]
     pub id: Option<String>,
+    /// Live flows: NSG and VNet flow logs and IPFIX export of the captured traffic.
+    #[command(flatten)]
+    pub flows: super::flows::LiveFlowArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -315,7 +318,35 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     };
     tracing::info!(interface = %cfg.interface, bpf = %cfg.bpf, "starting capture");
 
+    // Live flows: the capture thread hands decoded packets to a tracker.
+    let env = if args.flows.wanted() { args.flows.load()? } else { None };
+    let rx = if args.flows.wanted() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1 << 16);
+        cfg.tap = Some(tx);
+        Some(rx)
+    } else {
+        None
+    };
     let cap = live::start(cfg, Arc::clone(&stop))?;
+    std::thread::scope(|scope| -> Result<()> {
+        let tracker = rx.map(|rx| {
+            let (flows, env) = (&args.flows, env.as_ref());
+            let local = args.local_ip.clone();
+            scope.spawn(move || super::flows::track_live(flows, env, &local, rx))
+        });
+        let r = finish_capture(cap, &status, &output);
+        if let Some(t) = tracker {
+            match t.join() {
+                Ok(res) => res?,
+                Err(_) => return Err(anyhow!("the flow tracker panicked")),
+            }
+        }
+        r
+    })
+}
+
+/// Waits for the capture, keeping the status file and progress line up to date, then prints the final status.
+fn finish_capture(cap: live::LiveCapture, status: &StatusWriter, output: &Output) -> Result<()> {
     let started = live::rfc3339(cap.start_time());
     status.write_file(&status.value(&started, "Running", None, &[], &cap.progress()))?;
 
@@ -347,7 +378,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let v = status.value(&started, state, reason.as_deref(), &errors, &outcome.progress);
     status.write_file(&v)?;
     let text = serde_json::to_string_pretty(&v)?;
-    if output == Output::Stdout {
+    if *output == Output::Stdout {
         eprintln!("{text}");
     } else {
         let mut out = io::stdout().lock();

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::context::{find_nic, NicView};
-use netwatch::watcher::flow_logging::{FlowLogOptions, FlowLogScope, FlowLogger};
+use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{nic_addresses, parse_local, replay, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, Verdict};
 use netwatch_flowlogs::{
     EndReason, ExportClock, ExportOptions, ExportProtocol, FlowExporter, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig,
@@ -52,6 +52,13 @@ pub struct CaptureFileArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = FlowFormat::Jsonl)]
     output: FlowFormat,
+    #[command(flatten)]
+    export: ExportArgs,
+}
+
+/// Standard flow export, shared by `flows`, `evaluate` and `capture`.
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
     /// Also export the flows to an IPFIX collector (RFC 7011 over UDP; RFC 5103 biflows).
     #[arg(long, value_name = "HOST:PORT")]
     ipfix: Option<String>,
@@ -60,8 +67,9 @@ pub struct CaptureFileArgs {
     netflow_v9: bool,
 }
 
-impl CaptureFileArgs {
-    fn exporter(&self) -> Result<Option<FlowExporter>> {
+impl ExportArgs {
+    /// The exporter; `wall_clock` for live traffic, flow time for replays.
+    fn exporter(&self, wall_clock: bool) -> Result<Option<FlowExporter>> {
         let Some(target) = &self.ipfix else { return Ok(None) };
         let addr = target
             .to_socket_addrs()
@@ -74,15 +82,18 @@ impl CaptureFileArgs {
             ExportProtocol::Ipfix
         };
         // Replayed captures carry their own time: export it, not the wall clock.
+        let clock = if wall_clock { ExportClock::Wall } else { ExportClock::FlowTime };
         let opts = ExportOptions {
-            clock: ExportClock::FlowTime,
+            clock,
             ..ExportOptions::default()
         };
         Ok(Some(
             FlowExporter::new(addr, protocol, opts).with_context(|| format!("--ipfix {target}"))?,
         ))
     }
+}
 
+impl CaptureFileArgs {
     fn options(&self) -> Result<ReplayOptions> {
         let s = |v: u64, flag: &str| -> Result<i64> {
             if v == 0 || v > 365 * 24 * 3600 {
@@ -123,6 +134,15 @@ pub struct EvaluateArgs {
     /// Addresses that count as the NIC's own (CIDR or IP, repeatable), instead of the NIC's private IPs: replay any capture "as if" taken on that NIC.
     #[arg(long, value_name = "CIDR")]
     local: Vec<String>,
+    #[command(flatten)]
+    logs: FlowLogArgs,
+    #[command(flatten)]
+    capture: CaptureFileArgs,
+}
+
+/// Flow-log output, shared by `evaluate` and `capture`.
+#[derive(Args, Debug, Clone)]
+pub struct FlowLogArgs {
     /// Write NSG flow logs (Azure's blob layout) under this directory.
     #[arg(long = "flow-logs", value_name = "DIR")]
     flow_logs: Option<PathBuf>,
@@ -141,8 +161,40 @@ pub struct EvaluateArgs {
     /// Region of the Network Watcher that owns the VNet flow log (default: the target's location).
     #[arg(long = "flow-log-region", value_name = "REGION")]
     flow_log_region: Option<String>,
-    #[command(flatten)]
-    capture: CaptureFileArgs,
+}
+
+impl FlowLogArgs {
+    fn wanted(&self) -> bool {
+        self.flow_logs.is_some() || self.vnet_flow_logs.is_some()
+    }
+
+    fn options(&self) -> FlowLogOptions {
+        FlowLogOptions {
+            nsg_dir: self.flow_logs.clone(),
+            nsg_version: Some(if self.flow_log_version == 1 {
+                NsgFlowLogVersion::V1
+            } else {
+                NsgFlowLogVersion::V2
+            }),
+            vnet_dir: self.vnet_flow_logs.clone(),
+            vnet_scope: Some(match self.flow_log_target {
+                ScopeArg::Vnet => FlowLogScope::VirtualNetwork,
+                ScopeArg::Subnet => FlowLogScope::Subnet,
+                ScopeArg::Nic => FlowLogScope::NetworkInterface,
+            }),
+            vnet_flow_log_name: self.flow_log_name.clone(),
+            vnet_region: self.flow_log_region.clone(),
+        }
+    }
+
+    fn report(&self, c: FlowLogCounts) {
+        if let Some(d) = &self.flow_logs {
+            eprintln!("NSG flow logs: {} tuples under {}", c.nsg_tuples, d.display());
+        }
+        if let Some(d) = &self.vnet_flow_logs {
+            eprintln!("VNet flow logs: {} tuples under {}", c.vnet_tuples, d.display());
+        }
+    }
 }
 
 /// `--flow-log-target`.
@@ -415,7 +467,7 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
     let mut out = RowWriter::new(a.capture.output);
     let mut err: Option<io::Error> = None;
     let (mut flows, mut bytes) = (0u64, 0u64);
-    let mut exporter = a.capture.exporter()?;
+    let mut exporter = a.capture.export.exporter(false)?;
     let mut export_err: Option<io::Error> = None;
     let stats = replay(
         &a.capture.inputs(),
@@ -441,7 +493,7 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
     if let Some(e) = err {
         return Err(e.into());
     }
-    finish_export(exporter, export_err, a.capture.ipfix.as_deref())?;
+    finish_export(exporter, export_err, a.capture.export.ipfix.as_deref())?;
     out.finish()?;
     report_stats(&stats, flows, bytes);
     Ok(())
@@ -496,22 +548,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             _ => (None, None),
         }
     };
-    let log_opts = FlowLogOptions {
-        nsg_dir: a.flow_logs.clone(),
-        nsg_version: Some(if a.flow_log_version == 1 {
-            NsgFlowLogVersion::V1
-        } else {
-            NsgFlowLogVersion::V2
-        }),
-        vnet_dir: a.vnet_flow_logs.clone(),
-        vnet_scope: Some(match a.flow_log_target {
-            ScopeArg::Vnet => FlowLogScope::VirtualNetwork,
-            ScopeArg::Subnet => FlowLogScope::Subnet,
-            ScopeArg::Nic => FlowLogScope::NetworkInterface,
-        }),
-        vnet_flow_log_name: a.flow_log_name.clone(),
-        vnet_region: a.flow_log_region.clone(),
-    };
+    let log_opts = a.logs.options();
     let mut logger = if log_opts.nsg_dir.is_some() || log_opts.vnet_dir.is_some() {
         Some(FlowLogger::new(&view, &evaluator, &log_opts)?)
     } else {
@@ -519,7 +556,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     };
     let mut log_err: Option<anyhow::Error> = None;
     let mut last_minute = i64::MIN;
-    let mut exporter = a.capture.exporter()?;
+    let mut exporter = a.capture.export.exporter(false)?;
     let mut export_err: Option<io::Error> = None;
     let mut out = RowWriter::new(a.capture.output);
     let mut err: Option<io::Error> = None;
@@ -602,15 +639,10 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     if let Some(e) = log_err {
         return Err(e.context("writing flow logs"));
     }
-    finish_export(exporter, export_err, a.capture.ipfix.as_deref())?;
+    finish_export(exporter, export_err, a.capture.export.ipfix.as_deref())?;
     if let Some(l) = logger.as_mut() {
         let c = l.flush().context("writing flow logs")?;
-        if let Some(d) = &a.flow_logs {
-            eprintln!("NSG flow logs: {} tuples under {}", c.nsg_tuples, d.display());
-        }
-        if let Some(d) = &a.vnet_flow_logs {
-            eprintln!("VNet flow logs: {} tuples under {}", c.vnet_tuples, d.display());
-        }
+        a.logs.report(c);
     }
     out.finish()?;
     report_stats(&stats, flows, bytes);
@@ -633,5 +665,143 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut e = stderr.lock();
     write_columns(&mut e, &rows).context("writing the summary")?;
     let _ = io::stderr().is_terminal();
+    Ok(())
+}
+
+/// Flow tracking of live traffic: `capture --flow-logs / --vnet-flow-logs / --ipfix`.
+#[derive(Args, Debug)]
+pub struct LiveFlowArgs {
+    /// Azure resource JSON for NSG verdicts of the captured flows (needed with --flow-logs and --vnet-flow-logs). Repeatable.
+    #[arg(long = "resources", value_name = "PATH")]
+    resources: Vec<PathBuf>,
+    /// A ServiceTags_*.json download for service tags in rules.
+    #[arg(long = "service-tags", value_name = "FILE")]
+    service_tags: Option<PathBuf>,
+    /// The NIC whose NSGs judge the captured traffic, by name or resource id.
+    #[arg(long = "nic", value_name = "NAME|ID")]
+    nic: Option<String>,
+    #[command(flatten)]
+    logs: FlowLogArgs,
+    #[command(flatten)]
+    export: ExportArgs,
+}
+
+impl LiveFlowArgs {
+    /// Whether live flows are wanted at all.
+    pub fn wanted(&self) -> bool {
+        self.logs.wanted() || self.export.ipfix.is_some()
+    }
+
+    /// The environment, when verdicts are wanted.
+    pub fn load(&self) -> Result<Option<netwatch::Environment>> {
+        if self.resources.is_empty() || self.nic.is_none() {
+            if self.logs.wanted() {
+                bail!("--flow-logs and --vnet-flow-logs need the NIC's NSGs: give --resources PATH and --nic NAME|ID");
+            }
+            return Ok(None);
+        }
+        let r = ResourceArgs {
+            resources: self.resources.clone(),
+            service_tags: self.service_tags.clone(),
+        };
+        Ok(Some(r.load()?))
+    }
+}
+
+/// Tracks the flows of live packets from `rx` until the capture ends (the
+/// channel closes): NSG verdicts when `env` is given, flow logs, export.
+/// `local` overrides the NIC's addresses as "local" (`--local-ip`).
+pub fn track_live(
+    args: &LiveFlowArgs,
+    env: Option<&netwatch::Environment>,
+    local: &[IpAddr],
+    rx: std::sync::mpsc::Receiver<netwatch_capture::live::TapPacket>,
+) -> Result<()> {
+    let prepared = match (env, &args.nic) {
+        (Some(env), Some(nic)) => {
+            let nic = find_nic(env, nic)?;
+            let view = NicView::for_nic(env, nic, None)?;
+            let local = if local.is_empty() {
+                nic_addresses(nic)
+            } else {
+                parse_local(&local.iter().map(|i| i.to_string()).collect::<Vec<_>>()).map_err(anyhow::Error::msg)?
+            };
+            let evaluator = NicEvaluator {
+                local,
+                inbound: view.compile(Direction::Inbound)?,
+                outbound: view.compile(Direction::Outbound)?,
+            };
+            Some((view, evaluator))
+        }
+        _ => None,
+    };
+    let mut logger = match &prepared {
+        Some((view, ev)) if args.logs.wanted() => Some(FlowLogger::new(view, ev, &args.logs.options())?),
+        _ => None,
+    };
+    let evaluator = prepared.as_ref().map(|(_, e)| e);
+    let mut exporter = args.export.exporter(true)?;
+    let mut table: netwatch_flowlogs::FlowTable<Verdict> = netwatch_flowlogs::FlowTable::new(FlowTableConfig::default())?;
+    let mut fragments = netwatch_capture::FragmentTracker::new(4096);
+    let mut last_minute = i64::MIN;
+    let (mut flows, mut packets) = (0u64, 0u64);
+    let mut handle = |r: FlowRecord<Verdict>, logger: &mut Option<FlowLogger>, exporter: &mut Option<FlowExporter>| -> Result<()> {
+        if let Some(x) = exporter.as_mut() {
+            let v = r.user;
+            let (nsg, rule) = match (evaluator, v.direction, v.decided_by) {
+                (Some(e), Some(d), Some((link, idx))) => {
+                    let chain = e.chain(d);
+                    (
+                        chain.links.get(link as usize).map(|l| l.nsg.name.clone()),
+                        chain.rule_name(link as usize, idx as usize),
+                    )
+                }
+                _ => (None, None),
+            };
+            let d = NsgDecision {
+                direction: v.direction,
+                access: v.direction.map(|_| v.access),
+                nsg_name: nsg.as_deref().unwrap_or(""),
+                rule_name: rule.as_deref().unwrap_or(""),
+            };
+            x.export(&r, Some(&d)).context("exporting flows")?;
+        }
+        if let (Some(l), Some(e)) = (logger.as_mut(), evaluator) {
+            let minute = r.at_ns.div_euclid(60_000_000_000);
+            if minute > last_minute {
+                last_minute = minute;
+                l.flush_before(r.at_ns).context("writing flow logs")?;
+            }
+            l.record(e, &r)?;
+        }
+        if matches!(r.kind, FlowRecordKind::End(_)) {
+            flows += 1;
+        }
+        Ok(())
+    };
+    for p in rx {
+        packets += 1;
+        let mut meta = p.meta;
+        if meta.fragment.is_fragment {
+            fragments.process(&mut meta);
+        }
+        let info = netwatch::watcher::replay::packet_info(p.ts_ns, &meta);
+        table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
+        let recs: Vec<_> = table.drain_records().collect();
+        for r in recs {
+            handle(r, &mut logger, &mut exporter)?;
+        }
+    }
+    table.finish();
+    let recs: Vec<_> = table.drain_records().collect();
+    for r in recs {
+        handle(r, &mut logger, &mut exporter)?;
+    }
+    if let Some(l) = logger.as_mut() {
+        let c = l.flush().context("writing flow logs")?;
+        args.logs.report(c);
+    }
+    finish_export(exporter, None, args.export.ipfix.as_deref())?;
+    eprintln!("{flows} flows in {packets} IP packets tracked live");
     Ok(())
 }

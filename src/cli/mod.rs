@@ -47,7 +47,7 @@ enum Command {
     /// Replay captures through a NIC's NSGs: the verdict and rule of every flow.
     Evaluate(flows::EvaluateArgs),
     /// Capture packets on a live interface (Network Watcher packet capture).
-    Capture(capture::CaptureArgs),
+    Capture(Box<capture::CaptureArgs>),
     /// Flow-log files: NSG v1/v2 and VNet v4, Azure's or netwatch's.
     #[command(subcommand)]
     FlowLogs(flowlog_read::FlowLogsCommand),
@@ -58,10 +58,10 @@ enum Command {
 pub(crate) struct ResourceArgs {
     /// Azure resource JSON: a file or a directory of .json files (az CLI or REST shape). Repeatable.
     #[arg(long = "resources", value_name = "PATH", required = true)]
-    resources: Vec<PathBuf>,
+    pub(crate) resources: Vec<PathBuf>,
     /// A ServiceTags_*.json download (.json or .json.gz) for service tags in rules.
     #[arg(long = "service-tags", value_name = "FILE")]
-    service_tags: Option<PathBuf>,
+    pub(crate) service_tags: Option<PathBuf>,
 }
 
 impl ResourceArgs {
@@ -231,7 +231,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Flows(a) => flows::flows(a),
         Command::Evaluate(a) => flows::evaluate(a),
         Command::FlowLogs(c) => flowlog_read::run(c),
-        Command::Capture(a) => capture::run(a),
+        Command::Capture(a) => capture::run(*a),
         Command::SecurityGroupView(a) => {
             let env = a.resources.load()?;
             let v = watcher::security_group_view(&env, &a.vm)?;

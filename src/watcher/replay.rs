@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp};
+use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
 use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
 use netwatch_rules::{Access, AddrSet, Direction, Flow, IpPrefix};
 use thiserror::Error;
@@ -131,21 +131,7 @@ where
             if meta.fragment.is_fragment {
                 fragments.process(&mut meta);
             }
-            let info = PacketInfo {
-                ts_ns: pkt.timestamp_ns,
-                src: meta.src,
-                dst: meta.dst,
-                protocol: meta.protocol,
-                src_port: meta.src_port,
-                dst_port: meta.dst_port,
-                icmp: meta.icmp.map(|i| IcmpInfo {
-                    icmp_type: i.icmp_type,
-                    code: i.code,
-                    id: i.echo_id.unwrap_or(0),
-                }),
-                tcp_flags: (meta.tcp_flags & 0xff) as u8,
-                ip_len: meta.ip_total_len,
-            };
+            let info = packet_info(pkt.timestamp_ns, &meta);
             stats.ip_packets += 1;
             table.observe(&info, |t, _| init(t));
             for r in table.drain_records() {
@@ -161,6 +147,25 @@ where
         sink(r);
     }
     Ok(stats)
+}
+
+/// What the flow table needs of a decoded packet.
+pub fn packet_info(ts_ns: i64, meta: &PacketMeta) -> PacketInfo {
+    PacketInfo {
+        ts_ns,
+        src: meta.src,
+        dst: meta.dst,
+        protocol: meta.protocol,
+        src_port: meta.src_port,
+        dst_port: meta.dst_port,
+        icmp: meta.icmp.map(|i| IcmpInfo {
+            icmp_type: i.icmp_type,
+            code: i.code,
+            id: i.echo_id.unwrap_or(0),
+        }),
+        tcp_flags: (meta.tcp_flags & 0xff) as u8,
+        ip_len: meta.ip_total_len,
+    }
 }
 
 /// A flow's NSG verdict from the NIC's perspective.
@@ -181,6 +186,13 @@ pub struct NicEvaluator<'e> {
 }
 
 impl NicEvaluator<'_> {
+    /// The verdict of a flow with neither end on the NIC.
+    pub const TRANSIT: Verdict = Verdict {
+        direction: None,
+        access: Access::Allow,
+        decided_by: None,
+    };
+
     /// Decides a new flow from its initiator's side.
     pub fn evaluate(&self, t: &FlowTuple) -> Verdict {
         let (dir, chain) = if self.local.contains(t.src) {

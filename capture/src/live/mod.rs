@@ -111,6 +111,19 @@ pub struct LiveConfig {
     /// The tcpdump expression to install; empty = everything.
     pub bpf: String,
     pub rotation: Rotation,
+    /// Also hand every written packet, decoded, to this channel (flow
+    /// tracking, flow logs, flow export of live traffic). The capture never
+    /// waits on it: when the channel is full the packet is counted in
+    /// [`Progress::tap_dropped`] instead.
+    pub tap: Option<std::sync::mpsc::SyncSender<TapPacket>>,
+}
+
+/// A captured packet as the tap sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct TapPacket {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+    pub meta: crate::PacketMeta,
 }
 
 impl LiveConfig {
@@ -129,6 +142,7 @@ impl LiveConfig {
             immediate: true,
             bpf: String::new(),
             rotation: Rotation::default(),
+            tap: None,
         }
     }
 
@@ -322,10 +336,13 @@ pub struct Progress {
     pub packets_dropped_by_interface: u64,
     /// Files opened so far.
     pub files: u64,
+    /// Packets the tap's channel had no room for (see [`LiveConfig::tap`]).
+    pub tap_dropped: u64,
 }
 
 #[derive(Default)]
 struct Shared {
+    tap_dropped: AtomicU64,
     packets: AtomicU64,
     bytes: AtomicU64,
     received: AtomicU64,
@@ -344,6 +361,7 @@ impl Shared {
             packets_dropped_by_kernel: self.kdrop.load(Ordering::Relaxed),
             packets_dropped_by_interface: self.ifdrop.load(Ordering::Relaxed),
             files: self.files.load(Ordering::Relaxed),
+            tap_dropped: self.tap_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -492,7 +510,7 @@ pub fn start(config: LiveConfig, stop: Arc<AtomicBool>) -> Result<LiveCapture, L
     let thread = std::thread::Builder::new()
         .name("netwatch-capture".into())
         .spawn(move || {
-            let r = capture_loop(&mut cap, &mut sink, &config, &th_shared, &th_stop);
+            let r = capture_loop(link_type, &mut cap, &mut sink, &config, &th_shared, &th_stop);
             let closed = sink.close().map_err(LiveError::Output);
             update_stats(&mut cap, &th_shared);
             th_shared.bytes.store(sink.session_bytes, Ordering::Relaxed);
@@ -529,6 +547,7 @@ fn update_stats(cap: &mut pcap::Capture<pcap::Active>, shared: &Shared) {
 }
 
 fn capture_loop(
+    link_type: u32,
     cap: &mut pcap::Capture<pcap::Active>,
     sink: &mut Sink,
     config: &LiveConfig,
@@ -569,6 +588,15 @@ fn capture_loop(
                 let (sec, usec) = (p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
                 match sink.write_packet(sec, usec, data, p.header.len).map_err(LiveError::Output)? {
                     Written::Record(_) => {
+                        if let Some(tap) = &config.tap {
+                            // Decode the whole packet, not the truncated record: flows count real lengths.
+                            if let Ok(meta) = crate::decode(crate::LinkType(link_type as u16), p.data, crate::DecodeOptions::default()) {
+                                let ts_ns = sec * 1_000_000_000 + usec * 1000;
+                                if tap.try_send(TapPacket { ts_ns, meta }).is_err() {
+                                    shared.tap_dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
                         packets += 1;
                         shared.packets.store(packets, Ordering::Relaxed);
                         shared.bytes.store(sink.session_bytes, Ordering::Relaxed);
