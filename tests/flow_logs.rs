@@ -81,10 +81,14 @@ const ENV: &[&str] = &[
 ];
 
 fn evaluate(extra: &[&str]) -> Evaluated {
+    evaluate_files(extra, &[CAPTURE])
+}
+
+fn evaluate_files(extra: &[&str], captures: &[&str]) -> Evaluated {
     let mut args = vec!["evaluate"];
     args.extend_from_slice(ENV);
     args.extend_from_slice(extra);
-    args.push(CAPTURE);
+    args.extend_from_slice(captures);
     let o = netwatch(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut flows = BTreeMap::new();
@@ -349,14 +353,38 @@ fn vnet_flow_logs_match_flows_and_nsg_logs() {
     let dir = tmpdir("vnet");
     let nsg_dir = dir.join("nsg");
     let vnet_dir = dir.join("vnet");
-    let ev = evaluate(&[
-        "--flow-logs",
-        nsg_dir.to_str().unwrap(),
-        "--vnet-flow-logs",
-        vnet_dir.to_str().unwrap(),
-        "--flow-log-target",
-        "subnet",
-    ]);
+    // The corpus capture has only TCP and UDP: a second, synthesized capture
+    // adds allowed ICMP and ICMPv6 flows (pings inside the VNet).
+    use netwatch_capture::synth::Synth;
+    let mut g = Synth::new();
+    let t0 = 1_795_860_000i64 * 1_000_000_000;
+    g.icmp_echo(t0, "10.0.2.4".parse().unwrap(), "10.1.1.4".parse().unwrap(), 7, 4, true);
+    g.icmp_echo(
+        t0 + 10_000_000_000,
+        "fd00:1:0:1::4".parse().unwrap(),
+        "fd00:1:0:1::5".parse().unwrap(),
+        9,
+        3,
+        true,
+    );
+    let icmp = dir.join("icmp.pcap");
+    g.write_pcap(std::fs::File::create(&icmp).unwrap()).unwrap();
+    let (n, v) = (nsg_dir.to_str().unwrap(), vnet_dir.to_str().unwrap());
+    let ev = evaluate_files(
+        &[
+            "--local",
+            "10.1.1.4/32",
+            "--local",
+            "fd00:1:0:1::4/128",
+            "--flow-logs",
+            n,
+            "--vnet-flow-logs",
+            v,
+            "--flow-log-target",
+            "subnet",
+        ],
+        &[CAPTURE, icmp.to_str().unwrap()],
+    );
     let files = pt1h_files(&vnet_dir);
     assert!(!files.is_empty());
     let mut sums: BTreeMap<Key, Totals> = BTreeMap::new();
@@ -421,7 +449,10 @@ fn vnet_flow_logs_match_flows_and_nsg_logs() {
         .map(|(k, (_, t))| (k.clone(), *t))
         .collect();
     assert_eq!(sums, allowed);
-    assert!(allowed.keys().any(|k| k.0 != "TCP" && k.0 != "UDP") || ev.flows.keys().all(|k| k.0 == "TCP" || k.0 == "UDP"));
+    assert!(
+        allowed.keys().any(|k| k.0 == "ICMP") && allowed.keys().any(|k| k.0 == "ICMPv6"),
+        "{allowed:?}"
+    );
 
     // The NSG flow logs of the same run describe the same TCP/UDP flows and decisions.
     let mut nsg_decisions: BTreeMap<Key, char> = BTreeMap::new();

@@ -10,7 +10,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::context::{find_nic, NicView};
 use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
-use netwatch::watcher::replay::{nic_addresses, parse_local, replay, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, Verdict};
+use netwatch::watcher::replay::{
+    nic_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, ReplayProgress, Verdict,
+};
 use netwatch_flowlogs::{
     EndReason, ExportClock, ExportOptions, ExportProtocol, FlowExporter, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig,
     NsgDecision, NsgFlowLogVersion,
@@ -111,6 +113,44 @@ impl CaptureFileArgs {
             ..FlowTableConfig::default()
         };
         Ok(ReplayOptions { decap: self.decap, table })
+    }
+
+    /// A progress bar on stderr when it is a terminal; silent otherwise.
+    fn progress(&self) -> impl FnMut(ReplayProgress) {
+        let sizes: Vec<Option<u64>> = self
+            .files
+            .iter()
+            .map(|f| {
+                if f == "-" {
+                    None
+                } else {
+                    std::fs::metadata(f).ok().map(|m| m.len())
+                }
+            })
+            .collect();
+        let bar = if io::stderr().is_terminal() {
+            let total: Option<u64> = sizes.iter().copied().sum();
+            let bar = match total {
+                Some(t) => indicatif::ProgressBar::new(t).with_style(
+                    indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                ),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            Some(bar)
+        } else {
+            None
+        };
+        move |p: ReplayProgress| {
+            if let Some(bar) = &bar {
+                let done: u64 = sizes.iter().take(p.input).map(|s| s.unwrap_or(0)).sum();
+                bar.set_position(done + p.input_bytes);
+                bar.set_message(format!("{} packets", p.packets));
+                if p.input + 1 == sizes.len() && sizes[p.input].is_some_and(|s| p.input_bytes >= s) {
+                    bar.finish_and_clear();
+                }
+            }
+        }
     }
 
     fn inputs(&self) -> Vec<CaptureInput> {
@@ -469,7 +509,7 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
     let (mut flows, mut bytes) = (0u64, 0u64);
     let mut exporter = a.capture.export.exporter(false)?;
     let mut export_err: Option<io::Error> = None;
-    let stats = replay(
+    let stats = replay_with_progress(
         &a.capture.inputs(),
         &opts,
         |_| (),
@@ -489,6 +529,7 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
                 }
             }
         },
+        a.capture.progress(),
     )?;
     if let Some(e) = err {
         return Err(e.into());
@@ -562,7 +603,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut err: Option<io::Error> = None;
     let mut tally: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
     let (mut flows, mut bytes) = (0u64, 0u64);
-    let stats = replay(
+    let stats = replay_with_progress(
         &a.capture.inputs(),
         &opts,
         |t| evaluator.evaluate(t),
@@ -632,6 +673,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
                 }
             }
         },
+        a.capture.progress(),
     )?;
     if let Some(e) = err {
         return Err(e.into());

@@ -94,26 +94,76 @@ fn open(input: &CaptureInput) -> Result<CaptureReader<Box<dyn Read>>, ReplayErro
 /// new flow (its return value rides along in the records); `sink` gets every
 /// record (begin, reports, end) in time order; `progress` gets each file's
 /// byte offset now and then.
-pub fn replay<T, I, S>(inputs: &[CaptureInput], opts: &ReplayOptions, mut init: I, mut sink: S) -> Result<CaptureStats, ReplayError>
+pub fn replay<T, I, S>(inputs: &[CaptureInput], opts: &ReplayOptions, init: I, sink: S) -> Result<CaptureStats, ReplayError>
 where
     T: Clone,
     I: FnMut(&FlowTuple) -> T,
     S: FnMut(FlowRecord<T>),
 {
+    replay_with_progress(inputs, opts, init, sink, |_| {})
+}
+
+/// Where a replay is, for progress displays.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayProgress {
+    /// Index of the input being read.
+    pub input: usize,
+    /// Bytes of that input read so far.
+    pub input_bytes: u64,
+    /// Packets read so far, all inputs.
+    pub packets: u64,
+}
+
+/// [`replay`], calling `progress` every 16384 packets and after each input.
+pub fn replay_with_progress<T, I, S, P>(
+    inputs: &[CaptureInput],
+    opts: &ReplayOptions,
+    mut init: I,
+    mut sink: S,
+    mut progress: P,
+) -> Result<CaptureStats, ReplayError>
+where
+    T: Clone,
+    I: FnMut(&FlowTuple) -> T,
+    S: FnMut(FlowRecord<T>),
+    P: FnMut(ReplayProgress),
+{
     let mut table: FlowTable<T> = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
     let mut fragments = FragmentTracker::new(4096);
     let mut stats = CaptureStats::default();
     let dopts = DecodeOptions { decap: opts.decap };
-    for input in inputs {
+    for (index, input) in inputs.iter().enumerate() {
         let name = input.name();
         let mut reader = open(input)?;
         stats.files += 1;
+        let mut first_of_input = index > 0;
         while let Some(next) = reader.next_packet() {
             let pkt = next.map_err(|source| ReplayError::Capture {
                 path: name.clone(),
                 source,
             })?;
+            // Inputs are read as one capture when they follow each other in
+            // time (rotated files). An input that starts before the previous
+            // ones ended is another capture: end their flows first, rather
+            // than expire each of its packets against a clock from the future.
+            if first_of_input {
+                first_of_input = false;
+                if pkt.timestamp_ns < table.now_ns() {
+                    table.finish();
+                    for r in table.drain_records() {
+                        sink(r);
+                    }
+                    table = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
+                }
+            }
             stats.packets += 1;
+            if stats.packets % 16384 == 0 {
+                progress(ReplayProgress {
+                    input: index,
+                    input_bytes: pkt.offset,
+                    packets: stats.packets,
+                });
+            }
             let mut meta = match decode(pkt.link_type, pkt.data, dopts) {
                 Ok(m) => m,
                 Err(NotIp::Truncated { .. }) => {
@@ -138,6 +188,11 @@ where
                 sink(r);
             }
         }
+        progress(ReplayProgress {
+            input: index,
+            input_bytes: reader.byte_offset(),
+            packets: stats.packets,
+        });
         for w in reader.take_warnings() {
             stats.warnings.push(format!("{}: {w}", name.display()));
         }
