@@ -698,6 +698,13 @@ impl<T: Clone> FlowTable<T> {
 
     fn end_flow(&mut self, key: &FlowKey, reason: EndReason, at_ns: i64) {
         if let Some(f) = self.flows.remove(key) {
+            // A TCP flow already closed (FIN both ways, or RST) and lingering
+            // for its last ACKs ended by that close, whatever removes it now.
+            let reason = if f.state == FlowState::Ended && matches!(reason, EndReason::Flushed | EndReason::Evicted) {
+                f.end_reason
+            } else {
+                reason
+            };
             let mut rec = f.snapshot(FlowRecordKind::End(reason), at_ns);
             rec.user = f.user;
             self.outbox.push(rec);
