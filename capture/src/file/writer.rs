@@ -98,6 +98,12 @@ fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
 
+/// An interface name as the `if_name` option carries it (at most 255 bytes).
+fn if_name_bytes(name: Option<&str>) -> &[u8] {
+    let b = name.unwrap_or("").as_bytes();
+    &b[..b.len().min(255)]
+}
+
 impl<W: Write> PcapngWriter<W> {
     /// Writes the Section Header Block (§4.1) and one Interface Description
     /// Block (§4.2).
@@ -113,10 +119,11 @@ impl<W: Write> PcapngWriter<W> {
         b.extend_from_slice(&28u32.to_le_bytes());
         // IDB with if_name (2) and if_tsresol (9) options.
         let mut opts = Vec::new();
-        if let Some(name) = if_name {
+        let name = if_name_bytes(if_name);
+        if !name.is_empty() {
             opts.extend_from_slice(&2u16.to_le_bytes());
             opts.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            opts.extend_from_slice(name.as_bytes());
+            opts.extend_from_slice(name);
             opts.extend(std::iter::repeat_n(0u8, pad4(name.len())));
         }
         opts.extend_from_slice(&9u16.to_le_bytes());
@@ -138,6 +145,14 @@ impl<W: Write> PcapngWriter<W> {
             block: Vec::with_capacity(2048),
             bytes_written: b.len() as u64,
         })
+    }
+
+    /// Bytes the Section Header and Interface Description Blocks take.
+    pub fn header_len(if_name: Option<&str>) -> u64 {
+        let name = if_name_bytes(if_name).len();
+        let name_opt = if name == 0 { 0 } else { 4 + name + pad4(name) };
+        // SHB 28; IDB 20 + if_name + if_tsresol (8) + opt_endofopt (4).
+        (28 + 20 + name_opt + 8 + 4) as u64
     }
 
     /// Bytes an Enhanced Packet Block of `caplen` bytes takes.

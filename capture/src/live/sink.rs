@@ -1,6 +1,7 @@
-//! Capture files written by the live capture: pcap (microsecond, native byte
-//! order, as libpcap writes them) or pcapng (one SHB, one IDB, EPBs), with the
-//! session byte limit and size/time rotation.
+//! Capture files written by the live capture, through the crate's file
+//! writers ([`crate::file::PcapWriter`], microsecond pcap, and
+//! [`crate::file::PcapngWriter`]), with the session byte limit and size/time
+//! rotation.
 //!
 //! Every record is written whole or not at all: a limit is checked before the
 //! record that would cross it, and the buffered writer is flushed at every
@@ -11,13 +12,42 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Output, OutputFormat, Rotation};
+use crate::file::{LinkType, PcapWriter, PcapngWriter, PCAP_FILE_HEADER_LEN};
 
-/// Bytes of the pcap file header.
-pub const PCAP_HEADER_LEN: u64 = 24;
-/// Bytes of a pcap record header.
-pub const PCAP_RECORD_OVERHEAD: u64 = 16;
-/// Bytes of an EPB without its (padded) data.
-pub const PCAPNG_RECORD_OVERHEAD: u64 = 32;
+type Out = BufWriter<Box<dyn Write + Send>>;
+
+/// The open file, in its format.
+enum FileWriter {
+    Pcap(PcapWriter<Out>),
+    Pcapng(PcapngWriter<Out>),
+}
+
+impl FileWriter {
+    fn write_packet(&mut self, ts_ns: i64, orig_len: u32, data: &[u8]) -> io::Result<()> {
+        match self {
+            FileWriter::Pcap(w) => w.write_packet(ts_ns, orig_len, data),
+            FileWriter::Pcapng(w) => w.write_packet(ts_ns, orig_len, data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            FileWriter::Pcap(w) => w.flush(),
+            FileWriter::Pcapng(w) => w.flush(),
+        }
+    }
+
+    fn into_inner(self) -> Out {
+        match self {
+            FileWriter::Pcap(w) => w.into_inner(),
+            FileWriter::Pcapng(w) => w.into_inner(),
+        }
+    }
+}
+
+fn if_name(ifname: &str) -> Option<&str> {
+    (!ifname.is_empty()).then_some(ifname)
+}
 
 /// What happened to one packet handed to the sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,32 +72,16 @@ pub fn rotated_path(base: &Path, index: u32) -> PathBuf {
 /// Length of the file header for this format and interface name.
 pub fn header_len(format: OutputFormat, ifname: &str) -> u64 {
     match format {
-        OutputFormat::Pcap => PCAP_HEADER_LEN,
-        OutputFormat::Pcapng => 28 + idb_len(ifname),
+        OutputFormat::Pcap => PCAP_FILE_HEADER_LEN,
+        OutputFormat::Pcapng => PcapngWriter::<Out>::header_len(if_name(ifname)),
     }
-}
-
-fn pad4(n: u64) -> u64 {
-    (n + 3) & !3
-}
-
-fn idb_name(ifname: &str) -> &[u8] {
-    // An option's length is 16 bits; interface names are far shorter.
-    let b = ifname.as_bytes();
-    &b[..b.len().min(255)]
-}
-
-fn idb_len(ifname: &str) -> u64 {
-    let name = idb_name(ifname).len() as u64;
-    let opts = if name == 0 { 0 } else { 4 + pad4(name) + 4 };
-    20 + opts
 }
 
 /// Record length for `caplen` bytes of data.
 pub fn record_len(format: OutputFormat, caplen: u64) -> u64 {
     match format {
-        OutputFormat::Pcap => PCAP_RECORD_OVERHEAD + caplen,
-        OutputFormat::Pcapng => PCAPNG_RECORD_OVERHEAD + pad4(caplen),
+        OutputFormat::Pcap => PcapWriter::<Out>::record_len(caplen as usize),
+        OutputFormat::Pcapng => PcapngWriter::<Out>::record_len(caplen as usize),
     }
 }
 
@@ -88,7 +102,7 @@ pub(crate) struct Sink {
     link_type: u32,
     snaplen: u32,
     ifname: String,
-    w: Option<BufWriter<Box<dyn Write + Send>>>,
+    w: Option<FileWriter>,
     file_index: u32,
     file_bytes: u64,
     file_packets: u64,
@@ -155,65 +169,28 @@ impl Sink {
                 Box::new(f)
             }
         };
-        let mut w = BufWriter::with_capacity(256 * 1024, inner);
-        let header = self.header();
-        w.write_all(&header)?;
+        let out = BufWriter::with_capacity(256 * 1024, inner);
+        let link = LinkType(self.link_type as u16);
+        let w = match self.format {
+            OutputFormat::Pcap => FileWriter::Pcap(PcapWriter::new(out, link, self.snaplen, false)?),
+            OutputFormat::Pcapng => FileWriter::Pcapng(PcapngWriter::new(out, link, self.snaplen, if_name(&self.ifname))?),
+        };
+        let header = header_len(self.format, &self.ifname);
         self.w = Some(w);
         self.file_index = index;
-        self.file_bytes = header.len() as u64;
+        self.file_bytes = header;
         self.file_packets = 0;
         self.file_started = Instant::now();
-        self.session_bytes += header.len() as u64;
+        self.session_bytes += header;
         self.files_opened += 1;
         Ok(())
-    }
-
-    fn header(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64);
-        match self.format {
-            OutputFormat::Pcap => {
-                b.extend_from_slice(&0xa1b2_c3d4u32.to_ne_bytes());
-                b.extend_from_slice(&2u16.to_ne_bytes());
-                b.extend_from_slice(&4u16.to_ne_bytes());
-                b.extend_from_slice(&0i32.to_ne_bytes()); // thiszone
-                b.extend_from_slice(&0u32.to_ne_bytes()); // sigfigs
-                b.extend_from_slice(&self.snaplen.to_ne_bytes());
-                b.extend_from_slice(&self.link_type.to_ne_bytes());
-            }
-            OutputFormat::Pcapng => {
-                // Section header block.
-                b.extend_from_slice(&0x0A0D_0D0Au32.to_ne_bytes());
-                b.extend_from_slice(&28u32.to_ne_bytes());
-                b.extend_from_slice(&0x1A2B_3C4Du32.to_ne_bytes());
-                b.extend_from_slice(&1u16.to_ne_bytes());
-                b.extend_from_slice(&0u16.to_ne_bytes());
-                b.extend_from_slice(&(-1i64).to_ne_bytes()); // section length unknown
-                b.extend_from_slice(&28u32.to_ne_bytes());
-                // Interface description block (timestamps in microseconds, the default if_tsresol).
-                let len = idb_len(&self.ifname) as u32;
-                b.extend_from_slice(&1u32.to_ne_bytes());
-                b.extend_from_slice(&len.to_ne_bytes());
-                b.extend_from_slice(&(self.link_type as u16).to_ne_bytes());
-                b.extend_from_slice(&0u16.to_ne_bytes());
-                b.extend_from_slice(&self.snaplen.to_ne_bytes());
-                let name = idb_name(&self.ifname);
-                if !name.is_empty() {
-                    b.extend_from_slice(&2u16.to_ne_bytes()); // if_name
-                    b.extend_from_slice(&(name.len() as u16).to_ne_bytes());
-                    b.extend_from_slice(name);
-                    b.resize(b.len() + (pad4(name.len() as u64) as usize - name.len()), 0);
-                    b.extend_from_slice(&0u32.to_ne_bytes()); // opt_endofopt
-                }
-                b.extend_from_slice(&len.to_ne_bytes());
-            }
-        }
-        b
     }
 
     /// Writes one packet (already cut to the bytes to keep); rotates first when
     /// the current file is full or old enough.
     pub(crate) fn write_packet(&mut self, ts_sec: i64, ts_usec: i64, data: &[u8], orig_len: u32) -> io::Result<Written> {
-        let mut data = data;
+        // The header's snap length bounds every record (the writers cut to it too).
+        let mut data = &data[..data.len().min(self.snaplen as usize)];
         // Rotation by time: on the first packet past the interval.
         if let (Some(secs), Output::File(_)) = (self.rotation.seconds, &self.output) {
             if self.file_packets > 0 && self.file_started.elapsed() >= Duration::from_secs(secs) {
@@ -245,38 +222,10 @@ impl Sink {
         if self.total_limit > 0 && self.session_bytes + rec > self.total_limit {
             return Ok(Written::SessionFull);
         }
-        let caplen = data.len() as u32;
         let Some(w) = self.w.as_mut() else {
             return Err(io::Error::other("capture file not open"));
         };
-        match self.format {
-            OutputFormat::Pcap => {
-                let mut h = [0u8; 16];
-                h[0..4].copy_from_slice(&(ts_sec as u32).to_ne_bytes());
-                h[4..8].copy_from_slice(&(ts_usec as u32).to_ne_bytes());
-                h[8..12].copy_from_slice(&caplen.to_ne_bytes());
-                h[12..16].copy_from_slice(&orig_len.to_ne_bytes());
-                w.write_all(&h)?;
-                w.write_all(data)?;
-            }
-            OutputFormat::Pcapng => {
-                let ts = (ts_sec as u64).wrapping_mul(1_000_000).wrapping_add(ts_usec as u64);
-                let total = rec as u32;
-                let mut h = [0u8; 28];
-                h[0..4].copy_from_slice(&6u32.to_ne_bytes());
-                h[4..8].copy_from_slice(&total.to_ne_bytes());
-                h[8..12].copy_from_slice(&0u32.to_ne_bytes());
-                h[12..16].copy_from_slice(&((ts >> 32) as u32).to_ne_bytes());
-                h[16..20].copy_from_slice(&(ts as u32).to_ne_bytes());
-                h[20..24].copy_from_slice(&caplen.to_ne_bytes());
-                h[24..28].copy_from_slice(&orig_len.to_ne_bytes());
-                w.write_all(&h)?;
-                w.write_all(data)?;
-                let pad = (pad4(data.len() as u64) - data.len() as u64) as usize;
-                w.write_all(&[0u8; 3][..pad])?;
-                w.write_all(&total.to_ne_bytes())?;
-            }
-        }
+        w.write_packet(ts_sec * 1_000_000_000 + ts_usec * 1000, orig_len, data)?;
         self.file_bytes += rec;
         self.session_bytes += rec;
         self.file_packets += 1;
@@ -321,7 +270,7 @@ impl Sink {
     pub(crate) fn close(&mut self) -> io::Result<()> {
         if let Some(mut w) = self.w.take() {
             w.flush()?;
-            let inner = w.into_inner().map_err(|e| e.into_error())?;
+            let inner = w.into_inner().into_inner().map_err(|e| e.into_error())?;
             drop(inner);
         }
         Ok(())
