@@ -577,18 +577,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         outbound: view.compile(Direction::Outbound)?,
     };
     let opts = a.capture.options()?;
-    let names = |v: &Verdict| -> (Option<String>, Option<String>) {
-        match (v.direction, v.decided_by) {
-            (Some(d), Some((link, rule))) => {
-                let chain = evaluator.chain(d);
-                (
-                    chain.links.get(link as usize).map(|l| l.nsg.name.clone()),
-                    chain.rule_name(link as usize, rule as usize),
-                )
-            }
-            _ => (None, None),
-        }
-    };
+    let names = |v: &Verdict| evaluator.names(v);
     let log_opts = a.logs.options();
     let mut logger = if log_opts.nsg_dir.is_some() || log_opts.vnet_dir.is_some() {
         Some(FlowLogger::new(&view, &evaluator, &log_opts)?)
@@ -790,16 +779,7 @@ pub fn track_live(
     let mut handle = |r: FlowRecord<Verdict>, logger: &mut Option<FlowLogger>, exporter: &mut Option<FlowExporter>| -> Result<()> {
         if let Some(x) = exporter.as_mut() {
             let v = r.user;
-            let (nsg, rule) = match (evaluator, v.direction, v.decided_by) {
-                (Some(e), Some(d), Some((link, idx))) => {
-                    let chain = e.chain(d);
-                    (
-                        chain.links.get(link as usize).map(|l| l.nsg.name.clone()),
-                        chain.rule_name(link as usize, idx as usize),
-                    )
-                }
-                _ => (None, None),
-            };
+            let (nsg, rule) = evaluator.map_or((None, None), |e| e.names(&v));
             let d = NsgDecision {
                 direction: v.direction,
                 access: v.direction.map(|_| v.access),

@@ -276,6 +276,20 @@ impl NicEvaluator<'_> {
         }
     }
 
+    /// The deciding NSG's name and the qualified rule name of a verdict.
+    pub fn names(&self, v: &Verdict) -> (Option<String>, Option<String>) {
+        match (v.direction, v.decided_by) {
+            (Some(d), Some((link, rule))) => {
+                let chain = self.chain(d);
+                (
+                    chain.links.get(link as usize).map(|l| l.nsg.name.clone()),
+                    chain.rule_name(link as usize, rule as usize),
+                )
+            }
+            _ => (None, None),
+        }
+    }
+
     /// The chain of a direction.
     pub fn chain(&self, d: Direction) -> &NsgChain<'_> {
         match d {
