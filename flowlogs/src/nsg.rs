@@ -22,7 +22,6 @@
 //! - a record's `time` is the latest `logged_ns` of its events, with 7
 //!   fractional digits; the hour file is the hour of the record's minute.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use netwatch_rules::Access;
@@ -31,7 +30,7 @@ use serde::Serialize;
 use crate::error::FlowLogError;
 use crate::event::{FlowLogEvent, FlowLogState};
 use crate::ids::{derived_guid, upper_resource_id, IdError, MacAddress};
-use crate::store::{append_records, hour_file, push_id};
+use crate::store::{hour_file, push_id, BucketKey, MinuteBuckets, Written};
 use crate::time::{format_rfc3339_7, NS_PER_HOUR, NS_PER_MIN, NS_PER_SEC};
 use crate::tuple::{NsgFlowState, NsgFlowTuple, NsgProtocol};
 
@@ -106,13 +105,6 @@ pub struct NsgWriterStats {
     pub skipped_v1: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct BucketKey {
-    resource_id: String,
-    mac: MacAddress,
-    minute: i64,
-}
-
 #[derive(Debug)]
 struct PendingRecord {
     time_ns: i64,
@@ -162,7 +154,7 @@ struct MacFlowsOut<'a> {
 pub struct NsgFlowLogWriter {
     root: PathBuf,
     version: NsgFlowLogVersion,
-    pending: BTreeMap<BucketKey, PendingRecord>,
+    pending: MinuteBuckets<PendingRecord>,
     stats: NsgWriterStats,
 }
 
@@ -172,7 +164,7 @@ impl NsgFlowLogWriter {
         NsgFlowLogWriter {
             root: dir.into(),
             version,
-            pending: BTreeMap::new(),
+            pending: MinuteBuckets::new(),
             stats: NsgWriterStats::default(),
         }
     }
@@ -231,7 +223,7 @@ impl NsgFlowLogWriter {
             mac,
             minute: ev.logged_ns.div_euclid(NS_PER_MIN),
         };
-        let rec = self.pending.entry(key).or_insert_with(|| PendingRecord {
+        let rec = self.pending.entry(key, || PendingRecord {
             time_ns: ev.logged_ns,
             system_id: nsg.system_id.clone(),
             rules: Vec::new(),
@@ -250,83 +242,61 @@ impl NsgFlowLogWriter {
     /// (call it with the flow table's clock to bound memory on long
     /// captures).
     pub fn flush_before(&mut self, now_ns: i64) -> Result<(), FlowLogError> {
-        let cut = now_ns.div_euclid(NS_PER_MIN);
-        let all = std::mem::take(&mut self.pending);
-        let (done, keep): (BTreeMap<_, _>, BTreeMap<_, _>) = all.into_iter().partition(|(k, _)| k.minute < cut);
-        self.pending = keep;
-        self.write(done)
+        self.write(Some(now_ns))
     }
 
     /// Writes every buffered record.
     pub fn flush(&mut self) -> Result<(), FlowLogError> {
-        let all = std::mem::take(&mut self.pending);
-        self.write(all)
+        self.write(None)
     }
 
-    fn write(&mut self, buckets: BTreeMap<BucketKey, PendingRecord>) -> Result<(), FlowLogError> {
-        // Group by file (keys sort by NSG, MAC, minute: one hour file's
-        // minutes are consecutive).
-        let mut groups: Vec<(PathBuf, Vec<(BucketKey, PendingRecord)>)> = Vec::new();
-        for (key, rec) in buckets {
-            let path = file_path(&self.root, &key.resource_id, key.mac, key.minute * NS_PER_MIN);
-            match groups.last_mut() {
-                Some((p, members)) if *p == path => members.push((key, rec)),
-                _ => groups.push((path, vec![(key, rec)])),
-            }
-        }
-        let mut groups = groups.into_iter();
-        while let Some((path, members)) = groups.next() {
-            let result = self
-                .serialize(&members)
-                .and_then(|texts| append_records(&path, &texts).map(|()| texts.len()));
-            match result {
-                Ok(n) => {
-                    self.stats.file_writes += 1;
-                    self.stats.records_written += n as u64;
-                }
-                Err(e) => {
-                    // Keep what was not written, so a retry can write it.
-                    for (k, r) in members.into_iter().chain(groups.flat_map(|(_, m)| m)) {
-                        self.pending.insert(k, r);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+    fn write(&mut self, before_ns: Option<i64>) -> Result<(), FlowLogError> {
+        let mut written = Written::default();
+        let root = &self.root;
+        let version = self.version;
+        let result = self.pending.write_out(
+            before_ns,
+            &mut written,
+            |key| file_path(root, &key.resource_id, key.mac, key.minute * NS_PER_MIN),
+            |m| serialize(version, m),
+        );
+        self.stats.file_writes += written.files;
+        self.stats.records_written += written.records;
+        result
     }
+}
 
-    fn serialize(&self, members: &[(BucketKey, PendingRecord)]) -> Result<Vec<String>, FlowLogError> {
-        let mut texts = Vec::with_capacity(members.len());
-        for (key, rec) in members {
-            let mac = key.mac.to_string();
-            let flows: Vec<RuleFlowsOut<'_>> = rec
-                .rules
-                .iter()
-                .map(|(rule, tuples)| RuleFlowsOut {
-                    rule,
-                    flows: [MacFlowsOut {
-                        mac: &mac,
-                        flow_tuples: tuples,
-                    }],
-                })
-                .collect();
-            let out = RecordOut {
-                time: format_rfc3339_7(rec.time_ns),
-                system_id: &rec.system_id,
-                mac_address: &mac,
-                category: NSG_CATEGORY,
-                resource_id: &key.resource_id,
-                operation_name: NSG_OPERATION,
-                properties: PropertiesOut {
-                    version: self.version.number(),
-                    flows,
-                },
-            };
-            texts.push(serde_json::to_string(&out)?);
-        }
-        Ok(texts)
+/// The records of one hour file as JSON texts, in Azure's key order.
+fn serialize(version: NsgFlowLogVersion, members: &[(BucketKey, PendingRecord)]) -> Result<Vec<String>, FlowLogError> {
+    let mut texts = Vec::with_capacity(members.len());
+    for (key, rec) in members {
+        let mac = key.mac.to_string();
+        let flows: Vec<RuleFlowsOut<'_>> = rec
+            .rules
+            .iter()
+            .map(|(rule, tuples)| RuleFlowsOut {
+                rule,
+                flows: [MacFlowsOut {
+                    mac: &mac,
+                    flow_tuples: tuples,
+                }],
+            })
+            .collect();
+        let out = RecordOut {
+            time: format_rfc3339_7(rec.time_ns),
+            system_id: &rec.system_id,
+            mac_address: &mac,
+            category: NSG_CATEGORY,
+            resource_id: &key.resource_id,
+            operation_name: NSG_OPERATION,
+            properties: PropertiesOut {
+                version: version.number(),
+                flows,
+            },
+        };
+        texts.push(serde_json::to_string(&out)?);
     }
+    Ok(texts)
 }
 
 fn file_path(root: &Path, upper_id: &str, mac: MacAddress, time_ns: i64) -> PathBuf {

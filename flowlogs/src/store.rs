@@ -128,3 +128,88 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlowLogError
     }
     Ok(())
 }
+
+/// Which record a tuple belongs to: Azure writes one record per resource
+/// (NSG or flow log), MAC and minute.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct BucketKey {
+    /// Upper-cased resource id of the NSG or flow log.
+    pub resource_id: String,
+    pub mac: crate::ids::MacAddress,
+    pub minute: i64,
+}
+
+/// Records being filled, by [`BucketKey`], written out by minute to the
+/// hour files. Shared by the NSG and VNet flow log writers.
+#[derive(Debug)]
+pub(crate) struct MinuteBuckets<R> {
+    pending: std::collections::BTreeMap<BucketKey, R>,
+}
+
+/// Counts of a write.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Written {
+    pub files: u64,
+    pub records: u64,
+}
+
+impl<R> MinuteBuckets<R> {
+    pub(crate) fn new() -> Self {
+        MinuteBuckets {
+            pending: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The record of `key`, created by `new` when absent.
+    pub(crate) fn entry(&mut self, key: BucketKey, new: impl FnOnce() -> R) -> &mut R {
+        self.pending.entry(key).or_insert_with(new)
+    }
+
+    /// Writes the records of minutes before `now_ns`'s minute (all with `None`),
+    /// grouped by hour file (`path`), each group serialized by `serialize`
+    /// and appended atomically. On an error the unwritten records stay
+    /// buffered for a retry; `written` counts what did get written.
+    pub(crate) fn write_out(
+        &mut self,
+        before_ns: Option<i64>,
+        written: &mut Written,
+        path: impl Fn(&BucketKey) -> PathBuf,
+        serialize: impl Fn(&[(BucketKey, R)]) -> Result<Vec<String>, FlowLogError>,
+    ) -> Result<(), FlowLogError> {
+        let all = std::mem::take(&mut self.pending);
+        let buckets: std::collections::BTreeMap<BucketKey, R> = match before_ns {
+            Some(now) => {
+                let cut = now.div_euclid(crate::time::NS_PER_MIN);
+                let (done, keep) = all.into_iter().partition(|(k, _)| k.minute < cut);
+                self.pending = keep;
+                done
+            }
+            None => all,
+        };
+        // Keys sort by resource, MAC, minute: one hour file's minutes are consecutive.
+        let mut groups: Vec<(PathBuf, Vec<(BucketKey, R)>)> = Vec::new();
+        for (key, rec) in buckets {
+            let p = path(&key);
+            match groups.last_mut() {
+                Some((last, members)) if *last == p => members.push((key, rec)),
+                _ => groups.push((p, vec![(key, rec)])),
+            }
+        }
+        let mut groups = groups.into_iter();
+        while let Some((p, members)) = groups.next() {
+            match serialize(&members).and_then(|texts| append_records(&p, &texts).map(|()| texts.len())) {
+                Ok(n) => {
+                    written.files += 1;
+                    written.records += n as u64;
+                }
+                Err(e) => {
+                    for (k, r) in members.into_iter().chain(groups.flat_map(|(_, m)| m)) {
+                        self.pending.insert(k, r);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}

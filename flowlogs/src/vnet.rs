@@ -17,7 +17,6 @@
 //! `D` tuple with `0,0,0,0` at their begin; their `C`/`E` events are skipped
 //! and counted. Encryption is always `NX` (netwatch has no encryption).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use netwatch_rules::Access;
@@ -26,7 +25,7 @@ use serde::Serialize;
 use crate::error::FlowLogError;
 use crate::event::{FlowLogEvent, FlowLogState};
 use crate::ids::{derived_guid, upper_resource_id, IdError, MacAddress};
-use crate::store::{append_records, hour_file, push_id};
+use crate::store::{hour_file, push_id, BucketKey, MinuteBuckets, Written};
 use crate::time::{format_rfc3339_7, NS_PER_HOUR, NS_PER_MIN, NS_PER_MS};
 use crate::tuple::{Encryption, TupleCounters, VnetFlowState, VnetFlowTuple};
 
@@ -96,13 +95,6 @@ pub struct VnetWriterStats {
     pub skipped_denied: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct BucketKey {
-    flow_log_resource_id: String,
-    mac: MacAddress,
-    minute: i64,
-}
-
 /// Rules in order of first tuple, each with its tuples.
 type RuleGroups = Vec<(String, Vec<String>)>;
 
@@ -160,7 +152,7 @@ struct GroupOut<'a> {
 #[derive(Debug)]
 pub struct VnetFlowLogWriter {
     root: PathBuf,
-    pending: BTreeMap<BucketKey, PendingRecord>,
+    pending: MinuteBuckets<PendingRecord>,
     stats: VnetWriterStats,
 }
 
@@ -169,7 +161,7 @@ impl VnetFlowLogWriter {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         VnetFlowLogWriter {
             root: dir.into(),
-            pending: BTreeMap::new(),
+            pending: MinuteBuckets::new(),
             stats: VnetWriterStats::default(),
         }
     }
@@ -215,11 +207,11 @@ impl VnetFlowLogWriter {
             return false;
         };
         let key = BucketKey {
-            flow_log_resource_id: target.flow_log_resource_id.clone(),
+            resource_id: target.flow_log_resource_id.clone(),
             mac,
             minute: ev.logged_ns.div_euclid(NS_PER_MIN),
         };
-        let rec = self.pending.entry(key).or_insert_with(|| PendingRecord {
+        let rec = self.pending.entry(key, || PendingRecord {
             time_ns: ev.logged_ns,
             flow_log_guid: target.flow_log_guid.clone(),
             target_resource_id: target.target_resource_id.clone(),
@@ -243,47 +235,30 @@ impl VnetFlowLogWriter {
         true
     }
 
-    /// Writes the records of minutes that ended before `now_ns`'s minute.
+    /// Writes the records of minutes that ended before `now_ns`'s minute
+    /// (call it with the flow table's clock to bound memory on long
+    /// captures).
     pub fn flush_before(&mut self, now_ns: i64) -> Result<(), FlowLogError> {
-        let cut = now_ns.div_euclid(NS_PER_MIN);
-        let all = std::mem::take(&mut self.pending);
-        let (done, keep): (BTreeMap<_, _>, BTreeMap<_, _>) = all.into_iter().partition(|(k, _)| k.minute < cut);
-        self.pending = keep;
-        self.write(done)
+        self.write(Some(now_ns))
     }
 
     /// Writes every buffered record.
     pub fn flush(&mut self) -> Result<(), FlowLogError> {
-        let all = std::mem::take(&mut self.pending);
-        self.write(all)
+        self.write(None)
     }
 
-    fn write(&mut self, buckets: BTreeMap<BucketKey, PendingRecord>) -> Result<(), FlowLogError> {
-        let mut groups: Vec<(PathBuf, Vec<(BucketKey, PendingRecord)>)> = Vec::new();
-        for (key, rec) in buckets {
-            let path = file_path(&self.root, &key.flow_log_resource_id, key.mac, key.minute * NS_PER_MIN);
-            match groups.last_mut() {
-                Some((p, members)) if *p == path => members.push((key, rec)),
-                _ => groups.push((path, vec![(key, rec)])),
-            }
-        }
-        let mut groups = groups.into_iter();
-        while let Some((path, members)) = groups.next() {
-            let result = serialize(&members).and_then(|texts| append_records(&path, &texts).map(|()| texts.len()));
-            match result {
-                Ok(n) => {
-                    self.stats.file_writes += 1;
-                    self.stats.records_written += n as u64;
-                }
-                Err(e) => {
-                    for (k, r) in members.into_iter().chain(groups.flat_map(|(_, m)| m)) {
-                        self.pending.insert(k, r);
-                    }
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+    fn write(&mut self, before_ns: Option<i64>) -> Result<(), FlowLogError> {
+        let mut written = Written::default();
+        let root = &self.root;
+        let result = self.pending.write_out(
+            before_ns,
+            &mut written,
+            |key| file_path(root, &key.resource_id, key.mac, key.minute * NS_PER_MIN),
+            serialize,
+        );
+        self.stats.file_writes += written.files;
+        self.stats.records_written += written.records;
+        result
     }
 }
 
@@ -305,7 +280,7 @@ fn serialize(members: &[(BucketKey, PendingRecord)]) -> Result<Vec<String>, Flow
             flow_log_guid: &rec.flow_log_guid,
             mac_address: &mac,
             category: VNET_CATEGORY,
-            flow_log_resource_id: &key.flow_log_resource_id,
+            flow_log_resource_id: &key.resource_id,
             target_resource_id: &rec.target_resource_id,
             operation_name: VNET_CATEGORY,
             flow_records: FlowRecordsOut { flows },
