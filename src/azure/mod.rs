@@ -246,33 +246,33 @@ impl Environment {
 
     /// Rebuilds the id index; a resource loaded twice keeps its last copy.
     fn reindex(&mut self) {
-        fn dedup<T>(v: &mut Vec<T>, id: impl Fn(&T) -> String) {
+        /// Which elements to keep: the last of each id.
+        fn last_of_each<T>(v: &[T], id: impl Fn(&T) -> &str) -> Vec<bool> {
             let mut seen = std::collections::HashSet::new();
-            let mut keep = vec![false; v.len()];
-            for i in (0..v.len()).rev() {
-                keep[i] = seen.insert(id_key(&id(&v[i])));
-            }
+            let mut keep: Vec<bool> = v.iter().rev().map(|x| seen.insert(id_key(id(x)))).collect();
+            keep.reverse();
+            keep
+        }
+        fn retain<T>(v: &mut Vec<T>, keep: &[bool]) {
             let mut it = keep.iter();
             v.retain(|_| *it.next().unwrap_or(&true));
         }
-        // NSGs and their JSON must stay aligned.
-        let mut seen = std::collections::HashSet::new();
-        let mut keep: Vec<bool> = vec![false; self.network_security_groups.len()];
-        for i in (0..keep.len()).rev() {
-            keep[i] = seen.insert(id_key(&self.network_security_groups[i].id));
+        fn dedup<T>(v: &mut Vec<T>, id: impl Fn(&T) -> &str) {
+            let keep = last_of_each(v, id);
+            retain(v, &keep);
         }
-        let mut k1 = keep.iter();
-        self.network_security_groups.retain(|_| *k1.next().unwrap_or(&true));
-        let mut k2 = keep.iter();
-        self.network_security_group_json.retain(|_| *k2.next().unwrap_or(&true));
-        dedup(&mut self.virtual_networks, |x| x.id.clone());
-        dedup(&mut self.network_interfaces, |x| x.id.clone());
-        dedup(&mut self.application_security_groups, |x| x.id.clone());
-        dedup(&mut self.route_tables, |x| x.id.clone());
-        dedup(&mut self.virtual_network_gateways, |x| x.id.clone());
-        dedup(&mut self.local_network_gateways, |x| x.id.clone());
-        dedup(&mut self.connections, |x| x.id.clone());
-        dedup(&mut self.virtual_machines, |x| x.id.clone());
+        // NSGs and their JSON must stay aligned.
+        let keep = last_of_each(&self.network_security_groups, |x| &x.id);
+        retain(&mut self.network_security_groups, &keep);
+        retain(&mut self.network_security_group_json, &keep);
+        dedup(&mut self.virtual_networks, |x| &x.id);
+        dedup(&mut self.network_interfaces, |x| &x.id);
+        dedup(&mut self.application_security_groups, |x| &x.id);
+        dedup(&mut self.route_tables, |x| &x.id);
+        dedup(&mut self.virtual_network_gateways, |x| &x.id);
+        dedup(&mut self.local_network_gateways, |x| &x.id);
+        dedup(&mut self.connections, |x| &x.id);
+        dedup(&mut self.virtual_machines, |x| &x.id);
 
         let mut index = HashMap::new();
         let mut add = |id: &str, k: ResourceKind, i: usize| {

@@ -5,14 +5,9 @@ use std::collections::HashMap;
 
 use netwatch_rules::{AddrSet, IpPrefix};
 
-use super::{id_key, parent_id, Environment, Subnet, VirtualNetwork, VirtualNetworkGateway};
+use super::{id_key, Environment, Subnet, VirtualNetwork, VirtualNetworkGateway};
 
 impl Environment {
-    /// The VNet a NIC's IP configuration sits in, with its subnet.
-    pub fn subnet_of(&self, subnet_id: &str) -> Option<(&VirtualNetwork, &Subnet)> {
-        self.subnet(subnet_id)
-    }
-
     /// Gateways in a VNet's own `GatewaySubnet`.
     pub fn gateways_in(&self, vnet: &VirtualNetwork) -> Vec<&VirtualNetworkGateway> {
         let key = id_key(&vnet.id);
@@ -132,10 +127,5 @@ impl Environment {
             }
         }
         ips.into_iter().map(|(k, v)| (k, AddrSet::from_prefixes(v))).collect()
-    }
-
-    /// The VNet id of a subnet id.
-    pub fn vnet_id_of_subnet(subnet_id: &str) -> &str {
-        parent_id(subnet_id)
     }
 }

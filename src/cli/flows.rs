@@ -755,7 +755,7 @@ pub fn track_live(
             let local = if local.is_empty() {
                 nic_addresses(nic)
             } else {
-                parse_local(&local.iter().map(|i| i.to_string()).collect::<Vec<_>>()).map_err(anyhow::Error::msg)?
+                netwatch::watcher::replay::host_addresses(local.iter().copied())
             };
             let evaluator = NicEvaluator {
                 local,
@@ -809,14 +809,12 @@ pub fn track_live(
         }
         let info = netwatch::watcher::replay::packet_info(p.ts_ns, &meta);
         table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
-        let recs: Vec<_> = table.drain_records().collect();
-        for r in recs {
+        for r in table.drain_records() {
             handle(r, &mut logger, &mut exporter)?;
         }
     }
     table.finish();
-    let recs: Vec<_> = table.drain_records().collect();
-    for r in recs {
+    for r in table.drain_records() {
         handle(r, &mut logger, &mut exporter)?;
     }
     if let Some(l) = logger.as_mut() {

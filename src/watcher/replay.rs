@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
 use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
@@ -313,15 +313,13 @@ pub fn parse_local(list: &[String]) -> Result<AddrSet, String> {
 
 /// The NIC's own addresses.
 pub fn nic_addresses(nic: &crate::azure::NetworkInterface) -> AddrSet {
-    AddrSet::from_prefixes(
-        nic.ip_configurations
-            .iter()
-            .filter_map(|c| c.private_ip_address)
-            .filter_map(|ip: IpAddr| IpPrefix::new(ip, if ip.is_ipv4() { 32 } else { 128 })),
-    )
+    host_addresses(nic.ip_configurations.iter().filter_map(|c| c.private_ip_address))
 }
 
-/// Whether a path names standard input.
-pub fn is_stdin(p: &Path) -> bool {
-    p.as_os_str() == "-"
+/// Single addresses as a set of host prefixes.
+pub fn host_addresses(ips: impl IntoIterator<Item = IpAddr>) -> AddrSet {
+    AddrSet::from_prefixes(
+        ips.into_iter()
+            .filter_map(|ip| IpPrefix::new(ip, if ip.is_ipv4() { 32 } else { 128 })),
+    )
 }
