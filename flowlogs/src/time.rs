@@ -75,6 +75,9 @@ impl CivilTime {
 /// truncated to 100 ns; spec §7.1).
 pub fn format_rfc3339_7(ns: i64) -> String {
     let t = CivilTime::from_unix_ns(ns);
+    if (0..=9999).contains(&t.year) {
+        return Rfc3339Buf::new(ns).as_str().to_string();
+    }
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
         t.year,
@@ -85,6 +88,40 @@ pub fn format_rfc3339_7(ns: i64) -> String {
         t.second,
         t.nanos / 100
     )
+}
+
+/// [`format_rfc3339_7`] without allocating, for hot output paths: the 28
+/// bytes `YYYY-MM-DDTHH:MM:SS.fffffffZ` on the stack. Years outside
+/// 0..=9999 (which RFC 3339 cannot write) are clamped to them.
+#[derive(Clone, Copy)]
+pub struct Rfc3339Buf([u8; 28]);
+
+impl Rfc3339Buf {
+    /// Formats `ns` since the epoch.
+    pub fn new(ns: i64) -> Self {
+        let t = CivilTime::from_unix_ns(ns);
+        let mut b = *b"0000-00-00T00:00:00.0000000Z";
+        let mut put = |at: usize, width: usize, mut v: u64| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, t.year.clamp(0, 9999) as u64);
+        put(5, 2, t.month.into());
+        put(8, 2, t.day.into());
+        put(11, 2, t.hour.into());
+        put(14, 2, t.minute.into());
+        put(17, 2, t.second.into());
+        put(20, 7, (t.nanos / 100).into());
+        Rfc3339Buf(b)
+    }
+
+    /// The formatted time.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("0000-00-00T00:00:00.0000000Z")
+    }
 }
 
 /// Parses a UTC RFC 3339 time `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` (as flow log

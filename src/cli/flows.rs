@@ -1,24 +1,27 @@
 //! `netwatch flows` and `netwatch evaluate`: flows of capture files, and
 //! their NSG verdicts from a NIC's perspective.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::context::{find_nic, NicView};
 use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{
-    nic_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, ReplayOptions, ReplayProgress, Verdict,
+    nic_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, PacketStream, ReplayOptions,
+    ReplayProgress, Verdict,
 };
+use netwatch_flowlogs::time::Rfc3339Buf;
 use netwatch_flowlogs::{
     EndReason, ExportClock, ExportOptions, ExportProtocol, FlowExporter, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig,
     NsgDecision, NsgFlowLogVersion,
 };
 use netwatch_rules::{Access, Direction};
-use serde::Serialize;
 
 use super::ResourceArgs;
 
@@ -245,16 +248,14 @@ pub enum ScopeArg {
     Nic,
 }
 
-/// One flow, as printed.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One flow, as printed. Cheap to build (no allocation): names are shared
+/// `Rc<str>` and times stay nanoseconds until they are written.
 struct FlowRow {
-    protocol: String,
+    protocol: u8,
     initiator: IpAddr,
     initiator_port: u16,
     responder: IpAddr,
     responder_port: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
     icmp_type: Option<u8>,
     /// Initiator to responder.
     packets_sent: u64,
@@ -262,18 +263,73 @@ struct FlowRow {
     /// Responder to initiator.
     packets_received: u64,
     bytes_received: u64,
-    first_time: String,
-    last_time: String,
+    first_ns: i64,
+    last_ns: i64,
     state: &'static str,
     end_reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     direction: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     access: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    network_security_group: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule_name: Option<String>,
+    network_security_group: Option<Rc<str>>,
+    rule_name: Option<Rc<str>>,
+}
+
+impl FlowRow {
+    /// One JSON object (the `-o jsonl` line, without the newline), in the
+    /// key order the documentation shows.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut n = itoa::Buffer::new();
+        let mut num = |out: &mut Vec<u8>, key: &str, v: u64| {
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(n.format(v).as_bytes());
+        };
+        out.extend_from_slice(b"{\"protocol\":");
+        json_str(out, &protocol_name(self.protocol));
+        out.extend_from_slice(b",\"initiator\":\"");
+        let _ = write!(out, "{}", self.initiator);
+        out.push(b'"');
+        num(out, ",\"initiatorPort\":", self.initiator_port.into());
+        out.extend_from_slice(b",\"responder\":\"");
+        let _ = write!(out, "{}", self.responder);
+        out.push(b'"');
+        num(out, ",\"responderPort\":", self.responder_port.into());
+        if let Some(t) = self.icmp_type {
+            num(out, ",\"icmpType\":", t.into());
+        }
+        num(out, ",\"packetsSent\":", self.packets_sent);
+        num(out, ",\"bytesSent\":", self.bytes_sent);
+        num(out, ",\"packetsReceived\":", self.packets_received);
+        num(out, ",\"bytesReceived\":", self.bytes_received);
+        out.extend_from_slice(b",\"firstTime\":\"");
+        out.extend_from_slice(Rfc3339Buf::new(self.first_ns).as_str().as_bytes());
+        out.extend_from_slice(b"\",\"lastTime\":\"");
+        out.extend_from_slice(Rfc3339Buf::new(self.last_ns).as_str().as_bytes());
+        out.extend_from_slice(b"\",\"state\":");
+        json_str(out, self.state);
+        out.extend_from_slice(b",\"endReason\":");
+        json_str(out, self.end_reason);
+        let opt = |out: &mut Vec<u8>, key: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                out.extend_from_slice(key.as_bytes());
+                json_str(out, v);
+            }
+        };
+        opt(out, ",\"direction\":", self.direction);
+        opt(out, ",\"access\":", self.access);
+        opt(out, ",\"networkSecurityGroup\":", self.network_security_group.as_deref());
+        opt(out, ",\"ruleName\":", self.rule_name.as_deref());
+        out.push(b'}');
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 const CSV_COLUMNS: &[&str] = &[
@@ -296,7 +352,7 @@ const CSV_COLUMNS: &[&str] = &[
     "ruleName",
 ];
 
-fn protocol_name(p: u8) -> String {
+fn protocol_name(p: u8) -> Cow<'static, str> {
     match p {
         1 => "ICMP".into(),
         6 => "TCP".into(),
@@ -305,7 +361,7 @@ fn protocol_name(p: u8) -> String {
         50 => "ESP".into(),
         51 => "AH".into(),
         47 => "GRE".into(),
-        n => n.to_string(),
+        n => n.to_string().into(),
     }
 }
 
@@ -332,7 +388,7 @@ fn end_name(k: FlowRecordKind) -> &'static str {
 
 fn row<T>(r: &FlowRecord<T>) -> FlowRow {
     FlowRow {
-        protocol: protocol_name(r.tuple.protocol),
+        protocol: r.tuple.protocol,
         initiator: r.tuple.src,
         initiator_port: r.tuple.src_port,
         responder: r.tuple.dst,
@@ -342,8 +398,8 @@ fn row<T>(r: &FlowRecord<T>) -> FlowRow {
         bytes_sent: r.forward.bytes,
         packets_received: r.reverse.packets,
         bytes_received: r.reverse.bytes,
-        first_time: netwatch_flowlogs::time::format_rfc3339_7(r.first_ns),
-        last_time: netwatch_flowlogs::time::format_rfc3339_7(r.last_ns),
+        first_ns: r.first_ns,
+        last_ns: r.last_ns,
         state: state_name(r.state),
         end_reason: end_name(r.kind),
         direction: None,
@@ -356,6 +412,8 @@ fn row<T>(r: &FlowRecord<T>) -> FlowRow {
 /// Streams rows in the chosen format.
 struct RowWriter {
     out: BufWriter<io::Stdout>,
+    /// The line being built (JSONL).
+    line: Vec<u8>,
     format: FlowFormat,
     table: Vec<FlowRow>,
     header_done: bool,
@@ -365,6 +423,7 @@ impl RowWriter {
     fn new(format: FlowFormat) -> Self {
         RowWriter {
             out: BufWriter::with_capacity(1 << 16, io::stdout()),
+            line: Vec::with_capacity(512),
             format,
             table: Vec::new(),
             header_done: false,
@@ -374,8 +433,10 @@ impl RowWriter {
     fn write(&mut self, r: FlowRow) -> io::Result<()> {
         match self.format {
             FlowFormat::Jsonl => {
-                serde_json::to_writer(&mut self.out, &r)?;
-                self.out.write_all(b"\n")
+                self.line.clear();
+                r.write_json(&mut self.line);
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)
             }
             FlowFormat::Csv => {
                 if !self.header_done {
@@ -385,7 +446,7 @@ impl RowWriter {
                 writeln!(
                     self.out,
                     "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                    r.protocol,
+                    protocol_name(r.protocol),
                     r.initiator,
                     r.initiator_port,
                     r.responder,
@@ -394,8 +455,8 @@ impl RowWriter {
                     r.bytes_sent,
                     r.packets_received,
                     r.bytes_received,
-                    r.first_time,
-                    r.last_time,
+                    Rfc3339Buf::new(r.first_ns).as_str(),
+                    Rfc3339Buf::new(r.last_ns).as_str(),
                     r.state,
                     r.end_reason,
                     r.direction.unwrap_or(""),
@@ -440,25 +501,24 @@ impl RowWriter {
                     IpAddr::V4(_) => format!("{ip}:{port}"),
                     IpAddr::V6(_) => format!("[{ip}]:{port}"),
                 };
-                let first = netwatch_flowlogs::time::parse_rfc3339(&r.first_time).unwrap_or(0);
-                let last = netwatch_flowlogs::time::parse_rfc3339(&r.last_time).unwrap_or(0);
+                let (first, last) = (r.first_ns, r.last_ns);
                 let mut v = vec![
-                    r.protocol.clone(),
+                    protocol_name(r.protocol).into_owned(),
                     ep(r.initiator, r.initiator_port),
                     ep(r.responder, r.responder_port),
                     r.packets_sent.to_string(),
                     r.bytes_sent.to_string(),
                     r.packets_received.to_string(),
                     r.bytes_received.to_string(),
-                    r.first_time.get(11..23).unwrap_or("").to_string(),
+                    Rfc3339Buf::new(first).as_str().get(11..23).unwrap_or("").to_string(),
                     format!("{:.3}s", (last - first) as f64 / 1e9),
                     r.end_reason.to_string(),
                 ];
                 if evaluated {
                     v.push(r.direction.unwrap_or("Transit").to_string());
                     v.push(r.access.unwrap_or("").to_string());
-                    v.push(r.network_security_group.clone().unwrap_or_default());
-                    v.push(r.rule_name.clone().unwrap_or_default());
+                    v.push(r.network_security_group.as_deref().unwrap_or_default().to_string());
+                    v.push(r.rule_name.as_deref().unwrap_or_default().to_string());
                 }
                 rows.push(v);
             }
@@ -553,6 +613,27 @@ fn finish_export(exporter: Option<FlowExporter>, err: Option<io::Error>, target:
     Ok(())
 }
 
+/// A verdict's NSG and rule names, shared by the rows that print them.
+type Names = (Option<Rc<str>>, Option<Rc<str>>);
+
+/// A verdict as a hash key (its NSG and rule by index).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct VerdictKey(Option<Direction>, Access, Option<(u8, u32)>);
+
+impl VerdictKey {
+    fn of(v: &Verdict) -> Self {
+        VerdictKey(v.direction, v.access, v.decided_by)
+    }
+
+    fn verdict(self) -> Verdict {
+        Verdict {
+            direction: self.0,
+            access: self.1,
+            decided_by: self.2,
+        }
+    }
+}
+
 /// Per-rule totals for the summary.
 #[derive(Default)]
 struct Tally {
@@ -563,7 +644,13 @@ struct Tally {
 
 /// `netwatch evaluate`.
 pub fn evaluate(a: EvaluateArgs) -> Result<()> {
+    let opts = a.capture.options()?;
+    // Reading and decoding start now, on their own thread, while the
+    // resources load and the rules compile here.
+    let stream = PacketStream::start(&a.capture.inputs(), &opts);
+    let started = std::time::Instant::now();
     let env = a.resources.load()?;
+    tracing::debug!(elapsed = ?started.elapsed(), "resources loaded");
     let nic = find_nic(&env, &a.nic)?;
     let view = NicView::for_nic(&env, nic, None)?;
     let local = if a.local.is_empty() {
@@ -576,8 +663,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         inbound: view.compile(Direction::Inbound)?,
         outbound: view.compile(Direction::Outbound)?,
     };
-    let opts = a.capture.options()?;
-    let names = |v: &Verdict| evaluator.names(v);
+    tracing::debug!(elapsed = ?started.elapsed(), "NSG rules compiled");
     let log_opts = a.logs.options();
     let mut logger = if log_opts.nsg_dir.is_some() || log_opts.vnet_dir.is_some() {
         Some(FlowLogger::new(&view, &evaluator, &log_opts)?)
@@ -590,16 +676,17 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut export_err: Option<io::Error> = None;
     let mut out = RowWriter::new(a.capture.output);
     let mut err: Option<io::Error> = None;
-    let mut tally: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
+    // Per verdict: its names (looked up once) and its totals.
+    let mut names: HashMap<VerdictKey, Names> = HashMap::new();
+    let mut tally: HashMap<VerdictKey, Tally> = HashMap::new();
     let (mut flows, mut bytes) = (0u64, 0u64);
-    let stats = replay_with_progress(
-        &a.capture.inputs(),
+    let stats = stream.track(
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
             if let (Some(x), None) = (exporter.as_mut(), export_err.as_ref()) {
                 let v = r.user;
-                let (nsg, rule) = names(&v);
+                let (nsg, rule) = evaluator.names(&v);
                 let d = NsgDecision {
                     direction: v.direction,
                     access: v.direction.map(|_| v.access),
@@ -635,24 +722,18 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             bytes += b;
             let mut fr = row(&r);
             let v = r.user;
-            let (nsg, rule) = names(&v);
+            let (nsg, rule) = names
+                .entry(VerdictKey::of(&v))
+                .or_insert_with(|| {
+                    let (n, r) = evaluator.names(&v);
+                    (n.map(Rc::from), r.map(Rc::from))
+                })
+                .clone();
             fr.direction = Some(v.direction.map_or("Transit", |d| d.as_str()));
             fr.access = v.direction.map(|_| v.access.as_str());
-            fr.network_security_group = nsg.clone();
-            fr.rule_name = rule.clone();
-            let key = (
-                fr.direction.unwrap_or("").to_string(),
-                nsg.unwrap_or_default(),
-                rule.unwrap_or_else(|| if v.direction.is_some() { "(no NSG)".into() } else { String::new() }),
-                if v.direction.is_none() {
-                    ""
-                } else if v.access == Access::Allow {
-                    "Allow"
-                } else {
-                    "Deny"
-                },
-            );
-            let t = tally.entry(key).or_default();
+            fr.network_security_group = nsg;
+            fr.rule_name = rule;
+            let t = tally.entry(VerdictKey::of(&v)).or_default();
             t.flows += 1;
             t.packets += r.forward.packets + r.reverse.packets;
             t.bytes += b;
@@ -681,7 +762,29 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         .iter()
         .map(|s| s.to_string())
         .collect::<Vec<_>>()];
-    for ((dir, nsg, rule, access), t) in &tally {
+    // Sorted by direction, NSG, rule and access, by name.
+    let mut summary: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
+    for (k, t) in tally {
+        let v = k.verdict();
+        let (nsg, rule) = evaluator.names(&v);
+        let key = (
+            v.direction.map_or("Transit", |d| d.as_str()).to_string(),
+            nsg.unwrap_or_default(),
+            rule.unwrap_or_else(|| if v.direction.is_some() { "(no NSG)".into() } else { String::new() }),
+            if v.direction.is_none() {
+                ""
+            } else if v.access == Access::Allow {
+                "Allow"
+            } else {
+                "Deny"
+            },
+        );
+        let s = summary.entry(key).or_default();
+        s.flows += t.flows;
+        s.packets += t.packets;
+        s.bytes += t.bytes;
+    }
+    for ((dir, nsg, rule, access), t) in &summary {
         rows.push(vec![
             dir.clone(),
             access.to_string(),

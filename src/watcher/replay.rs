@@ -10,9 +10,11 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::{self, JoinHandle};
 
-use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
+use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta, ReaderOptions};
 use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
 use netwatch_rules::{Access, AddrSet, Direction, Flow, IpPrefix};
 use thiserror::Error;
@@ -81,19 +83,280 @@ pub struct CaptureStats {
     pub warnings: Vec<String>,
 }
 
-fn open(input: &CaptureInput) -> Result<CaptureReader<Box<dyn Read>>, ReplayError> {
-    let name = input.name();
-    let r: Box<dyn Read> = match input {
-        CaptureInput::File(p) => Box::new(File::open(p).map_err(|source| ReplayError::Io { path: p.clone(), source })?),
-        CaptureInput::Stdin => Box::new(io::stdin()),
+/// Packets per batch handed from the decoding thread to the flow table:
+/// about 64 KiB of [`PacketInfo`], which stays in cache between the two.
+const BATCH: usize = 1024;
+/// Batches in flight: bounds the memory between the two threads.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// What the decoding thread sends.
+enum Event {
+    /// Decoded IP packets of input `input`, in file order.
+    Packets {
+        input: usize,
+        packets: Vec<PacketInfo>,
+        input_bytes: u64,
+        packets_read: u64,
+    },
+    /// The end of an input: its size and warnings.
+    InputDone { input: usize, input_bytes: u64, packets_read: u64 },
+}
+
+/// Captures being read and decoded on their own thread, in order: the first
+/// stage of a replay. Start it early (before loading resources, say) and
+/// hand it to [`PacketStream::track`]. Dropping it stops the thread.
+pub struct PacketStream {
+    events: Receiver<Result<Event, ReplayError>>,
+    recycle: Sender<Vec<PacketInfo>>,
+    thread: Option<JoinHandle<CaptureStats>>,
+}
+
+impl PacketStream {
+    /// Starts reading `inputs` in order.
+    pub fn start(inputs: &[CaptureInput], opts: &ReplayOptions) -> PacketStream {
+        let (tx, events) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        let (recycle, spare) = mpsc::channel();
+        let inputs = inputs.to_vec();
+        let decap = opts.decap;
+        let thread = thread::Builder::new()
+            .name("netwatch-decode".into())
+            .spawn(move || decode_inputs(&inputs, DecodeOptions { decap }, &tx, &spare));
+        match thread {
+            Ok(t) => PacketStream {
+                events,
+                recycle,
+                thread: Some(t),
+            },
+            Err(e) => {
+                // No thread: report it as the first event.
+                let (tx, events) = mpsc::sync_channel(1);
+                let _ = tx.send(Err(ReplayError::Config(format!("cannot start the decoding thread: {e}"))));
+                PacketStream {
+                    events,
+                    recycle,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Tracks the stream's packets through one flow table: see [`replay`].
+    pub fn track<T, I, S, P>(mut self, opts: &ReplayOptions, mut init: I, mut sink: S, mut progress: P) -> Result<CaptureStats, ReplayError>
+    where
+        T: Clone,
+        I: FnMut(&FlowTuple) -> T,
+        S: FnMut(FlowRecord<T>),
+        P: FnMut(ReplayProgress),
+    {
+        let mut table: FlowTable<T> = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
+        let mut last_input = 0;
+        while let Ok(event) = self.events.recv() {
+            match event? {
+                Event::Packets {
+                    input,
+                    packets,
+                    input_bytes,
+                    packets_read,
+                } => {
+                    let mut pkts = packets.iter();
+                    // Inputs are read as one capture when they follow each
+                    // other in time (rotated files). An input that starts
+                    // before the previous ones ended is another capture: end
+                    // their flows first, rather than expire each of its
+                    // packets against a clock from the future.
+                    if input != last_input {
+                        last_input = input;
+                        if packets.first().is_some_and(|p| p.ts_ns < table.now_ns()) {
+                            table.finish();
+                            for r in table.drain_records() {
+                                sink(r);
+                            }
+                            table = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
+                        }
+                    }
+                    for info in pkts.by_ref() {
+                        table.observe(info, |t, _| init(t));
+                        for r in table.drain_records() {
+                            sink(r);
+                        }
+                    }
+                    progress(ReplayProgress {
+                        input,
+                        input_bytes,
+                        packets: packets_read,
+                    });
+                    let _ = self.recycle.send(packets);
+                }
+                Event::InputDone {
+                    input,
+                    input_bytes,
+                    packets_read,
+                } => progress(ReplayProgress {
+                    input,
+                    input_bytes,
+                    packets: packets_read,
+                }),
+            }
+        }
+        let stats = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(stats)) => stats,
+            Some(Err(_)) => return Err(ReplayError::Config("the decoding thread failed".into())),
+            None => CaptureStats::default(),
+        };
+        table.finish();
+        for r in table.drain_records() {
+            sink(r);
+        }
+        Ok(stats)
+    }
+}
+
+/// The decoding thread: reads and decodes every input in order, sends the
+/// IP packets in batches and returns the counts. Stops at the first error
+/// (sent as an event) or when the receiver is gone.
+fn decode_inputs(
+    inputs: &[CaptureInput],
+    dopts: DecodeOptions,
+    tx: &SyncSender<Result<Event, ReplayError>>,
+    spare: &Receiver<Vec<PacketInfo>>,
+) -> CaptureStats {
+    let mut d = Decoder {
+        dopts,
+        tx,
+        spare,
+        stats: CaptureStats::default(),
+        fragments: FragmentTracker::new(4096),
     };
-    CaptureReader::new(r).map_err(|source| ReplayError::Capture { path: name, source })
+    for (input, source) in inputs.iter().enumerate() {
+        let name = source.name();
+        let capture = |source| ReplayError::Capture {
+            path: name.clone(),
+            source,
+        };
+        let more = match source {
+            CaptureInput::File(p) => File::open(p)
+                .map_err(|source| ReplayError::Io { path: p.clone(), source })
+                .and_then(|f| CaptureReader::from_file(f, ReaderOptions::default()).map_err(capture))
+                .map(|r| d.run(input, &name, r)),
+            CaptureInput::Stdin => CaptureReader::new(io::stdin()).map_err(capture).map(|r| d.run(input, &name, r)),
+        };
+        match more {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                break;
+            }
+        }
+    }
+    d.stats
+}
+
+/// The decoding thread's state.
+struct Decoder<'a> {
+    dopts: DecodeOptions,
+    tx: &'a SyncSender<Result<Event, ReplayError>>,
+    spare: &'a Receiver<Vec<PacketInfo>>,
+    stats: CaptureStats,
+    fragments: FragmentTracker,
+}
+
+impl Decoder<'_> {
+    fn batch(&self) -> Vec<PacketInfo> {
+        match self.spare.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v
+            }
+            Err(_) => Vec::with_capacity(BATCH),
+        }
+    }
+
+    fn send(&self, ev: Result<Event, ReplayError>) -> bool {
+        self.tx.send(ev).is_ok()
+    }
+
+    /// Decodes one input; false when the replay is to stop (an error was
+    /// sent, or nobody listens any more).
+    fn run<R: Read>(&mut self, input: usize, name: &Path, mut reader: CaptureReader<R>) -> bool {
+        self.stats.files += 1;
+        let mut batch = self.batch();
+        let mut offset = 0;
+        while let Some(next) = reader.next_packet() {
+            let pkt = match next {
+                Ok(p) => p,
+                Err(source) => {
+                    self.send(Err(ReplayError::Capture {
+                        path: name.to_path_buf(),
+                        source,
+                    }));
+                    return false;
+                }
+            };
+            let stats = &mut self.stats;
+            stats.packets += 1;
+            offset = pkt.offset;
+            let mut meta = match decode(pkt.link_type, pkt.data, self.dopts) {
+                Ok(m) => m,
+                Err(NotIp::Truncated { .. }) => {
+                    stats.truncated_packets += 1;
+                    continue;
+                }
+                Err(_) => {
+                    stats.non_ip_frames += 1;
+                    continue;
+                }
+            };
+            if meta.truncated || meta.malformed {
+                stats.truncated_packets += 1;
+            }
+            if meta.fragment.is_fragment {
+                self.fragments.process(&mut meta);
+            }
+            stats.ip_packets += 1;
+            batch.push(packet_info(pkt.timestamp_ns, &meta));
+            if batch.len() == BATCH {
+                let packets = std::mem::replace(&mut batch, self.batch());
+                let ev = Event::Packets {
+                    input,
+                    packets,
+                    input_bytes: offset,
+                    packets_read: self.stats.packets,
+                };
+                if !self.send(Ok(ev)) {
+                    return false;
+                }
+            }
+        }
+        for w in reader.take_warnings() {
+            self.stats.warnings.push(format!("{}: {w}", name.display()));
+        }
+        if !batch.is_empty() {
+            let ev = Event::Packets {
+                input,
+                packets: batch,
+                input_bytes: offset,
+                packets_read: self.stats.packets,
+            };
+            if !self.send(Ok(ev)) {
+                return false;
+            }
+        }
+        self.send(Ok(Event::InputDone {
+            input,
+            input_bytes: reader.byte_offset(),
+            packets_read: self.stats.packets,
+        }))
+    }
 }
 
 /// Reads every input in order through one flow table. `init` runs on each
 /// new flow (its return value rides along in the records); `sink` gets every
 /// record (begin, reports, end) in time order; `progress` gets each file's
 /// byte offset now and then.
+///
+/// Reading and decoding run on a thread of their own ([`PacketStream`]),
+/// the flow table and the callbacks on the caller's.
 pub fn replay<T, I, S>(inputs: &[CaptureInput], opts: &ReplayOptions, init: I, sink: S) -> Result<CaptureStats, ReplayError>
 where
     T: Clone,
@@ -114,13 +377,14 @@ pub struct ReplayProgress {
     pub packets: u64,
 }
 
-/// [`replay`], calling `progress` every 16384 packets and after each input.
+/// [`replay`], calling `progress` after every batch of packets and after
+/// each input.
 pub fn replay_with_progress<T, I, S, P>(
     inputs: &[CaptureInput],
     opts: &ReplayOptions,
-    mut init: I,
-    mut sink: S,
-    mut progress: P,
+    init: I,
+    sink: S,
+    progress: P,
 ) -> Result<CaptureStats, ReplayError>
 where
     T: Clone,
@@ -128,80 +392,7 @@ where
     S: FnMut(FlowRecord<T>),
     P: FnMut(ReplayProgress),
 {
-    let mut table: FlowTable<T> = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
-    let mut fragments = FragmentTracker::new(4096);
-    let mut stats = CaptureStats::default();
-    let dopts = DecodeOptions { decap: opts.decap };
-    for (index, input) in inputs.iter().enumerate() {
-        let name = input.name();
-        let mut reader = open(input)?;
-        stats.files += 1;
-        let mut first_of_input = index > 0;
-        while let Some(next) = reader.next_packet() {
-            let pkt = next.map_err(|source| ReplayError::Capture {
-                path: name.clone(),
-                source,
-            })?;
-            // Inputs are read as one capture when they follow each other in
-            // time (rotated files). An input that starts before the previous
-            // ones ended is another capture: end their flows first, rather
-            // than expire each of its packets against a clock from the future.
-            if first_of_input {
-                first_of_input = false;
-                if pkt.timestamp_ns < table.now_ns() {
-                    table.finish();
-                    for r in table.drain_records() {
-                        sink(r);
-                    }
-                    table = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
-                }
-            }
-            stats.packets += 1;
-            if stats.packets % 16384 == 0 {
-                progress(ReplayProgress {
-                    input: index,
-                    input_bytes: pkt.offset,
-                    packets: stats.packets,
-                });
-            }
-            let mut meta = match decode(pkt.link_type, pkt.data, dopts) {
-                Ok(m) => m,
-                Err(NotIp::Truncated { .. }) => {
-                    stats.truncated_packets += 1;
-                    continue;
-                }
-                Err(_) => {
-                    stats.non_ip_frames += 1;
-                    continue;
-                }
-            };
-            if meta.truncated || meta.malformed {
-                stats.truncated_packets += 1;
-            }
-            if meta.fragment.is_fragment {
-                fragments.process(&mut meta);
-            }
-            let info = packet_info(pkt.timestamp_ns, &meta);
-            stats.ip_packets += 1;
-            table.observe(&info, |t, _| init(t));
-            for r in table.drain_records() {
-                sink(r);
-            }
-        }
-        progress(ReplayProgress {
-            input: index,
-            input_bytes: reader.byte_offset(),
-            packets: stats.packets,
-        });
-        for w in reader.take_warnings() {
-            stats.warnings.push(format!("{}: {w}", name.display()));
-        }
-    }
-    table.finish();
-    for r in table.drain_records() {
-        sink(r);
-    }
-    Ok(stats)
+    PacketStream::start(inputs, opts).track(opts, init, sink, progress)
 }
 
 /// What the flow table needs of a decoded packet.
