@@ -4,8 +4,7 @@
 //!
 //! * [`file`]: streaming pcap / pcapng reader ([`CaptureReader`]).
 //! * [`decode`]: frame to [`PacketMeta`] (5-tuple, flags, fragments, tunnels).
-// The one `unsafe` block maps capture files into memory (file::input::window).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod decode;
 pub mod file;

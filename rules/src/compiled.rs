@@ -39,6 +39,7 @@
 //! Lookups do not allocate and use no `unsafe`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::addr::{V4_BASE, V4_LAST};
 use crate::eval::Classifier;
@@ -85,11 +86,119 @@ impl Layout {
 /// power of two; the scan is generic over it.
 const CHUNK_MAX: usize = 1;
 
+/// FxHash (as in rustc): fast, and good enough for build-time tables keyed
+/// by bitsets and trie blocks, which come from the caller's own rules.
+#[derive(Clone, Copy, Default)]
+struct FxHasher {
+    hash: u64,
+}
+
+const FX_K: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FxHasher {
+    #[inline(always)]
+    fn add(&mut self, w: u64) {
+        self.hash = (self.hash.rotate_left(26) ^ w).wrapping_mul(FX_K);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            self.add(u64::from_le_bytes(a));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut a = [0u8; 8];
+            a[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(a));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
+
+/// The hash of a bitset (four independent lanes, then combined; the table
+/// index takes the well-mixed top bits).
+#[inline]
+fn hash_words(bits: &[u64]) -> u64 {
+    let mut lanes = [FxHasher::default(); 4];
+    let mut chunks = bits.chunks_exact(4);
+    for c in &mut chunks {
+        for (l, &w) in lanes.iter_mut().zip(c) {
+            l.add(w);
+        }
+    }
+    for (l, &w) in lanes.iter_mut().zip(chunks.remainder()) {
+        l.add(w);
+    }
+    let mut h = FxHasher::default();
+    for l in lanes {
+        h.add(l.hash);
+    }
+    h.hash
+}
+
+/// The hash of a trie block.
+#[inline]
+fn hash_u32s(v: &[u32]) -> u64 {
+    let mut lanes = [FxHasher::default(); 4];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (j, l) in lanes.iter_mut().enumerate() {
+            l.add(c[2 * j] as u64 | (c[2 * j + 1] as u64) << 32);
+        }
+    }
+    for &x in chunks.remainder() {
+        lanes[0].add(x as u64);
+    }
+    let mut h = FxHasher::default();
+    h.add(v.len() as u64);
+    for l in lanes {
+        h.add(l.hash);
+    }
+    h.hash
+}
+
 /// Interns bitsets into a [`SetStore`] during a build.
 struct Interner {
     layout: Layout,
-    /// Offset and dense id (order of first interning) of each bitset.
-    ids: HashMap<Vec<u64>, (u32, u32)>,
+    /// The bitset of each class, by id (`layout.words` words each).
+    keys: Vec<u64>,
+    /// The offset of each class's block in `store`, by id.
+    offsets: Vec<u32>,
+    /// Open addressing over the classes: id + 1, or 0 for a free slot.
+    slots: Vec<u32>,
     store: SetStore,
     /// Store blocks sparsely: the aggregate, then only the non-zero words.
     sparse: bool,
@@ -99,7 +208,9 @@ impl Interner {
     fn new(layout: Layout) -> Self {
         Interner {
             layout,
-            ids: HashMap::new(),
+            keys: Vec::new(),
+            offsets: Vec::new(),
+            slots: Vec::new(),
             store: SetStore::default(),
             sparse: false,
         }
@@ -117,36 +228,72 @@ impl Interner {
         self.intern_id(bits).0
     }
 
+    /// The slot for hash `h` in a table of `n` (a power of two) slots.
+    #[inline(always)]
+    fn slot(h: u64, n: usize) -> usize {
+        (h >> (64 - n.trailing_zeros())) as usize
+    }
+
+    /// Doubles the slot table (or creates it).
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(64);
+        let words = self.layout.words;
+        let mut slots = vec![0u32; n];
+        for id in 0..self.offsets.len() {
+            let mut i = Self::slot(hash_words(&self.keys[id * words..(id + 1) * words]), n);
+            while slots[i] != 0 {
+                i = (i + 1) & (n - 1);
+            }
+            slots[i] = id as u32 + 1;
+        }
+        self.slots = slots;
+    }
+
     /// The offset of the block of `bits` in the store, and its id.
     fn intern_id(&mut self, bits: &[u64]) -> (u32, u32) {
         let Layout { words, chunk, agg } = self.layout;
         debug_assert_eq!(bits.len(), words);
-        if let Some(&e) = self.ids.get(bits) {
-            return e;
+        if (self.offsets.len() + 1) * 2 > self.slots.len() {
+            self.grow();
         }
-        let id = self.ids.len() as u32;
+        let n = self.slots.len();
+        let mut i = Self::slot(hash_words(bits), n);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                break;
+            }
+            let id = (s - 1) as usize;
+            if &self.keys[id * words..(id + 1) * words] == bits {
+                return (self.offsets[id], id as u32);
+            }
+            i = (i + 1) & (n - 1);
+        }
+        let id = self.offsets.len() as u32;
         let off = u32::try_from(self.store.data.len())
             .ok()
             .filter(|&o| o <= PTR_MASK)
             .expect("rule bitsets fit in 2^27 words");
-        let mut a = vec![0u64; agg];
+        let a0 = self.store.data.len();
+        self.store.data.resize(a0 + agg, 0);
         for (c, ws) in bits.chunks(chunk).enumerate() {
             if ws.iter().any(|&w| w != 0) {
-                a[c / 64] |= 1 << (c % 64);
+                self.store.data[a0 + c / 64] |= 1 << (c % 64);
             }
         }
-        self.store.data.extend_from_slice(&a);
         if self.sparse {
             self.store.data.extend(bits.iter().copied().filter(|&w| w != 0));
         } else {
             self.store.data.extend_from_slice(bits);
         }
-        self.ids.insert(bits.to_vec(), (off, id));
+        self.keys.extend_from_slice(bits);
+        self.offsets.push(off);
+        self.slots[i] = id + 1;
         (off, id)
     }
 
     fn len(&self) -> usize {
-        self.ids.len()
+        self.offsets.len()
     }
 }
 
@@ -240,9 +387,17 @@ struct TrieBuilder<'a> {
     /// Where the key space starts in the interval space.
     origin: u128,
     widths: &'a [u32],
-    levels: Vec<Vec<u32>>,
-    blocks: Vec<HashMap<Vec<u32>, u32>>,
-    uniform: Vec<HashMap<u32, u32>>,
+    /// Number of levels.
+    levels: usize,
+    /// All levels' blocks.
+    table: Vec<u32>,
+    /// Per level, the hash of each block's entries and where it starts.
+    /// On the (unlikely) collision of two different blocks, the second is
+    /// simply not shared.
+    blocks: Vec<FxHashMap<u64, u32>>,
+    uniform: Vec<FxHashMap<u32, u32>>,
+    /// The last class and pointer `uniform` returned, per level.
+    last_uniform: Vec<Option<(u32, u32)>>,
 }
 
 impl TrieBuilder<'_> {
@@ -250,56 +405,89 @@ impl TrieBuilder<'_> {
         self.iv.bounds.partition_point(|&b| b <= x) - 1
     }
 
-    fn push(&mut self, level: usize, entries: &[u32]) -> u32 {
-        let base = self.levels[level].len();
-        assert!(base + entries.len() <= PTR_MASK as usize, "trie level too large");
-        self.levels[level].extend_from_slice(entries);
+    /// The interval holding `x`, at or after interval `i` (which starts at
+    /// or below `x`).
+    #[inline]
+    fn advance(&self, mut i: usize, x: u128) -> usize {
+        let b = &self.iv.bounds;
+        while i + 1 < b.len() && b[i + 1] <= x {
+            i += 1;
+        }
+        i
+    }
+
+    fn push(&mut self, entries: &[u32]) -> u32 {
+        let base = self.table.len();
+        assert!(base + entries.len() <= PTR_MASK as usize, "trie too large");
+        self.table.extend_from_slice(entries);
         base as u32
     }
 
-    /// Pointer into `levels[level]` for a uniform subtree of class `c`.
+    /// Pointer to the level-`level` block of a uniform subtree of class `c`.
     fn uniform(&mut self, level: usize, c: u32) -> u32 {
+        if let Some((lc, lp)) = self.last_uniform[level] {
+            if lc == c {
+                return lp;
+            }
+        }
+        let p = self.uniform_new(level, c);
+        self.last_uniform[level] = Some((c, p));
+        p
+    }
+
+    fn uniform_new(&mut self, level: usize, c: u32) -> u32 {
         if let Some(&p) = self.uniform[level].get(&c) {
             return p;
         }
-        let entry = if level + 1 == self.levels.len() {
-            c
-        } else {
-            self.uniform(level + 1, c)
-        };
-        let base = self.push(level, &[entry]);
+        let entry = if level + 1 == self.levels { c } else { self.uniform(level + 1, c) };
+        let base = self.push(&[entry]);
         let p = base | (self.widths[level] << PTR_BITS);
         self.uniform[level].insert(c, p);
         p
     }
 
-    /// Pointer into `levels[level]` for the subtree whose keys start at
-    /// `start` (relative to `origin`).
-    fn child(&mut self, level: usize, start: u64) -> u32 {
+    /// Pointer to the level-`level` block of the subtree whose keys start at
+    /// `start` (relative to `origin`), which is in interval `i`.
+    fn child(&mut self, level: usize, start: u64, i: usize) -> u32 {
         let rest: u32 = self.widths[level..].iter().sum();
         let lo = self.origin + start as u128;
         let hi = lo + ((1u128 << rest) - 1);
-        let i = self.index_at(lo);
         if none_or_gt(self.iv.bounds.get(i + 1), hi) {
             return self.uniform(level, self.iv.classes[i]);
         }
         let sub = rest - self.widths[level];
-        let last = level + 1 == self.levels.len();
-        let entries: Vec<u32> = (0..1u64 << self.widths[level])
-            .map(|j| {
+        let last = level + 1 == self.levels;
+        let n = 1usize << self.widths[level];
+        let mut entries: Vec<u32> = Vec::with_capacity(n);
+        if last {
+            // One key per entry: fill the runs of each interval.
+            let mut k = i;
+            while entries.len() < n {
+                let end = match self.iv.bounds.get(k + 1) {
+                    Some(&b) if b - lo < n as u128 => (b - lo) as usize,
+                    _ => n,
+                };
+                entries.resize(end, self.iv.classes[k]);
+                k += 1;
+            }
+        } else {
+            let mut k = i;
+            for j in 0..n as u64 {
                 let s = start + (j << sub);
-                if last {
-                    self.iv.classes[self.index_at(self.origin + s as u128)]
-                } else {
-                    self.child(level + 1, s)
-                }
-            })
-            .collect();
-        if let Some(&p) = self.blocks[level].get(&entries) {
-            return p;
+                k = self.advance(k, self.origin + s as u128);
+                let e = self.child(level + 1, s, k);
+                entries.push(e);
+            }
         }
-        let p = self.push(level, &entries);
-        self.blocks[level].insert(entries, p);
+        let h = hash_u32s(&entries);
+        if let Some(&p) = self.blocks[level].get(&h) {
+            if self.table.get(p as usize..p as usize + n) == Some(&entries[..]) {
+                return p;
+            }
+            return self.push(&entries);
+        }
+        let p = self.push(&entries);
+        self.blocks[level].insert(h, p);
         p
     }
 }
@@ -317,33 +505,27 @@ impl Trie {
     /// level is a direct table.
     fn build(iv: &Intervals, origin: u128, widths: &[u32]) -> Self {
         let n = widths.len();
+        // One table for all levels: the top level first (filled last), then
+        // each block as it is completed; pointers are table offsets.
+        let top = 1usize << widths[0];
         let mut b = TrieBuilder {
             iv,
             origin,
             widths,
-            levels: vec![Vec::new(); n],
-            blocks: vec![HashMap::new(); n],
-            uniform: vec![HashMap::new(); n],
+            levels: n,
+            table: vec![0; top],
+            blocks: vec![FxHashMap::default(); n],
+            uniform: vec![FxHashMap::default(); n],
+            last_uniform: vec![None; n],
         };
         let sub: u32 = widths[1..].iter().sum();
-        let top: Vec<u32> = (0..1u64 << widths[0]).map(|j| b.child(1, j << sub)).collect();
-        b.levels[0] = top;
-        // Concatenate the levels and rebase the pointers.
-        let mut table = Vec::with_capacity(b.levels.iter().map(Vec::len).sum());
-        let mut starts = Vec::with_capacity(n);
-        for l in &b.levels {
-            starts.push(table.len() as u32);
-            table.extend_from_slice(l);
+        let mut k = b.index_at(origin);
+        for j in 0..top {
+            k = b.advance(k, origin + ((j as u64) << sub) as u128);
+            let e = b.child(1, (j as u64) << sub, k);
+            b.table[j] = e;
         }
-        for k in 0..n - 1 {
-            let (lo, hi) = (starts[k] as usize, starts[k] as usize + b.levels[k].len());
-            for e in &mut table[lo..hi] {
-                let base = (*e & PTR_MASK) + starts[k + 1];
-                assert!(base <= PTR_MASK, "trie too large");
-                *e = (*e & !PTR_MASK) | base;
-            }
-        }
-        Trie { table }
+        Trie { table: b.table }
     }
 
     /// The class offset of `key`, whose significant bits are the low
@@ -607,15 +789,25 @@ impl CompiledClassifier {
         let words = layout.words;
         let mut pi = Interner::new(layout);
         let mut proto = [0u32; 256];
-        let mut bits = vec![0u64; words];
-        for (p, slot) in proto.iter_mut().enumerate() {
-            bits.fill(0);
-            for (i, r) in rules.iter().enumerate() {
-                if r.protocol.matches(p as u8) {
-                    bits[i / 64] |= 1 << (i % 64);
+        // The rule bitset of each protocol number: each rule sets its bit in
+        // the protocols it matches (computed once per protocol kind).
+        let mut per_proto = vec![0u64; 256 * words];
+        let mut kinds: Vec<(crate::model::Protocol, Vec<usize>)> = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let k = match kinds.iter().position(|(p, _)| *p == r.protocol) {
+                Some(k) => k,
+                None => {
+                    let nums = (0..256usize).filter(|&p| r.protocol.matches(p as u8)).collect();
+                    kinds.push((r.protocol, nums));
+                    kinds.len() - 1
                 }
+            };
+            for &p in &kinds[k].1 {
+                per_proto[p * words + i / 64] |= 1 << (i % 64);
             }
-            *slot = pi.intern(&bits);
+        }
+        for (slot, bits) in proto.iter_mut().zip(per_proto.chunks_exact(words)) {
+            *slot = pi.intern(bits);
         }
 
         let ports = |f: fn(&ResolvedRule) -> &crate::resolve::PortSet| -> Vec<Vec<(u128, u128)>> {
@@ -650,10 +842,7 @@ impl CompiledClassifier {
         });
         let pair = match pairs {
             Some((ids, pi)) if rfc.is_none() => {
-                let mut offsets = vec![0u32; pi.len()];
-                for &(off, id) in pi.ids.values() {
-                    offsets[id as usize] = off;
-                }
+                let offsets = &pi.offsets;
                 Some(PairTable {
                     table: PairIndex::new(ids.into_iter().map(|i| offsets[i as usize]).collect()),
                     sets: pi.store,
@@ -766,33 +955,28 @@ impl CompiledClassifier {
         if total > RFC_MAX_ENTRIES {
             return None;
         }
-        // pp class x pair class: the first match.
-        let mut offsets = vec![0u32; np];
-        for &(off, id) in pi.ids.values() {
-            offsets[id as usize] = off;
-        }
+        // pp class x pair class: the first match. The scan reads the pair
+        // bitsets dense (the interner's keys), so it needs no rank.
+        let (offsets, words) = (&pi.offsets, layout.words);
         let mut last = Vec::with_capacity(total);
         let agg = layout.agg;
         for q in 0..nq {
             let qb = &qi.store.data[q * stride..(q + 1) * stride];
-            for &off in &offsets {
-                let sparse = &pi.store.data[off as usize..];
+            for (id, &off) in offsets.iter().enumerate() {
+                let pa = &pi.store.data[off as usize..off as usize + agg];
+                let pk = &pi.keys[id * words..(id + 1) * words];
                 let mut first = NO_MATCH;
-                let mut rank = agg;
                 'scan: for a in 0..agg {
-                    let pa = sparse[a];
-                    let mut m = pa & qb[a];
+                    let mut m = pa[a] & qb[a];
                     while m != 0 {
-                        let bit = m.trailing_zeros();
-                        let c = a * 64 + bit as usize;
-                        let w = sparse[rank + (pa & ((1u64 << bit) - 1)).count_ones() as usize] & qb[agg + c];
+                        let c = a * 64 + m.trailing_zeros() as usize;
+                        let w = pk[c] & qb[agg + c];
                         if w != 0 {
                             first = (c * 64 + w.trailing_zeros() as usize) as u16;
                             break 'scan;
                         }
                         m &= m - 1;
                     }
-                    rank += pa.count_ones() as usize;
                 }
                 last.push(first);
             }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::addr::{AddrSet, IpPrefix};
+use crate::addr::AddrSet;
 use crate::error::ResolveError;
 use crate::flow::FlowKey;
 use crate::model::{Access, AddressPrefix, Direction, NetworkSecurityGroup, PortRange, Protocol, SecurityRule};
@@ -28,32 +28,48 @@ pub struct AddressContext<'a> {
 impl AddressContext<'_> {
     /// The addresses a tag stands for; `None` for an unknown tag.
     pub fn tag(&self, name: &str) -> Option<AddrSet> {
+        self.tag_ref(name).cloned()
+    }
+
+    fn tag_ref(&self, name: &str) -> Option<&AddrSet> {
         match name {
-            "VirtualNetwork" => Some(self.virtual_network.clone()),
-            "Internet" => Some(tags::internet().clone()),
-            "AzureLoadBalancer" => Some(tags::azure_load_balancer().clone()),
-            other => self.service_tags.and_then(|t| t.get(other)).cloned(),
+            "VirtualNetwork" => Some(&self.virtual_network),
+            "Internet" => Some(tags::internet()),
+            "AzureLoadBalancer" => Some(tags::azure_load_balancer()),
+            other => self.service_tags.and_then(|t| t.get(other)),
         }
     }
 
     fn prefixes(&self, nsg: &NetworkSecurityGroup, rule: &SecurityRule, list: &[AddressPrefix]) -> Result<AddrSet, ResolveError> {
-        let mut ranges = AddrSet::empty();
-        let mut plain: Vec<IpPrefix> = Vec::new();
+        // Tags, when any, as one set; `None` for none.
+        let mut ranges: Option<AddrSet> = None;
         for p in list {
             match p {
                 AddressPrefix::Any => return Ok(AddrSet::any()),
-                AddressPrefix::Prefix(p) => plain.push(*p),
+                AddressPrefix::Prefix(_) => {}
                 AddressPrefix::Tag(t) => {
-                    let s = self.tag(t).ok_or_else(|| ResolveError::UnknownTag {
+                    let s = self.tag_ref(t).ok_or_else(|| ResolveError::UnknownTag {
                         nsg: nsg.name.clone(),
                         rule: rule.name.clone(),
                         tag: t.clone(),
                     })?;
-                    ranges = ranges.union(&s);
+                    ranges = Some(match ranges {
+                        None => s.clone(),
+                        Some(r) => r.union(s),
+                    });
                 }
             }
         }
-        Ok(ranges.union(&AddrSet::from_prefixes(plain)))
+        let plain = AddrSet::from_prefixes(list.iter().filter_map(|p| match p {
+            AddressPrefix::Prefix(p) => Some(*p),
+            _ => None,
+        }));
+        // Sets are normalised, so the union with nothing is the set itself.
+        Ok(match ranges {
+            None => plain,
+            Some(r) if plain.is_empty() => r,
+            Some(r) => r.union(&plain),
+        })
     }
 
     fn asgs(&self, nsg: &NetworkSecurityGroup, rule: &SecurityRule, ids: &[String]) -> Result<AddrSet, ResolveError> {
@@ -131,17 +147,19 @@ impl PortSet {
     pub fn new(list: &[PortRange]) -> Self {
         let mut v = list.to_vec();
         v.sort();
-        let mut out: Vec<PortRange> = Vec::with_capacity(v.len());
-        for r in v {
-            if let Some(last) = out.last_mut() {
-                if r.lo as u32 <= last.hi as u32 + 1 {
-                    last.hi = last.hi.max(r.hi);
-                    continue;
-                }
+        // Merge in place: `v[..n]` is the merged prefix.
+        let mut n = 0;
+        for i in 0..v.len() {
+            let r = v[i];
+            if n > 0 && r.lo as u32 <= v[n - 1].hi as u32 + 1 {
+                v[n - 1].hi = v[n - 1].hi.max(r.hi);
+            } else {
+                v[n] = r;
+                n += 1;
             }
-            out.push(r);
         }
-        PortSet { ranges: out }
+        v.truncate(n);
+        PortSet { ranges: v }
     }
 
     /// All ports.

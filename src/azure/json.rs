@@ -4,12 +4,20 @@
 //! Azure resources come in two shapes: the REST/ARM shape, with fields under
 //! `properties`, and the az CLI shape, with those fields flattened into the
 //! object. [`Node::field`] looks in both, so the model never cares which.
+//!
+//! Files are parsed by serde_json into a [`Document`]: a tree whose strings
+//! are ranges of the source text (only strings with escapes are copied), and
+//! whose objects are vectors of entries in the order written. A JSON path is
+//! a chain of segments on the stack, rendered only for an error or a
+//! [`Location`].
 
-use std::fmt;
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use super::LoadError;
 
@@ -30,45 +38,559 @@ impl fmt::Display for Location {
     }
 }
 
+// ---------------------------------------------------------------- documents
+
+/// A string of a [`Document`]: a byte range of its text, or (for strings
+/// with escapes) of its side buffer, which follows the text in offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Str {
+    start: u32,
+    end: u32,
+}
+
+impl Str {
+    const EMPTY: Str = Str { start: 0, end: 0 };
+
+    fn new(start: usize, end: usize) -> Str {
+        // Offsets fit: `Document::parse` takes texts below 2 GiB, and decoded
+        // strings are shorter than their source.
+        Str {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+
+    fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// A run of a [`Document`]'s array elements or object entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+}
+
+/// A JSON value of a [`Document`], whose arrays, objects and numbers live in
+/// the document. Objects keep their entries in the order written; a
+/// repeated key keeps its first position and its last value, as
+/// serde_json's ordered map does.
+#[derive(Clone, Copy, Debug)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    /// Index in the document's numbers.
+    Number(u32),
+    String(Str),
+    /// Elements in the document's values.
+    Array(Span),
+    /// Entries in the document's entries.
+    Object(Span),
+}
+
+impl Json {
+    /// Whether this is an object.
+    pub fn is_object(&self) -> bool {
+        matches!(self, Json::Object(_))
+    }
+
+    /// Whether this is an array.
+    pub fn is_array(&self) -> bool {
+        matches!(self, Json::Array(_))
+    }
+}
+
+/// A parsed JSON file: the text, and the value tree pointing into it.
+pub struct Document {
+    text: String,
+    /// Strings that had escapes, decoded; offsets follow the text's.
+    extra: String,
+    numbers: Vec<Number>,
+    /// The elements of every array, each array's contiguous.
+    values: Vec<Json>,
+    /// The entries of every object, each object's contiguous.
+    entries: Vec<(Str, Json)>,
+    root: Json,
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document").field("bytes", &self.text.len()).finish_non_exhaustive()
+    }
+}
+
+impl Document {
+    /// Parses `text`, read from `path`. Errors are those of
+    /// `serde_json::from_str`, with their line and column.
+    pub fn parse(path: &Path, text: String) -> Result<Document, LoadError> {
+        // Offsets and counts are u32: a value takes at least a byte.
+        if text.len() > i32::MAX as usize {
+            return Err(LoadError::Invalid {
+                at: Location {
+                    file: Arc::from(path),
+                    path: String::new(),
+                },
+                message: "file too large (2 GiB or more)".into(),
+            });
+        }
+        let (root, b) = {
+            let mut b = Builder {
+                text: &text,
+                extra: String::new(),
+                numbers: Vec::new(),
+                values: Vec::new(),
+                entries: Vec::new(),
+                value_stack: Vec::new(),
+                entry_stack: Vec::new(),
+            };
+            let mut de = serde_json::Deserializer::from_str(&text);
+            let parsed = ValueSeed(&mut b).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+            let root = parsed.map_err(|e| LoadError::Json {
+                path: path.to_path_buf(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
+            })?;
+            let b = (b.extra, b.numbers, b.values, b.entries);
+            (root, b)
+        };
+        let (extra, numbers, values, entries) = b;
+        Ok(Document {
+            text,
+            extra,
+            numbers,
+            values,
+            entries,
+            root,
+        })
+    }
+
+    /// The top-level value.
+    pub fn root(&self) -> &Json {
+        &self.root
+    }
+
+    /// The elements of an array; empty for another value.
+    pub fn elements(&self, v: &Json) -> &[Json] {
+        match v {
+            Json::Array(s) => self.values.get(s.range()).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    /// The entries of an object; empty for another value.
+    pub fn members(&self, v: &Json) -> &[(Str, Json)] {
+        match v {
+            Json::Object(s) => self.entries.get(s.range()).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    /// The value at a sequence of child positions (array elements, object
+    /// entries) from the root, as recorded while walking the document.
+    pub fn at(&self, positions: &[usize]) -> Option<&Json> {
+        let mut v = &self.root;
+        for &i in positions {
+            v = match v {
+                Json::Array(_) => self.elements(v).get(i)?,
+                Json::Object(_) => &self.members(v).get(i)?.1,
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
+
+    /// A number.
+    fn number(&self, i: u32) -> Option<&Number> {
+        self.numbers.get(i as usize)
+    }
+
+    /// The text of a string.
+    pub fn str(&self, s: Str) -> &str {
+        resolve(&self.text, &self.extra, s)
+    }
+
+    /// The bytes of a string.
+    fn bytes(&self, s: Str) -> &[u8] {
+        resolve_bytes(&self.text, &self.extra, s)
+    }
+
+    /// Whether string `s` is `key`.
+    pub fn is(&self, s: Str, key: &str) -> bool {
+        s.len() == key.len() && self.bytes(s) == key.as_bytes()
+    }
+
+    /// The value of exact key `key` of an object.
+    pub fn get<'d>(&'d self, v: &'d Json, key: &str) -> Option<&'d Json> {
+        self.members(v).iter().find(|(k, _)| self.is(*k, key)).map(|(_, v)| v)
+    }
+
+    /// A value as a `serde_json::Value`, object keys in document order.
+    pub fn to_value(&self, v: &Json) -> Value {
+        match v {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => self.number(*n).map_or(Value::Null, |n| Value::Number(n.clone())),
+            Json::String(s) => Value::String(self.str(*s).to_string()),
+            Json::Array(_) => Value::Array(self.elements(v).iter().map(|x| self.to_value(x)).collect()),
+            Json::Object(_) => Value::Object(self.to_map(self.members(v))),
+        }
+    }
+
+    /// An object's entries as a `serde_json::Map`, in document order.
+    pub fn to_map(&self, o: &[(Str, Json)]) -> Map<String, Value> {
+        let mut m = Map::new();
+        for (k, v) in o {
+            m.insert(self.str(*k).to_string(), self.to_value(v));
+        }
+        m
+    }
+}
+
+fn resolve_bytes<'t>(text: &'t str, extra: &'t str, s: Str) -> &'t [u8] {
+    let (n, r) = (text.len(), s.range());
+    if r.end <= n {
+        text.as_bytes().get(r).unwrap_or_default()
+    } else {
+        extra.as_bytes().get(r.start.saturating_sub(n)..r.end - n).unwrap_or_default()
+    }
+}
+
+fn resolve<'t>(text: &'t str, extra: &'t str, s: Str) -> &'t str {
+    let (n, r) = (text.len(), s.range());
+    if r.end <= n {
+        text.get(r).unwrap_or_default()
+    } else {
+        extra.get(r.start.saturating_sub(n)..r.end - n).unwrap_or_default()
+    }
+}
+
+/// Parse state: the text, the document's parts, and stacks of the elements
+/// and entries of the arrays and objects being parsed (moved to the
+/// document's when their container ends, so each container's are
+/// contiguous).
+struct Builder<'t> {
+    text: &'t str,
+    extra: String,
+    numbers: Vec<Number>,
+    values: Vec<Json>,
+    entries: Vec<(Str, Json)>,
+    value_stack: Vec<Json>,
+    entry_stack: Vec<(Str, Json)>,
+}
+
+impl Builder<'_> {
+    /// A string serde_json borrowed from the text: its range.
+    fn borrowed(&mut self, s: &str) -> Str {
+        if s.is_empty() {
+            return Str::EMPTY;
+        }
+        let p = s.as_ptr() as usize;
+        match p.checked_sub(self.text.as_ptr() as usize) {
+            Some(start) if start + s.len() <= self.text.len() => Str::new(start, start + s.len()),
+            _ => self.owned(s),
+        }
+    }
+
+    /// A decoded string, kept in the side buffer.
+    fn owned(&mut self, s: &str) -> Str {
+        if s.is_empty() {
+            return Str::EMPTY;
+        }
+        let start = self.text.len() + self.extra.len();
+        self.extra.push_str(s);
+        Str::new(start, start + s.len())
+    }
+
+    fn str(&self, s: Str) -> &str {
+        resolve(self.text, &self.extra, s)
+    }
+
+    fn number(&mut self, n: Number) -> Json {
+        self.numbers.push(n);
+        Json::Number(self.numbers.len() as u32 - 1)
+    }
+}
+
+fn span(start: usize, end: usize) -> Span {
+    Span {
+        start: start as u32,
+        len: (end - start) as u32,
+    }
+}
+
+struct ValueSeed<'b, 't>(&'b mut Builder<'t>);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
+    type Value = Json;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Ok(self.0.number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Ok(self.0.number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Ok(Number::from_f64(v).map_or(Json::Null, |n| self.0.number(n)))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json, E> {
+        Ok(Json::String(self.0.borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Ok(Json::String(self.0.owned(v)))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json, E> {
+        Ok(Json::String(self.0.owned(&v)))
+    }
+
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let b = self.0;
+        let mark = b.value_stack.len();
+        while let Some(x) = seq.next_element_seed(ValueSeed(&mut *b))? {
+            b.value_stack.push(x);
+        }
+        let start = b.values.len();
+        b.values.extend(b.value_stack.drain(mark..));
+        Ok(Json::Array(span(start, b.values.len())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let b = self.0;
+        let mark = b.entry_stack.len();
+        while let Some(k) = map.next_key_seed(KeySeed(&mut *b))? {
+            let v = map.next_value_seed(ValueSeed(&mut *b))?;
+            b.entry_stack.push((k, v));
+        }
+        dedup(b, mark);
+        let start = b.entries.len();
+        b.entries.extend(b.entry_stack.drain(mark..));
+        Ok(Json::Object(span(start, b.entries.len())))
+    }
+}
+
+/// Keys are parsed like strings.
+struct KeySeed<'b, 't>(&'b mut Builder<'t>);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_, '_> {
+    type Value = Str;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Str, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_, '_> {
+    type Value = Str;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str, E> {
+        Ok(self.0.borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Str, E> {
+        Ok(self.0.owned(v))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Str, E> {
+        Ok(self.0.owned(&v))
+    }
+}
+
+/// A repeated key keeps its first position and takes the last value, as in
+/// serde_json's ordered map. The object is `b.entry_stack[mark..]`.
+fn dedup(b: &mut Builder<'_>, mark: usize) {
+    let mut entries = std::mem::take(&mut b.entry_stack);
+    dedup_entries(b, &mut entries, mark);
+    b.entry_stack = entries;
+}
+
+fn dedup_entries(b: &Builder<'_>, all: &mut Vec<(Str, Json)>, mark: usize) {
+    let o = &all[mark..];
+    let n = o.len();
+    if n < 2 {
+        return;
+    }
+    let key = |s: Str| b.str(s);
+    let bytes = |s: Str| resolve_bytes(b.text, &b.extra, s);
+    let repeated = if n <= 16 {
+        (1..n).any(|i| {
+            let k = o[i].0;
+            o[..i].iter().any(|(x, _)| x.len() == k.len() && bytes(*x) == bytes(k))
+        })
+    } else {
+        let mut seen = HashSet::with_capacity(n);
+        !o.iter().all(|(k, _)| seen.insert(key(*k)))
+    };
+    if !repeated {
+        return;
+    }
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
+    let mut out: Vec<(Str, Json)> = Vec::with_capacity(n);
+    for (k, v) in all.drain(mark..) {
+        match index.get(key(k)) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                index.insert(key(k), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    all.extend(out);
+}
+
+// ---------------------------------------------------------------- nodes
+
+/// One step of a JSON path.
+#[derive(Clone, Copy, Debug)]
+enum Seg<'a> {
+    /// The path of the root, as given.
+    Root(&'a str),
+    /// `.key` (no dot at the start).
+    Key(&'a str),
+    /// `.key[i]`.
+    KeyIndex(&'a str, usize),
+}
+
+/// A JSON path: a segment and the path it extends, rendered on demand.
+#[derive(Clone, Copy, Debug)]
+struct JsonPath<'a> {
+    parent: Option<&'a JsonPath<'a>>,
+    seg: Seg<'a>,
+}
+
+impl JsonPath<'_> {
+    fn render(&self) -> String {
+        let mut segs = Vec::new();
+        let mut p = Some(self);
+        while let Some(x) = p {
+            segs.push(x.seg);
+            p = x.parent;
+        }
+        let mut out = String::new();
+        for s in segs.iter().rev() {
+            match *s {
+                Seg::Root(r) => out.push_str(r),
+                Seg::Key(k) => push_key(&mut out, k),
+                Seg::KeyIndex(k, i) => {
+                    push_key(&mut out, k);
+                    let _ = write!(out, "[{i}]");
+                }
+            }
+        }
+        out
+    }
+
+    /// This path extended by `key`, rendered.
+    fn render_with(&self, key: &str) -> String {
+        let mut out = self.render();
+        push_key(&mut out, key);
+        out
+    }
+}
+
+fn push_key(out: &mut String, key: &str) {
+    if !out.is_empty() {
+        out.push('.');
+    }
+    out.push_str(key);
+}
+
 /// A JSON value with its location.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct Node<'a> {
-    pub value: &'a Value,
+    pub value: &'a Json,
+    doc: &'a Document,
     file: &'a Arc<Path>,
-    path: String,
+    path: JsonPath<'a>,
 }
 
 /// A child node (same type; the alias reads better at call sites).
 pub type Child<'a> = Node<'a>;
 
-fn join(base: &str, key: &str) -> String {
-    if base.is_empty() {
-        key.to_string()
-    } else {
-        format!("{base}.{key}")
-    }
-}
-
 impl<'a> Node<'a> {
-    /// The root node of a value from `file`, at `path`.
-    pub fn new(value: &'a Value, file: &'a Arc<Path>, path: &str) -> Self {
+    /// The node of `value`, a value of `doc` read from `file`, at `path`.
+    pub fn new(doc: &'a Document, value: &'a Json, file: &'a Arc<Path>, path: &'a str) -> Self {
         Node {
             value,
+            doc,
             file,
-            path: path.to_string(),
+            path: JsonPath {
+                parent: None,
+                seg: Seg::Root(path),
+            },
         }
     }
 
-    /// This node (a clone; kept for call-site symmetry with children).
+    /// This node (a copy; kept for call-site symmetry with children).
     pub fn node(&self) -> Node<'a> {
-        self.clone()
+        *self
+    }
+
+    /// The document the node is in.
+    pub fn doc(&self) -> &'a Document {
+        self.doc
+    }
+
+    /// The value as a string, if it is one.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self.value {
+            Json::String(s) => Some(self.doc.str(*s)),
+            _ => None,
+        }
     }
 
     /// Where this node is.
     pub fn location(&self) -> Location {
         Location {
             file: self.file.clone(),
-            path: self.path.clone(),
+            path: self.path.render(),
         }
     }
 
@@ -85,46 +607,38 @@ impl<'a> Node<'a> {
         LoadError::Invalid {
             at: Location {
                 file: self.file.clone(),
-                path: join(&self.path, key),
+                path: self.path.render_with(key),
             },
             message: message.into(),
         }
     }
 
+    /// The value of field `key` (see [`lookup`]).
+    fn lookup(&self, key: &str) -> Option<&'a Json> {
+        lookup(self.doc, self.value, key)
+    }
+
     /// Field `key` at the top level or under `properties` (ARM shape).
     /// Keys match case-insensitively, as ARM does.
-    pub fn field(&self, key: &str) -> Option<Child<'a>> {
-        let obj = self.value.as_object()?;
-        let direct = obj
-            .get(key)
-            .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v));
-        if let Some(v) = direct.filter(|v| !v.is_null()) {
-            return Some(Node {
-                value: v,
-                file: self.file,
-                path: join(&self.path, key),
-            });
-        }
-        let props = obj.get("properties").and_then(Value::as_object)?;
-        let v = props
-            .get(key)
-            .or_else(|| props.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
-            .filter(|v| !v.is_null())?;
+    pub fn field<'s>(&'s self, key: &'s str) -> Option<Child<'s>> {
+        let v = self.lookup(key)?;
         Some(Node {
             value: v,
+            doc: self.doc,
             file: self.file,
-            path: join(&self.path, key),
+            path: JsonPath {
+                parent: Some(&self.path),
+                seg: Seg::Key(key),
+            },
         })
     }
 
     /// A string field; `Ok(None)` when absent or null, an error for another type.
     pub fn str(&self, key: &str) -> Result<Option<&'a str>, LoadError> {
-        match self.field(key) {
+        match self.lookup(key) {
             None => Ok(None),
-            Some(c) => match c.value {
-                Value::String(s) => Ok(Some(s.as_str())),
-                other => Err(c.node().error(format!("expected a string, found {}", kind(other)))),
-            },
+            Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
+            Some(other) => Err(self.field_error(key, format!("expected a string, found {}", kind(other)))),
         }
     }
 
@@ -135,87 +649,154 @@ impl<'a> Node<'a> {
 
     /// A boolean field (also accepts "true"/"false" strings, as some exports write).
     pub fn bool(&self, key: &str) -> Result<Option<bool>, LoadError> {
-        match self.field(key) {
+        match self.lookup(key) {
             None => Ok(None),
-            Some(c) => match c.value {
-                Value::Bool(b) => Ok(Some(*b)),
-                Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
-                Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-                other => Err(c.node().error(format!("expected true or false, found {}", kind(other)))),
-            },
+            Some(Json::Bool(b)) => Ok(Some(*b)),
+            Some(Json::String(s)) if self.doc.str(*s).eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Json::String(s)) if self.doc.str(*s).eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(other) => Err(self.field_error(key, format!("expected true or false, found {}", kind(other)))),
         }
     }
 
     /// An integer field (also accepts a decimal string).
     pub fn u64(&self, key: &str) -> Result<Option<u64>, LoadError> {
-        match self.field(key) {
+        match self.lookup(key) {
             None => Ok(None),
-            Some(c) => match c.value {
-                Value::Number(n) => n
+            Some(Json::Number(i)) => match self.doc.number(*i) {
+                Some(n) => n
                     .as_u64()
                     .map(Some)
-                    .ok_or_else(|| c.node().error(format!("expected a non-negative integer, found {n}"))),
-                Value::String(s) => s
-                    .trim()
+                    .ok_or_else(|| self.field_error(key, format!("expected a non-negative integer, found {n}"))),
+                None => Ok(None),
+            },
+            Some(Json::String(s)) => {
+                let s = self.doc.str(*s);
+                s.trim()
                     .parse::<u64>()
                     .map(Some)
-                    .map_err(|_| c.node().error(format!("expected a non-negative integer, found {s:?}"))),
-                other => Err(c.node().error(format!("expected an integer, found {}", kind(other)))),
-            },
+                    .map_err(|_| self.field_error(key, format!("expected a non-negative integer, found {s:?}")))
+            }
+            Some(other) => Err(self.field_error(key, format!("expected an integer, found {}", kind(other)))),
         }
     }
 
     /// The elements of an array field, each with its path; empty when absent.
-    pub fn array(&self, key: &str) -> Result<Vec<Child<'a>>, LoadError> {
-        match self.field(key) {
+    pub fn array<'s>(&'s self, key: &'s str) -> Result<Vec<Child<'s>>, LoadError> {
+        match self.lookup(key) {
             None => Ok(Vec::new()),
-            Some(c) => match c.value {
-                Value::Array(items) => Ok(items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| Node {
-                        value: v,
-                        file: self.file,
-                        path: format!("{}[{i}]", c.path),
-                    })
-                    .collect()),
-                other => Err(c.node().error(format!("expected an array, found {}", kind(other)))),
-            },
+            Some(v @ Json::Array(_)) => Ok(self
+                .doc
+                .elements(v)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Node {
+                    value: v,
+                    doc: self.doc,
+                    file: self.file,
+                    path: JsonPath {
+                        parent: Some(&self.path),
+                        seg: Seg::KeyIndex(key, i),
+                    },
+                })
+                .collect()),
+            Some(other) => Err(self.field_error(key, format!("expected an array, found {}", kind(other)))),
         }
     }
 
-    /// An array of strings; empty when absent.
-    pub fn str_array(&self, key: &str) -> Result<Vec<(&'a str, Location)>, LoadError> {
-        self.array(key)?
-            .into_iter()
-            .map(|c| match c.value {
-                Value::String(s) => Ok((s.as_str(), c.node().location())),
-                other => Err(c.node().error(format!("expected a string, found {}", kind(other)))),
+    /// An array of strings, each with its node; empty when absent.
+    pub fn str_array<'s>(&'s self, key: &'s str) -> Result<Vec<(&'a str, Child<'s>)>, LoadError> {
+        let Some(v @ Json::Array(_)) = self.lookup(key) else {
+            // Absent, or an error for another type.
+            return self.array(key).map(|_| Vec::new());
+        };
+        self.doc
+            .elements(v)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = Node {
+                    value: v,
+                    doc: self.doc,
+                    file: self.file,
+                    path: JsonPath {
+                        parent: Some(&self.path),
+                        seg: Seg::KeyIndex(key, i),
+                    },
+                };
+                match v {
+                    Json::String(s) => Ok((self.doc.str(*s), c)),
+                    other => Err(c.error(format!("expected a string, found {}", kind(other)))),
+                }
             })
             .collect()
     }
 
     /// `{"id": "..."}` sub-resource reference at `key`.
     pub fn reference(&self, key: &str) -> Result<Option<&'a str>, LoadError> {
-        match self.field(key) {
+        match self.lookup(key) {
             None => Ok(None),
-            Some(c) => match c.value {
-                Value::Object(_) => c.node().str("id"),
-                Value::String(s) => Ok(Some(s.as_str())),
-                other => Err(c.node().error(format!("expected an object with \"id\", found {}", kind(other)))),
+            Some(v @ Json::Object(_)) => match lookup(self.doc, v, "id") {
+                None => Ok(None),
+                Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
+                Some(other) => {
+                    let c = Node {
+                        value: v,
+                        doc: self.doc,
+                        file: self.file,
+                        path: JsonPath {
+                            parent: Some(&self.path),
+                            seg: Seg::Key(key),
+                        },
+                    };
+                    Err(c.field_error("id", format!("expected a string, found {}", kind(other))))
+                }
             },
+            Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
+            Some(other) => Err(self.field_error(key, format!("expected an object with \"id\", found {}", kind(other)))),
         }
     }
 }
 
+/// The value of field `key` of `value` at the top level or under
+/// `properties` (ARM shape), unless null. Keys match case-insensitively, as
+/// ARM does; an exact match wins.
+fn lookup<'d>(doc: &'d Document, value: &'d Json, key: &str) -> Option<&'d Json> {
+    let Json::Object(_) = value else { return None };
+    let obj = doc.members(value);
+    let find = |o: &'d [(Str, Json)]| -> Option<&'d Json> {
+        // The exact key, else the first that matches ignoring case.
+        let mut folded = None;
+        for (k, v) in o {
+            if k.len() != key.len() {
+                continue;
+            }
+            let b = doc.bytes(*k);
+            if b == key.as_bytes() {
+                return Some(v);
+            }
+            if folded.is_none() && b.eq_ignore_ascii_case(key.as_bytes()) {
+                folded = Some(v);
+            }
+        }
+        folded
+    };
+    if let Some(v) = find(obj).filter(|v| !matches!(v, Json::Null)) {
+        return Some(v);
+    }
+    let Some(props @ Json::Object(_)) = doc.get(value, "properties") else {
+        return None;
+    };
+    find(doc.members(props)).filter(|v| !matches!(v, Json::Null))
+}
+
 /// A word for a JSON value's type, for error messages.
-pub fn kind(v: &Value) -> &'static str {
+pub fn kind(v: &Json) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }

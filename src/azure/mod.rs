@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use netwatch_rules::{NetworkSecurityGroup, ServiceTagTable};
-use serde_json::Value;
 use thiserror::Error;
 
+use json::Json;
 pub use json::Location;
 pub use resources::*;
 
@@ -134,7 +134,7 @@ impl Environment {
     /// Loads one JSON document already in memory, as if read from `path`.
     pub fn load_str(&mut self, path: &Path, text: &str) -> Result<(), LoadError> {
         let mut subnets = Vec::new();
-        self.load_text(path, text, &mut subnets)?;
+        self.load_text(path, text.to_string(), &mut subnets)?;
         self.attach_subnets(subnets)?;
         self.reindex();
         Ok(())
@@ -145,25 +145,30 @@ impl Environment {
             path: path.to_path_buf(),
             source,
         })?;
-        self.load_text(path, &text, subnets)
+        self.load_text(path, text, subnets)
     }
 
-    fn load_text(&mut self, path: &Path, text: &str, subnets: &mut Vec<(Subnet, Location)>) -> Result<(), LoadError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| LoadError::Json {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
-        })?;
+    fn load_text(&mut self, path: &Path, text: String, subnets: &mut Vec<(Subnet, Location)>) -> Result<(), LoadError> {
+        let doc = Arc::new(json::Document::parse(path, text)?);
         self.files.push(path.to_path_buf());
         let file: Arc<Path> = Arc::from(path);
+        let root = doc.root();
         // Accept a single resource, an array, or a `{"value": [...]}` list.
-        let (items, base): (Vec<&Value>, &str) = match &value {
-            Value::Array(a) => (a.iter().collect(), ""),
-            Value::Object(o) if o.get("value").is_some_and(Value::is_array) && !o.contains_key("type") => {
-                (o["value"].as_array().map(|a| a.iter().collect()).unwrap_or_default(), "value")
+        // Each item comes with its position in the document.
+        let (items, base): (Vec<(&Json, [usize; 2])>, &str) = match root {
+            Json::Array(_) => (
+                doc.elements(root).iter().enumerate().map(|(i, v)| (v, [i, usize::MAX])).collect(),
+                "",
+            ),
+            Json::Object(_) if doc.get(root, "value").is_some_and(Json::is_array) && doc.get(root, "type").is_none() => {
+                let o = doc.members(root);
+                let at = o.iter().position(|(k, _)| doc.is(*k, "value")).unwrap_or_default();
+                match o.get(at) {
+                    Some((_, a)) => (doc.elements(a).iter().enumerate().map(|(i, v)| (v, [at, i])).collect(), "value"),
+                    None => (Vec::new(), "value"),
+                }
             }
-            Value::Object(_) => (vec![&value], "-"),
+            Json::Object(_) => (vec![(root, [usize::MAX; 2])], "-"),
             other => {
                 return Err(LoadError::Invalid {
                     at: Location { file, path: String::new() },
@@ -174,13 +179,13 @@ impl Environment {
                 })
             }
         };
-        for (i, item) in items.into_iter().enumerate() {
+        for (i, (item, position)) in items.into_iter().enumerate() {
             let path = match base {
                 "-" => String::new(),
                 "" => format!("[{i}]"),
                 b => format!("{b}[{i}]"),
             };
-            let node = json::Node::new(item, &file, &path);
+            let node = json::Node::new(&doc, item, &file, &path);
             if !item.is_object() {
                 return Err(node.error(format!("expected a resource object, found {}", json::kind(item))));
             }
@@ -201,9 +206,11 @@ impl Environment {
             };
             match kind {
                 ResourceKind::NetworkSecurityGroup => {
-                    let (nsg, js) = parse_nsg(&node)?;
+                    let nsg = parse_nsg(&node)?;
+                    let positions: Vec<usize> = position.into_iter().filter(|&p| p != usize::MAX).collect();
+                    self.network_security_group_json
+                        .push(NsgJson::new(doc.clone(), file.clone(), positions, nsg.id.clone()));
                     self.network_security_groups.push(nsg);
-                    self.network_security_group_json.push(js);
                 }
                 ResourceKind::VirtualNetwork => self.virtual_networks.push(parse_vnet(&node)?),
                 ResourceKind::Subnet => {

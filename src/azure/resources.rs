@@ -1,7 +1,10 @@
 //! The Azure resources netwatch reads, and how each is parsed from either
 //! JSON shape (see [`super::json`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 
 use netwatch_rules::{
     default_security_rules, Access, AddressPrefix, Direction, IpPrefix, NetworkSecurityGroup, PortRange, Protocol, RuleKind, SecurityRule,
@@ -9,7 +12,7 @@ use netwatch_rules::{
 };
 use serde_json::{Map, Value};
 
-use super::json::Node;
+use super::json::{Document, Json, Node};
 use super::LoadError;
 
 /// Lower-cases an id for case-insensitive matching (Azure ids are).
@@ -35,15 +38,13 @@ pub fn parent_id(id: &str) -> &str {
     cut
 }
 
-fn prefix(_node: &Node<'_>, s: &str, at: &super::json::Location) -> Result<IpPrefix, LoadError> {
-    s.parse::<IpPrefix>().map_err(|_| LoadError::Invalid {
-        at: at.clone(),
-        message: format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16"),
-    })
+fn prefix(at: &Node<'_>, s: &str) -> Result<IpPrefix, LoadError> {
+    s.parse::<IpPrefix>()
+        .map_err(|_| at.error(format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16")))
 }
 
 fn prefixes(node: &Node<'_>, key: &str) -> Result<Vec<IpPrefix>, LoadError> {
-    node.str_array(key)?.into_iter().map(|(s, at)| prefix(node, s, &at)).collect()
+    node.str_array(key)?.into_iter().map(|(s, at)| prefix(&at, s)).collect()
 }
 
 fn id_and_name(node: &Node<'_>, kind: &str) -> Result<(String, String), LoadError> {
@@ -63,61 +64,96 @@ fn id_and_name(node: &Node<'_>, kind: &str) -> Result<(String, String), LoadErro
 // ---------------------------------------------------------------- NSGs
 
 /// Parses a `Microsoft.Network/networkSecurityGroups` resource (spec §1.2).
-pub fn parse_nsg(node: &Node<'_>) -> Result<(NetworkSecurityGroup, NsgJson), LoadError> {
+pub fn parse_nsg(node: &Node<'_>) -> Result<NetworkSecurityGroup, LoadError> {
     let (id, name) = id_and_name(node, "networkSecurityGroups")?;
-    let mut user = Vec::new();
-    let mut user_json = Vec::new();
-    for c in node.array("securityRules")? {
-        let n = c.node();
-        user.push(parse_rule(&n, RuleKind::User, &id)?);
-        user_json.push(arm_shape(n.value));
+    let items = node.array("securityRules")?;
+    let mut user = Vec::with_capacity(items.len());
+    for n in &items {
+        user.push(parse_rule(n, RuleKind::User, &id)?);
     }
     check_priorities(node, &user)?;
-    let mut defaults = Vec::new();
-    let mut default_json = Vec::new();
-    for c in node.array("defaultSecurityRules")? {
-        let n = c.node();
-        defaults.push(parse_rule(&n, RuleKind::Default, &id)?);
-        default_json.push(arm_shape(n.value));
-    }
+    let mut defaults = node
+        .array("defaultSecurityRules")?
+        .iter()
+        .map(|n| parse_rule(n, RuleKind::Default, &id))
+        .collect::<Result<Vec<_>, _>>()?;
     if defaults.is_empty() {
         // The az CLI list shape and hand-written files often omit them; Azure
         // always has exactly these six.
         defaults = default_security_rules(&id);
-        default_json = defaults.iter().map(rule_to_arm_json).collect();
     }
-    let nsg = NetworkSecurityGroup {
+    Ok(NetworkSecurityGroup {
         id,
         name,
         resource_guid: node.str("resourceGuid")?.map(str::to_string),
         location: node.str("location")?.map(str::to_string),
         security_rules: user,
         default_security_rules: defaults,
-    };
-    Ok((
-        nsg,
-        NsgJson {
-            security_rules: user_json,
-            default_security_rules: default_json,
-        },
-    ))
+    })
 }
 
-/// The rules of an NSG as JSON in the ARM shape, for echoing back.
-#[derive(Clone, Debug, Default)]
+/// The rules of an NSG as JSON in the ARM shape, for echoing back: a handle
+/// on the parsed file, the JSON built only when asked for.
+#[derive(Clone, Debug)]
 pub struct NsgJson {
-    pub security_rules: Vec<Value>,
-    pub default_security_rules: Vec<Value>,
+    doc: Arc<Document>,
+    file: Arc<Path>,
+    /// Where the NSG is in the document (see [`Json::at`]).
+    positions: Vec<usize>,
+    nsg_id: String,
+}
+
+impl NsgJson {
+    /// The NSG at `positions` of `doc`, which parsed as NSG `nsg_id`.
+    pub fn new(doc: Arc<Document>, file: Arc<Path>, positions: Vec<usize>, nsg_id: String) -> Self {
+        NsgJson {
+            doc,
+            file,
+            positions,
+            nsg_id,
+        }
+    }
+
+    /// The rules of array `key` of the NSG, each in the ARM shape.
+    fn rules(&self, key: &str) -> Vec<Value> {
+        let Some(v) = self.doc.at(&self.positions) else {
+            return Vec::new();
+        };
+        let node = Node::new(&self.doc, v, &self.file, "");
+        node.array(key)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| arm_shape(&self.doc, c.value))
+            .collect()
+    }
+
+    /// `securityRules`, as written (in the ARM shape).
+    pub fn security_rules(&self) -> Vec<Value> {
+        self.rules("securityRules")
+    }
+
+    /// `defaultSecurityRules`, as written (in the ARM shape), or Azure's six
+    /// when the input has none.
+    pub fn default_security_rules(&self) -> Vec<Value> {
+        let written = self.rules("defaultSecurityRules");
+        if !written.is_empty() {
+            return written;
+        }
+        default_security_rules(&self.nsg_id).iter().map(rule_to_arm_json).collect()
+    }
 }
 
 fn check_priorities(node: &Node<'_>, rules: &[SecurityRule]) -> Result<(), LoadError> {
+    // The first rule of each priority and direction.
+    let mut first: HashMap<(u32, Direction), usize> = HashMap::with_capacity(rules.len());
     for (i, a) in rules.iter().enumerate() {
-        if let Some(b) = rules[..i].iter().find(|b| b.priority == a.priority && b.direction == a.direction) {
+        let b = *first.entry((a.priority, a.direction)).or_insert(i);
+        if b != i {
             return Err(node.field_error(
                 &format!("securityRules[{i}].priority"),
                 format!(
                     "{} is already used by rule {:?} in the same direction; priorities must be unique",
-                    a.priority, b.name
+                    a.priority, rules[b].name
                 ),
             ));
         }
@@ -264,17 +300,21 @@ const ENVELOPE: &[&str] = &[
 
 /// A resource in the ARM shape: az CLI's flattened fields moved under
 /// `properties`, and the az-only `resourceGroup` dropped.
-pub fn arm_shape(v: &Value) -> Value {
-    let Some(obj) = v.as_object() else { return v.clone() };
+pub fn arm_shape(doc: &Document, v: &Json) -> Value {
+    let Json::Object(_) = v else { return doc.to_value(v) };
     let mut out = Map::new();
-    let mut props = obj.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-    for (k, val) in obj {
-        if ENVELOPE.contains(&k.as_str()) {
+    let mut props = match doc.get(v, "properties") {
+        Some(p @ Json::Object(_)) => doc.to_map(doc.members(p)),
+        _ => Map::new(),
+    };
+    for (k, val) in doc.members(v) {
+        let k = doc.str(*k);
+        if ENVELOPE.contains(&k) {
             if k != "properties" {
-                out.insert(k.clone(), val.clone());
+                out.insert(k.to_string(), doc.to_value(val));
             }
-        } else if k != "resourceGroup" && !val.is_null() {
-            props.insert(k.clone(), val.clone());
+        } else if k != "resourceGroup" && !matches!(val, Json::Null) {
+            props.insert(k.to_string(), doc.to_value(val));
         }
     }
     out.insert("properties".into(), Value::Object(props));
@@ -390,9 +430,8 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
         .unwrap_or_else(|| format!("{vnet_id}/subnets/{name}"));
     let mut address_prefixes = Vec::new();
     if let Some(c) = n.field("addressPrefix") {
-        let node = c.node();
-        if let Some(s) = c.value.as_str() {
-            address_prefixes.push(prefix(&node, s, &node.location())?);
+        if let Some(s) = c.as_str() {
+            address_prefixes.push(prefix(&c, s)?);
         }
     }
     address_prefixes.extend(prefixes(n, "addressPrefixes")?);
@@ -495,7 +534,7 @@ pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
             None => None,
             Some(ch) => {
                 let node = ch.node();
-                let s = ch.value.as_str().ok_or_else(|| node.error("expected a string"))?;
+                let s = ch.as_str().ok_or_else(|| node.error("expected a string"))?;
                 Some(
                     s.trim()
                         .parse::<IpAddr>()

@@ -5,11 +5,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use netwatch_rules::{AddrSet, IpPrefix, ServiceTagTable};
-use serde_json::Value;
-
-use super::json::{self, Node};
+use super::json::{self, Document, Node};
 use super::LoadError;
+use netwatch_rules::{AddrSet, IpPrefix, ServiceTagTable};
 
 /// Reads and parses a service tags file.
 pub fn load(path: &Path) -> Result<ServiceTagTable, LoadError> {
@@ -32,19 +30,18 @@ pub fn load(path: &Path) -> Result<ServiceTagTable, LoadError> {
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?
     };
-    parse(path, &text)
+    parse_text(path, text)
 }
 
 /// Parses the text of a service tags file.
 pub fn parse(path: &Path, text: &str) -> Result<ServiceTagTable, LoadError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| LoadError::Json {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
-    })?;
+    parse_text(path, text.to_string())
+}
+
+fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
+    let doc = Document::parse(path, text)?;
     let file: Arc<Path> = Arc::from(path);
-    let root = Node::new(&v, &file, "");
+    let root = Node::new(&doc, doc.root(), &file, "");
     let values = root.array("values")?;
     if values.is_empty() {
         return Err(root.field_error("values", "expected the service tags array of a ServiceTags_*.json download"));
@@ -59,10 +56,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ServiceTagTable, LoadError> {
         let pn = props.node();
         let mut prefixes = Vec::new();
         for (s, at) in pn.str_array("addressPrefixes")? {
-            let p = s.parse::<IpPrefix>().map_err(|_| LoadError::Invalid {
-                at,
-                message: format!("{s:?} is not a CIDR prefix"),
-            })?;
+            let p = s.parse::<IpPrefix>().map_err(|_| at.error(format!("{s:?} is not a CIDR prefix")))?;
             prefixes.push(p);
         }
         table.insert(name, AddrSet::from_prefixes(prefixes));

@@ -2,10 +2,11 @@
 //! address context (tags, ASGs) its rules resolve in.
 
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use netwatch_rules::{
     evaluate_chain, AddressContext, ChainDecision, ChainLink, Classifier, Direction, FlowKey, LinearClassifier, NetworkSecurityGroup,
-    ResolvedNsg, ResolvedRule,
+    ResolveError, ResolvedNsg, ResolvedRule,
 };
 
 use super::WatcherError;
@@ -28,6 +29,9 @@ pub struct NicView<'e> {
     pub subnet_nsg: Option<&'e NetworkSecurityGroup>,
     pub nic_nsg: Option<&'e NetworkSecurityGroup>,
     pub addresses: AddressContext<'e>,
+    /// The subnet's and the NIC's NSG resolved (both directions), once for
+    /// both directions' chains.
+    resolved: [OnceLock<Result<Arc<ResolvedNsg>, ResolveError>>; 2],
 }
 
 impl<'e> NicView<'e> {
@@ -74,6 +78,7 @@ impl<'e> NicView<'e> {
             subnet_nsg,
             nic_nsg,
             addresses,
+            resolved: Default::default(),
         })
     }
 
@@ -113,11 +118,20 @@ impl<'e> NicView<'e> {
         }
     }
 
+    /// The NSG at `attachment` (which is `nsg`) resolved, both directions.
+    fn resolved(&self, attachment: Attachment, nsg: &NetworkSecurityGroup) -> Result<Arc<ResolvedNsg>, ResolveError> {
+        let slot = match attachment {
+            Attachment::Subnet => &self.resolved[0],
+            Attachment::NetworkInterface => &self.resolved[1],
+        };
+        slot.get_or_init(|| self.addresses.resolve(nsg).map(Arc::new)).clone()
+    }
+
     /// Resolves and compiles the chain of one direction.
     pub fn compile(&self, direction: Direction) -> Result<NsgChain<'e>, WatcherError> {
         let mut links = Vec::new();
         for (attachment, nsg) in self.chain(direction) {
-            let resolved = self.addresses.resolve(nsg)?;
+            let resolved = self.resolved(attachment, nsg)?;
             let rules: Vec<ResolvedRule> = resolved.rules(direction).to_vec();
             let classifier = build_classifier(&rules);
             links.push(CompiledLink {
@@ -154,7 +168,8 @@ fn build_classifier(rules: &[ResolvedRule]) -> Box<dyn Classifier + Send + Sync>
 pub struct CompiledLink<'e> {
     pub attachment: Attachment,
     pub nsg: &'e NetworkSecurityGroup,
-    pub resolved: ResolvedNsg,
+    /// The NSG resolved, both directions (shared by both directions' chains).
+    pub resolved: Arc<ResolvedNsg>,
     /// The rules of the chain's direction, in evaluation order.
     pub rules: Vec<ResolvedRule>,
     pub classifier: Box<dyn Classifier + Send + Sync>,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 
-use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta, ReaderOptions};
+use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
 use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
 use netwatch_rules::{Access, AddrSet, Direction, Flow, IpPrefix};
 use thiserror::Error;
@@ -86,8 +86,9 @@ pub struct CaptureStats {
 /// Packets per batch handed from the decoding thread to the flow table:
 /// about 64 KiB of [`PacketInfo`], which stays in cache between the two.
 const BATCH: usize = 1024;
-/// Batches in flight: bounds the memory between the two threads.
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Batches in flight: bounds the memory between the two threads (4 MiB),
+/// and lets decoding run ahead while `evaluate` loads and compiles.
+const BATCHES_IN_FLIGHT: usize = 64;
 
 /// What the decoding thread sends.
 enum Event {
@@ -236,7 +237,7 @@ fn decode_inputs(
         let more = match source {
             CaptureInput::File(p) => File::open(p)
                 .map_err(|source| ReplayError::Io { path: p.clone(), source })
-                .and_then(|f| CaptureReader::from_file(f, ReaderOptions::default()).map_err(capture))
+                .and_then(|f| CaptureReader::new(f).map_err(capture))
                 .map(|r| d.run(input, &name, r)),
             CaptureInput::Stdin => CaptureReader::new(io::stdin()).map_err(capture).map(|r| d.run(input, &name, r)),
         };

@@ -265,13 +265,13 @@ pub fn security_group_view(env: &Environment, vm: &str) -> Result<SecurityGroupV
         let view = NicView::for_nic(env, nic, None)?;
         let assoc = |id: &str, nsg: &NetworkSecurityGroup| Association {
             id: id.to_string(),
-            security_rules: env.nsg_json(&nsg.id).map(|j| j.security_rules.clone()).unwrap_or_default(),
+            security_rules: env.nsg_json(&nsg.id).map(|j| j.security_rules()).unwrap_or_default(),
         };
         let defaults = view
             .nic_nsg
             .or(view.subnet_nsg)
             .and_then(|n| env.nsg_json(&n.id))
-            .map(|j| j.default_security_rules.clone())
+            .map(|j| j.default_security_rules())
             .unwrap_or_default();
         let mut effective = Vec::new();
         let mut tag_map = BTreeMap::new();

@@ -17,24 +17,19 @@
 //!   skipped by their length without being buffered.
 //!
 //! The reader streams from any [`io::Read`] (a file or stdin) through one
-//! reusable buffer, or reads a regular file through a sliding memory map
-//! ([`CaptureReader::open`]): [`CaptureReader::next_packet`] lends a
-//! [`PacketRef`] into the buffer or the mapping and allocates nothing per
-//! packet once the buffer has grown to the largest record. Memory is bounded
-//! by [`ReaderOptions::max_caplen`] (and the 8 MiB map window).
+//! reusable buffer: [`CaptureReader::next_packet`] lends a [`PacketRef`] into
+//! that buffer and allocates nothing per packet once the buffer has grown to
+//! the largest record. Memory is bounded by [`ReaderOptions::max_caplen`].
 //!
 //! Damage after the file header ends the packet stream: every valid packet
 //! before the damage is returned, and a [`Warning::Stopped`] naming the packet
 //! number and byte offset is recorded (see [`CaptureReader::warnings`]).
 
 mod error;
-mod input;
 mod writer;
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-
-use input::{Input, MappedFile};
 use std::path::Path;
 
 pub use error::{ReadError, Warning};
@@ -144,11 +139,6 @@ pub struct ReaderOptions {
     pub max_warnings: usize,
     /// Accept at most this many pcapng interfaces in a file.
     pub max_interfaces: usize,
-    /// [`CaptureReader::open_with_options`] memory-maps regular files
-    /// (default). Off: read them as a stream, like stdin; use it for a
-    /// file that another process may truncate while it is read (reading a
-    /// truncated mapping raises SIGBUS).
-    pub memory_map: bool,
 }
 
 impl ReaderOptions {
@@ -163,7 +153,6 @@ impl Default for ReaderOptions {
             strict: false,
             max_warnings: 1024,
             max_interfaces: 4096,
-            memory_map: true,
         }
     }
 }
@@ -215,10 +204,12 @@ const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 /// Room for options in a buffered pcapng packet block beyond `max_caplen`.
 const OPTION_SLACK: u64 = 64 * 1024;
 
-/// Input buffer size. 128 KiB measured fastest on a page-cached 228 MB
-/// pcap (benches/compare.sh): 256 KiB and 1 MiB cost about 3x the system
-/// time of the reads (the read buffer no longer stays cache-resident beside
-/// the flow table), 32-128 KiB the same.
+/// Input buffer size. 128 KiB measured fastest on a page-cached 228 MB pcap
+/// (benches/compare.sh, reading on its own thread): 64 KiB the same, 256 KiB
+/// and 1 MiB 1.6x slower (the buffer no longer stays in the core's L2 cache
+/// between the kernel's copy and the parse). Reading through a memory map
+/// (8 MiB windows) measured 10% slower than this buffer, in wall and CPU
+/// time: the page-table work per 4 KiB page costs more than the copy.
 const READ_BUFFER: usize = 128 * 1024;
 
 /// Where the current record's bytes are in the buffer, and its metadata.
@@ -237,7 +228,7 @@ struct Record {
 
 /// A streaming pcap / pcapng reader. See the [module docs](self).
 pub struct CaptureReader<R: Read> {
-    src: Input<R>,
+    src: BufReader<R>,
     buf: Vec<u8>,
     /// Bytes at the front of `src`'s buffer that belong to the packet last
     /// returned (borrowed in place) and are consumed before the next read.
@@ -264,27 +255,8 @@ pub struct CaptureReader<R: Read> {
 impl CaptureReader<File> {
     /// Opens a capture file with default options.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
-        Self::open_with_options(path, ReaderOptions::default())
-    }
-
-    /// Opens a capture file. A regular file is memory-mapped (a window at
-    /// a time) unless [`ReaderOptions::memory_map`] is off; anything else
-    /// (a FIFO, a device) is streamed.
-    pub fn open_with_options(path: impl AsRef<Path>, opts: ReaderOptions) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|source| ReadError::Io { offset: 0, source })?;
-        Self::from_file(file, opts)
-    }
-
-    /// Reads an open file: memory-mapped when it is a regular file and
-    /// [`ReaderOptions::memory_map`] is on, streamed otherwise.
-    pub fn from_file(file: File, opts: ReaderOptions) -> Result<Self, ReadError> {
-        if !opts.memory_map {
-            return CaptureReader::with_options(file, opts);
-        }
-        match MappedFile::new(file).map_err(|source| ReadError::Io { offset: 0, source })? {
-            Ok(mapped) => CaptureReader::start(Input::Mapped(mapped), opts),
-            Err(file) => CaptureReader::with_options(file, opts),
-        }
+        CaptureReader::new(file)
     }
 }
 
@@ -296,14 +268,10 @@ impl<R: Read> CaptureReader<R> {
 
     /// Reads and checks the file header (the pcap file header, or the first
     /// pcapng Section Header Block). A broken header is a hard error.
-    pub fn with_options(src: R, opts: ReaderOptions) -> Result<Self, ReadError> {
-        Self::start(Input::Stream(BufReader::with_capacity(READ_BUFFER, src)), opts)
-    }
-
-    fn start(src: Input<R>, mut opts: ReaderOptions) -> Result<Self, ReadError> {
+    pub fn with_options(src: R, mut opts: ReaderOptions) -> Result<Self, ReadError> {
         opts.max_caplen = opts.max_caplen.min(ReaderOptions::HARD_MAX_CAPLEN);
         let mut r = CaptureReader {
-            src,
+            src: BufReader::with_capacity(READ_BUFFER, src),
             buf: Vec::new(),
             pending: 0,
             opts,
@@ -415,7 +383,7 @@ impl<R: Read> CaptureReader<R> {
                 let link_type = iface.map_or(LinkType(u16::MAX), |i| i.link_type);
                 let end = rec.start.saturating_add(rec.caplen as usize);
                 let data = if rec.in_src {
-                    self.src.peek(0).get(rec.start..end).unwrap_or(&[])
+                    self.src.buffer().get(rec.start..end).unwrap_or(&[])
                 } else {
                     self.buf.get(rec.start..end).unwrap_or(&[])
                 };
@@ -566,8 +534,7 @@ impl<R: Read> CaptureReader<R> {
         let mut h = [0u8; 24];
         // Fast path: the whole record is in the input buffer; the packet is
         // then borrowed in place instead of copied.
-        // A mapped input keeps a default-sized record whole in its window.
-        let avail = self.src.peek(hdr_len + self.opts.max_caplen.min(262_144) as usize);
+        let avail = self.src.buffer();
         let in_src = avail.len() >= hdr_len
             && avail.len() - hdr_len >= self.endian.u32(avail, 8) as usize
             && self.endian.u32(avail, 8) <= self.opts.max_caplen;
