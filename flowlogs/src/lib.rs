@@ -26,6 +26,7 @@ pub mod nsg;
 pub mod read;
 mod store;
 pub mod table;
+pub mod text;
 pub mod time;
 pub mod tuple;
 pub mod vnet;

@@ -124,6 +124,43 @@ impl Rfc3339Buf {
     }
 }
 
+/// [`Rfc3339Buf`] for a stream of times: the calendar fields are computed
+/// again only when the second changes (output times come in runs within
+/// the same second); the fraction is written every time.
+#[derive(Clone, Copy)]
+pub struct Rfc3339Cache {
+    second: i64,
+    buf: Rfc3339Buf,
+}
+
+impl Default for Rfc3339Cache {
+    fn default() -> Self {
+        Rfc3339Cache {
+            second: 0,
+            buf: Rfc3339Buf::new(0),
+        }
+    }
+}
+
+impl Rfc3339Cache {
+    /// `ns` formatted as [`format_rfc3339_7`] does (years clamped as
+    /// [`Rfc3339Buf`] does).
+    pub fn format(&mut self, ns: i64) -> &str {
+        let second = ns.div_euclid(NS_PER_SEC);
+        if second != self.second {
+            self.second = second;
+            self.buf = Rfc3339Buf::new(ns);
+        } else {
+            let mut v = ns.rem_euclid(NS_PER_SEC) / 100;
+            for i in (20..27).rev() {
+                self.buf.0[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        self.buf.as_str()
+    }
+}
+
 /// Parses a UTC RFC 3339 time `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` (as flow log
 /// records write it) into nanoseconds since the epoch. Offsets other than
 /// `Z` are accepted as `+HH:MM` / `-HH:MM`.
@@ -210,6 +247,20 @@ mod tests {
         assert_eq!(format_rfc3339_7(ns), "2018-11-13T12:00:35.3899262Z");
         assert_eq!(format_rfc3339_7(0), "1970-01-01T00:00:00.0000000Z");
         assert_eq!(format_rfc3339_7(-1), "1969-12-31T23:59:59.9999999Z");
+        let mut cache = Rfc3339Cache::default();
+        for ns in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            1_542_110_435_389_926_200,
+            1_542_110_435_000_000_000,
+            -1,
+            5,
+            86_400_000_000_000,
+        ] {
+            assert_eq!(cache.format(ns), format_rfc3339_7(ns), "{ns}");
+        }
     }
 
     #[test]

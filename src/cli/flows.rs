@@ -16,7 +16,8 @@ use netwatch::watcher::replay::{
     nic_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, PacketStream, ReplayOptions,
     ReplayProgress, Verdict,
 };
-use netwatch_flowlogs::time::Rfc3339Buf;
+use netwatch_flowlogs::text::push_ip;
+use netwatch_flowlogs::time::{Rfc3339Buf, Rfc3339Cache};
 use netwatch_flowlogs::{
     EndReason, ExportClock, ExportOptions, ExportProtocol, FlowExporter, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig,
     NsgDecision, NsgFlowLogVersion,
@@ -276,7 +277,7 @@ struct FlowRow {
 impl FlowRow {
     /// One JSON object (the `-o jsonl` line, without the newline), in the
     /// key order the documentation shows.
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut Vec<u8>, times: &mut Rfc3339Cache) {
         let mut n = itoa::Buffer::new();
         let mut num = |out: &mut Vec<u8>, key: &str, v: u64| {
             out.extend_from_slice(key.as_bytes());
@@ -285,11 +286,11 @@ impl FlowRow {
         out.extend_from_slice(b"{\"protocol\":");
         json_str(out, &protocol_name(self.protocol));
         out.extend_from_slice(b",\"initiator\":\"");
-        let _ = write!(out, "{}", self.initiator);
+        push_ip(out, self.initiator);
         out.push(b'"');
         num(out, ",\"initiatorPort\":", self.initiator_port.into());
         out.extend_from_slice(b",\"responder\":\"");
-        let _ = write!(out, "{}", self.responder);
+        push_ip(out, self.responder);
         out.push(b'"');
         num(out, ",\"responderPort\":", self.responder_port.into());
         if let Some(t) = self.icmp_type {
@@ -300,9 +301,9 @@ impl FlowRow {
         num(out, ",\"packetsReceived\":", self.packets_received);
         num(out, ",\"bytesReceived\":", self.bytes_received);
         out.extend_from_slice(b",\"firstTime\":\"");
-        out.extend_from_slice(Rfc3339Buf::new(self.first_ns).as_str().as_bytes());
+        out.extend_from_slice(times.format(self.first_ns).as_bytes());
         out.extend_from_slice(b"\",\"lastTime\":\"");
-        out.extend_from_slice(Rfc3339Buf::new(self.last_ns).as_str().as_bytes());
+        out.extend_from_slice(times.format(self.last_ns).as_bytes());
         out.extend_from_slice(b"\",\"state\":");
         json_str(out, self.state);
         out.extend_from_slice(b",\"endReason\":");
@@ -414,6 +415,7 @@ struct RowWriter {
     out: BufWriter<io::Stdout>,
     /// The line being built (JSONL).
     line: Vec<u8>,
+    times: Rfc3339Cache,
     format: FlowFormat,
     table: Vec<FlowRow>,
     header_done: bool,
@@ -424,6 +426,7 @@ impl RowWriter {
         RowWriter {
             out: BufWriter::with_capacity(1 << 16, io::stdout()),
             line: Vec::with_capacity(512),
+            times: Rfc3339Cache::default(),
             format,
             table: Vec::new(),
             header_done: false,
@@ -434,7 +437,7 @@ impl RowWriter {
         match self.format {
             FlowFormat::Jsonl => {
                 self.line.clear();
-                r.write_json(&mut self.line);
+                r.write_json(&mut self.line, &mut self.times);
                 self.line.push(b'\n');
                 self.out.write_all(&self.line)
             }

@@ -210,13 +210,17 @@ fn init_tracing(verbose: u8) {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(io::stderr)
         .with_target(false)
-        .without_time()
-        .with_ansi(io::stderr().is_terminal())
-        .try_init();
+        .with_ansi(io::stderr().is_terminal());
+    // -vv and more: seconds since start on every line, to see where time goes.
+    let _ = if verbose >= 2 {
+        fmt.with_timer(tracing_subscriber::fmt::time::uptime()).try_init()
+    } else {
+        fmt.without_time().try_init()
+    };
 }
 
 fn dispatch(cli: Cli) -> Result<()> {

@@ -204,10 +204,10 @@ impl PacketStream {
             Some(Err(_)) => return Err(ReplayError::Config("the decoding thread failed".into())),
             None => CaptureStats::default(),
         };
-        table.finish();
-        for r in table.drain_records() {
-            sink(r);
-        }
+        tracing::debug!(packets = stats.packets, live_flows = table.len(), "capture read");
+        let ending = std::time::Instant::now();
+        table.finish_each(&mut sink);
+        tracing::debug!(elapsed = ?ending.elapsed(), "flows live at the end of the capture ended");
         Ok(stats)
     }
 }

@@ -1,0 +1,126 @@
+//! Allocation-free text for hot output paths (one JSON line per flow):
+//! IP addresses written straight into a byte buffer, byte for byte as
+//! `std`'s `Display` writes them (RFC 5952 for IPv6: lowercase hex, leading
+//! zeros dropped, the first longest run of two or more zero groups as `::`,
+//! IPv4-mapped addresses as `::ffff:a.b.c.d`), without the `fmt` machinery.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Appends `ip` as `Display` would write it.
+pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => push_ipv4(out, a),
+        IpAddr::V6(a) => push_ipv6(out, a),
+    }
+}
+
+/// Appends a dotted-quad IPv4 address.
+pub fn push_ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if o >= 100 {
+            out.push(b'0' + o / 100);
+        }
+        if o >= 10 {
+            out.push(b'0' + o / 10 % 10);
+        }
+        out.push(b'0' + o % 10);
+    }
+}
+
+/// Appends an IPv6 address in RFC 5952 form.
+pub fn push_ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        out.extend_from_slice(b"::ffff:");
+        push_ipv4(out, v4);
+        return;
+    }
+    let seg = a.segments();
+    // The first longest run of zero groups.
+    let (mut best, mut best_len, mut cur, mut cur_len) = (0, 0, 0, 0);
+    for (i, &s) in seg.iter().enumerate() {
+        if s == 0 {
+            if cur_len == 0 {
+                cur = i;
+            }
+            cur_len += 1;
+            if cur_len > best_len {
+                (best, best_len) = (cur, cur_len);
+            }
+        } else {
+            cur_len = 0;
+        }
+    }
+    if best_len > 1 {
+        push_groups(out, &seg[..best]);
+        out.extend_from_slice(b"::");
+        push_groups(out, &seg[best + best_len..]);
+    } else {
+        push_groups(out, &seg);
+    }
+}
+
+fn push_groups(out: &mut Vec<u8>, groups: &[u16]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, &g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(b':');
+        }
+        let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
+        for d in (0..digits).rev() {
+            out.push(HEX[usize::from((g >> (d * 4)) as u8 & 0xf)]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text(ip: IpAddr) -> String {
+        let mut v = Vec::new();
+        push_ip(&mut v, ip);
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    #[test]
+    fn known_forms() {
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.3.10",
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::1",
+            "2001:db8:0:1:1:1:1:1",
+            "2001:0:0:1::1",
+            "::ffff:192.0.2.1",
+            "::192.0.2.1",
+            "fe80::1:0:0:1",
+            "1:0:0:2:0:0:0:3",
+        ] {
+            let ip: IpAddr = s.parse().unwrap();
+            assert_eq!(text(ip), ip.to_string(), "{s}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn same_as_display_v4(b in any::<[u8; 4]>()) {
+            let ip = IpAddr::from(b);
+            prop_assert_eq!(text(ip), ip.to_string());
+        }
+
+        /// Groups drawn mostly from 0 and small values, so that zero runs
+        /// of every length and position appear.
+        #[test]
+        fn same_as_display_v6(g in proptest::array::uniform8(prop_oneof![Just(0u16), Just(0u16), 1u16..16, any::<u16>()])) {
+            let ip = IpAddr::V6(Ipv6Addr::from(g));
+            prop_assert_eq!(text(ip), ip.to_string());
+        }
+    }
+}
