@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -250,7 +252,7 @@ pub enum ScopeArg {
 }
 
 /// One flow, as printed. Cheap to build (no allocation): names are shared
-/// `Rc<str>` and times stay nanoseconds until they are written.
+/// `Arc<str>` and times stay nanoseconds until they are written.
 struct FlowRow {
     protocol: u8,
     initiator: IpAddr,
@@ -270,8 +272,8 @@ struct FlowRow {
     end_reason: &'static str,
     direction: Option<&'static str>,
     access: Option<&'static str>,
-    network_security_group: Option<Rc<str>>,
-    rule_name: Option<Rc<str>>,
+    network_security_group: Option<Arc<str>>,
+    rule_name: Option<Arc<str>>,
 }
 
 impl FlowRow {
@@ -407,6 +409,76 @@ fn row<T>(r: &FlowRecord<T>) -> FlowRow {
         access: None,
         network_security_group: None,
         rule_name: None,
+    }
+}
+
+/// Rows per batch handed to the output thread.
+const ROW_BATCH: usize = 256;
+
+/// Rows formatted and written on a thread of their own, in batches. At the
+/// end of a capture most flows end at once: their output then runs beside
+/// the flow table's work of ending them, on the core the decoding left.
+struct RowSender {
+    batch: Vec<FlowRow>,
+    tx: Option<SyncSender<Vec<FlowRow>>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RowSender {
+    fn new(format: FlowFormat) -> Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Vec<FlowRow>>(16);
+        let thread = thread::Builder::new()
+            .name("netwatch-output".into())
+            .spawn(move || {
+                let mut w = RowWriter::new(format);
+                // After an error (a closed pipe), the rest is only drained.
+                let mut failed = None;
+                for batch in rx {
+                    for r in batch {
+                        if failed.is_none() {
+                            if let Err(e) = w.write(r) {
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                }
+                match failed {
+                    Some(e) => Err(e),
+                    None => w.finish(),
+                }
+            })
+            .context("starting the output thread")?;
+        Ok(RowSender {
+            batch: Vec::with_capacity(ROW_BATCH),
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn write(&mut self, r: FlowRow) {
+        self.batch.push(r);
+        if self.batch.len() >= ROW_BATCH {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
+        if let Some(tx) = &self.tx {
+            // A failed send means the thread ended; `finish` reports why.
+            let _ = tx.send(batch);
+        }
+    }
+
+    /// Writes the last rows and returns the first write error.
+    fn finish(mut self) -> io::Result<()> {
+        self.send();
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the output thread failed")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -567,8 +639,7 @@ fn report_stats(s: &CaptureStats, flows: u64, bytes: u64) {
 /// `netwatch flows`.
 pub fn flows(a: FlowsArgs) -> Result<()> {
     let opts = a.capture.options()?;
-    let mut out = RowWriter::new(a.capture.output);
-    let mut err: Option<io::Error> = None;
+    let mut out = RowSender::new(a.capture.output)?;
     let (mut flows, mut bytes) = (0u64, 0u64);
     let mut exporter = a.capture.export.exporter(false)?;
     let mut export_err: Option<io::Error> = None;
@@ -585,18 +656,11 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
             if matches!(r.kind, FlowRecordKind::End(_)) {
                 flows += 1;
                 bytes += r.forward.bytes + r.reverse.bytes;
-                if err.is_none() {
-                    if let Err(e) = out.write(row(&r)) {
-                        err = Some(e);
-                    }
-                }
+                out.write(row(&r));
             }
         },
         a.capture.progress(),
     )?;
-    if let Some(e) = err {
-        return Err(e.into());
-    }
     finish_export(exporter, export_err, a.capture.export.ipfix.as_deref())?;
     out.finish()?;
     report_stats(&stats, flows, bytes);
@@ -617,7 +681,7 @@ fn finish_export(exporter: Option<FlowExporter>, err: Option<io::Error>, target:
 }
 
 /// A verdict's NSG and rule names, shared by the rows that print them.
-type Names = (Option<Rc<str>>, Option<Rc<str>>);
+type Names = (Option<Arc<str>>, Option<Arc<str>>);
 
 /// A verdict as a hash key (its NSG and rule by index).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -677,8 +741,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut last_minute = i64::MIN;
     let mut exporter = a.capture.export.exporter(false)?;
     let mut export_err: Option<io::Error> = None;
-    let mut out = RowWriter::new(a.capture.output);
-    let mut err: Option<io::Error> = None;
+    let mut out = RowSender::new(a.capture.output)?;
     // Per verdict: its names (looked up once) and its totals.
     let mut names: HashMap<VerdictKey, Names> = HashMap::new();
     let mut tally: HashMap<VerdictKey, Tally> = HashMap::new();
@@ -729,7 +792,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
                 .entry(VerdictKey::of(&v))
                 .or_insert_with(|| {
                     let (n, r) = evaluator.names(&v);
-                    (n.map(Rc::from), r.map(Rc::from))
+                    (n.map(Arc::from), r.map(Arc::from))
                 })
                 .clone();
             fr.direction = Some(v.direction.map_or("Transit", |d| d.as_str()));
@@ -740,17 +803,10 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             t.flows += 1;
             t.packets += r.forward.packets + r.reverse.packets;
             t.bytes += b;
-            if err.is_none() {
-                if let Err(e) = out.write(fr) {
-                    err = Some(e);
-                }
-            }
+            out.write(fr);
         },
         a.capture.progress(),
     )?;
-    if let Some(e) = err {
-        return Err(e.into());
-    }
     if let Some(e) = log_err {
         return Err(e.context("writing flow logs"));
     }
