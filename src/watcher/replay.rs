@@ -99,7 +99,7 @@ enum Event {
         input_bytes: u64,
         packets_read: u64,
     },
-    /// The end of an input: its size and warnings.
+    /// The end of an input (its warnings are in the final counts).
     InputDone { input: usize, input_bytes: u64, packets_read: u64 },
 }
 

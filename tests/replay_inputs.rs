@@ -1,0 +1,114 @@
+//! Several inputs in one replay (reading runs on its own thread, in
+//! batches): rotated files of one capture track as the whole capture; an
+//! input that starts before the previous ones ended is another capture,
+//! whose flows never merge with theirs; a capture on stdin (`-`) gives the
+//! same flows as the file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use netwatch::watcher::replay::{replay, CaptureInput, ReplayOptions};
+use netwatch_capture::file::{CaptureReader, PcapWriter};
+use netwatch_flowlogs::{FlowRecordKind, FlowTuple};
+
+const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/pcap-bulk/pcapplusplus__tls2.pcap");
+
+/// A flow's end as compared here: tuple, packets and bytes each way, first
+/// and last time.
+type End = (FlowTuple, u64, u64, u64, u64, i64, i64);
+
+fn ends(inputs: &[CaptureInput]) -> Vec<End> {
+    let mut v = Vec::new();
+    let stats = replay(
+        inputs,
+        &ReplayOptions::default(),
+        |_| (),
+        |r| {
+            if matches!(r.kind, FlowRecordKind::End(_)) {
+                v.push((
+                    r.tuple,
+                    r.forward.packets,
+                    r.forward.bytes,
+                    r.reverse.packets,
+                    r.reverse.bytes,
+                    r.first_ns,
+                    r.last_ns,
+                ));
+            }
+        },
+    )
+    .expect("replay");
+    assert_eq!(stats.files, inputs.len());
+    v
+}
+
+/// Splits `src` into two pcaps at packet `at`, in `dir`.
+fn split(src: &Path, at: u64, dir: &Path) -> (PathBuf, PathBuf, u64) {
+    let mut r = CaptureReader::open(src).expect("corpus capture opens");
+    let link = r.interfaces()[0].link_type;
+    let (a, b) = (dir.join("a.pcap"), dir.join("b.pcap"));
+    let writer = |p: &Path| PcapWriter::new(BufWriter::new(File::create(p).expect("create")), link, 262_144, true).expect("header");
+    let (mut wa, mut wb) = (writer(&a), writer(&b));
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("packet");
+        let w = if n < at { &mut wa } else { &mut wb };
+        w.write_packet(p.timestamp_ns, p.orig_len, p.data).expect("write");
+        n += 1;
+    }
+    wa.flush().expect("flush");
+    wb.flush().expect("flush");
+    (a, b, n)
+}
+
+fn sorted(mut v: Vec<End>) -> Vec<End> {
+    v.sort();
+    v
+}
+
+#[test]
+fn rotated_files_track_as_one_capture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = PathBuf::from(SRC);
+    let (a, b, n) = split(&src, 3000, dir.path());
+    assert!(n > 6000, "{n} packets");
+    let whole = ends(&[CaptureInput::File(src)]);
+    let parts = ends(&[CaptureInput::File(a), CaptureInput::File(b)]);
+    // Same flows, same counts: flows spanning the cut are not split.
+    assert_eq!(sorted(parts), sorted(whole));
+}
+
+#[test]
+fn an_input_from_earlier_is_another_capture() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, _) = split(Path::new(SRC), 3000, dir.path());
+    // b (later packets) first, then a: a starts before b ended.
+    let both = ends(&[CaptureInput::File(b.clone()), CaptureInput::File(a.clone())]);
+    let alone_b = ends(&[CaptureInput::File(b)]);
+    let alone_a = ends(&[CaptureInput::File(a)]);
+    // b's flows end before a's packets are tracked, in b's order; then a's.
+    assert_eq!(both.len(), alone_b.len() + alone_a.len());
+    assert_eq!(both[..alone_b.len()], alone_b[..]);
+    assert_eq!(sorted(both[alone_b.len()..].to_vec()), sorted(alone_a));
+}
+
+#[test]
+fn stdin_gives_the_same_flows_as_the_file() {
+    let bin = env!("CARGO_BIN_EXE_netwatch");
+    let from_file = Command::new(bin).args(["flows", SRC]).output().expect("netwatch runs");
+    assert!(from_file.status.success(), "{}", String::from_utf8_lossy(&from_file.stderr));
+    let from_stdin = Command::new(bin)
+        .args(["flows", "-"])
+        .stdin(Stdio::from(File::open(SRC).expect("corpus capture")))
+        .output()
+        .expect("netwatch runs");
+    assert!(from_stdin.status.success(), "{}", String::from_utf8_lossy(&from_stdin.stderr));
+    assert!(!from_file.stdout.is_empty());
+    assert_eq!(from_stdin.stdout, from_file.stdout);
+    // Per-flow lines: the summary on stderr counts them.
+    let lines = from_file.stdout.iter().filter(|&&c| c == b'\n').count();
+    let summary = String::from_utf8_lossy(&from_file.stderr);
+    assert!(summary.starts_with(&format!("{lines} flows,")), "{summary}");
+}
