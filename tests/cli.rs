@@ -369,3 +369,18 @@ fn missing_resource_path_is_an_error() {
     assert!(stderr(&o).starts_with("error: does/not/exist: "), "{}", stderr(&o));
     assert!(!Path::new("does").exists());
 }
+
+/// Each cause is said once, on one line (library errors that already print
+/// their source are not followed by it again).
+#[test]
+fn missing_files_are_named_once() {
+    let o = netwatch(&["effective-security-rules", "--resources", "does/not/exist", "--nic", "x"]);
+    let e = stderr(&o);
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    let o = netwatch(&["flows", "no/such/capture.pcap"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.starts_with("error: no/such/capture.pcap: "), "{e}");
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+}

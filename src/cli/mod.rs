@@ -196,7 +196,19 @@ pub fn run() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            let msg = format!("{e:#}").replace('\n', " ");
+            // The chain of causes, each once: library errors often print
+            // their source in their own message already.
+            let mut msg = String::new();
+            for cause in e.chain() {
+                let text = cause.to_string().replace('\n', " ");
+                if msg.ends_with(&text) {
+                    continue;
+                }
+                if !msg.is_empty() {
+                    msg.push_str(": ");
+                }
+                msg.push_str(&text);
+            }
             let _ = writeln!(io::stderr(), "error: {msg}");
             ExitCode::from(1)
         }
