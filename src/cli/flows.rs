@@ -857,7 +857,6 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let stderr = io::stderr();
     let mut e = stderr.lock();
     write_columns(&mut e, &rows).context("writing the summary")?;
-    let _ = io::stderr().is_terminal();
     Ok(())
 }
 
