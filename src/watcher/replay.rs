@@ -159,7 +159,6 @@ impl PacketStream {
                     input_bytes,
                     packets_read,
                 } => {
-                    let mut pkts = packets.iter();
                     // Inputs are read as one capture when they follow each
                     // other in time (rotated files). An input that starts
                     // before the previous ones ended is another capture: end
@@ -168,14 +167,11 @@ impl PacketStream {
                     if input != last_input {
                         last_input = input;
                         if packets.first().is_some_and(|p| p.ts_ns < table.now_ns()) {
-                            table.finish();
-                            for r in table.drain_records() {
-                                sink(r);
-                            }
+                            table.finish_each(&mut sink);
                             table = FlowTable::new(opts.table).map_err(|e| ReplayError::Config(e.to_string()))?;
                         }
                     }
-                    for info in pkts.by_ref() {
+                    for info in &packets {
                         table.observe(info, |t, _| init(t));
                         for r in table.drain_records() {
                             sink(r);
