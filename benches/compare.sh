@@ -30,7 +30,8 @@
 # carries IPv4 and IPv6 flows). softflowd runs with -6 so that it tracks the
 # IPv6 packets too (without it, it skips them as "non-IP").
 #
-# Timing: wall clock of each command (date +%s%N), outputs to /dev/null, with
+# Timing: RUNS rounds, each tool once per round in turn (so a noisy moment
+# falls on all tools alike); wall clock of each command (date +%s%N), outputs to /dev/null, with
 # the capture in the page cache (read twice before the first timed run); CPU
 # time (user+sys) and peak RSS from /usr/bin/time. On a shared, loaded machine
 # the CPU column is the steadier one; the targets use the wall-clock medians. Targets checked at the end (exit status 0 either
@@ -271,29 +272,36 @@ echo "== warming the page cache"
 cat "$CAP" >/dev/null; cat "$CAP" >/dev/null
 
 now_ns() { date +%s%N; }
-declare -A MEDIAN RSS CPU
-echo "== timing ($RUNS runs each, median)"
-for entry in "${TOOLS[@]}"; do
-  name=${entry%%|*}; cmd=${entry#*|}
-  times=(); cpus=(); rss_max=0
-  for r in $(seq 1 "$RUNS"); do
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
+declare -A MEDIAN RSS CPU TIMES CPUS FAILED
+echo "== timing ($RUNS rounds, each tool once per round in turn; medians)"
+# Rounds rather than all runs of one tool then the next: a noisy moment on a
+# shared machine then falls on every tool alike, not on one.
+for r in $(seq 1 "$RUNS"); do
+  for entry in "${TOOLS[@]}"; do
+    name=${entry%%|*}; cmd=${entry#*|}
+    [ -n "${FAILED[$name]:-}" ] && continue
     t0=$(now_ns)
     if ! /usr/bin/time -f '%M %U %S' -o "$WORK/rss" bash -c "$cmd" >/dev/null 2>"$WORK/err"; then
       echo "   $name failed:" >&2; tail -5 "$WORK/err" >&2
-      times=(); break
+      FAILED[$name]=1
+      continue
     fi
     t1=$(now_ns)
-    times+=($(( t1 - t0 )))
+    TIMES[$name]+="$(( t1 - t0 )) "
     read -r rss u s < <(tail -1 "$WORK/rss")
-    (( rss > rss_max )) && rss_max=$rss
-    cpus+=("$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%d", (u+s)*1000}')")
+    (( rss > ${RSS[$name]:-0} )) && RSS[$name]=$rss
+    CPUS[$name]+="$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%d", (u+s)*1000}') "
   done
-  (( ${#times[@]} )) || continue
-  med=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}')
-  MEDIAN[$name]=$med; RSS[$name]=$rss_max
-  CPU[$name]=$(printf '%s\n' "${cpus[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}')
-  printf '   %-26s %8.3f s  (%s)\n' "$name" "$(awk -v n="$med" 'BEGIN{print n/1e9}')" \
-    "$(printf '%s\n' "${times[@]}" | awk '{printf "%s%.3f", (NR>1?" ":""), $1/1e9}')"
+done
+for entry in "${TOOLS[@]}"; do
+  name=${entry%%|*}
+  [ -n "${FAILED[$name]:-}" ] && { unset 'RSS[$name]'; continue; }
+  [ -n "${TIMES[$name]:-}" ] || continue
+  MEDIAN[$name]=$(printf '%s\n' ${TIMES[$name]} | median)
+  CPU[$name]=$(printf '%s\n' ${CPUS[$name]} | median)
+  printf '   %-26s %8.3f s  (%s)\n' "$name" "$(awk -v n="${MEDIAN[$name]}" 'BEGIN{print n/1e9}')" \
+    "$(printf '%s\n' ${TIMES[$name]} | awk '{printf "%s%.3f", (NR>1?" ":""), $1/1e9}')"
 done
 
 # ---------------------------------------------------------------- 4. report
