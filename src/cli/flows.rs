@@ -750,9 +750,15 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
+            let v = r.user;
+            let (nsg, rule) = names
+                .entry(VerdictKey::of(&v))
+                .or_insert_with(|| {
+                    let (n, r) = evaluator.names(&v);
+                    (n.map(Arc::from), r.map(Arc::from))
+                })
+                .clone();
             if let (Some(x), None) = (exporter.as_mut(), export_err.as_ref()) {
-                let v = r.user;
-                let (nsg, rule) = evaluator.names(&v);
                 let d = NsgDecision {
                     direction: v.direction,
                     access: v.direction.map(|_| v.access),
@@ -787,14 +793,6 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             let b = r.forward.bytes + r.reverse.bytes;
             bytes += b;
             let mut fr = row(&r);
-            let v = r.user;
-            let (nsg, rule) = names
-                .entry(VerdictKey::of(&v))
-                .or_insert_with(|| {
-                    let (n, r) = evaluator.names(&v);
-                    (n.map(Arc::from), r.map(Arc::from))
-                })
-                .clone();
             fr.direction = Some(v.direction.map_or("Transit", |d| d.as_str()));
             fr.access = v.direction.map(|_| v.access.as_str());
             fr.network_security_group = nsg;
