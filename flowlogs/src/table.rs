@@ -23,14 +23,18 @@
 //!   the flow's `last` time, and when its (older) heap entry comes due the
 //!   flow is rescheduled at its true deadline instead of expired;
 //! - the hot path for an existing flow is one hash lookup (seeded
-//!   `foldhash`) and a few counter updates, no allocation;
+//!   `foldhash`, open addressing over a compact index of 8-byte entries)
+//!   and a few counter updates in the first two cache lines of the flow's
+//!   slot, no allocation; [`FlowTable::observe_batch`] hashes a batch
+//!   first and prefetches each packet's index bucket and slot a few
+//!   packets ahead;
 //! - memory is bounded by the live flows (and by `max_flows` when set).
 //!
 //! Records produced (begin, reports, ends) queue up in an outbox that the
 //! caller empties with [`FlowTable::drain_records`].
 
-use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use thiserror::Error;
@@ -320,16 +324,24 @@ pub struct Observation<'a, T> {
     pub user: &'a mut T,
 }
 
-/// Canonical (direction-free) key.
+/// Canonical (direction-free) key: the two endpoints in ascending order.
+/// Addresses are IPv4-mapped for IPv4 (`v6` tells the families apart);
+/// kept as `u64` halves so that the key is 40 bytes with 8-byte alignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
-    lo: u128,
-    hi: u128,
+    lo: [u64; 2],
+    hi: [u64; 2],
     lo_port: u16,
     hi_port: u16,
     protocol: u8,
-    /// IPv6 (addresses are IPv4-mapped otherwise).
     v6: bool,
+}
+
+impl FlowKey {
+    /// Both endpoints are the same (address and port).
+    fn is_self(&self) -> bool {
+        self.lo == self.hi && self.lo_port == self.hi_port
+    }
 }
 
 #[inline]
@@ -338,6 +350,11 @@ fn addr_bits(ip: IpAddr) -> u128 {
         IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
         IpAddr::V6(a) => u128::from(a),
     }
+}
+
+#[inline]
+fn halves(x: u128) -> [u64; 2] {
+    [(x >> 64) as u64, x as u64]
 }
 
 /// Role of an ICMP message in a query/reply pair.
@@ -368,39 +385,62 @@ fn icmp_class(protocol: u8, icmp: Option<IcmpInfo>) -> (u16, u16, IcmpRole) {
     }
 }
 
-struct Flow<T> {
-    tuple: FlowTuple,
-    icmp: Option<IcmpInfo>,
-    first_ns: i64,
+/// A packet's key, hash and orientation, computed before its lookup (for a
+/// batch, ahead of it, so that the lookups can be prefetched).
+#[derive(Clone, Copy, Debug)]
+struct Prepared {
+    key: FlowKey,
+    hash: u64,
+    role: IcmpRole,
+    /// The packet's source endpoint is the key's `lo` endpoint.
+    src_is_lo: bool,
+}
+
+/// The per-packet state of a flow, in the first two cache lines of its
+/// slot: a packet of a known flow reads and writes only these.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug)]
+struct Hot {
+    key: FlowKey,
     last_ns: i64,
     fwd: DirectionStats,
     rev: DirectionStats,
+    first_ns: i64,
+    /// Token of this flow's one valid timer; 0 = the slot is free.
+    token: u64,
+    state: FlowState,
+    /// The initiator is the key's `lo` endpoint.
+    initiator_lo: bool,
+}
+
+struct Flow<T> {
+    hot: Hot,
+    tuple: FlowTuple,
+    icmp: Option<IcmpInfo>,
     reported_fwd: Counters,
     reported_rev: Counters,
-    state: FlowState,
     end_reason: EndReason,
     /// When the TCP close was seen (valid when `state == Ended`).
     closed_ns: i64,
     next_report_ns: i64,
-    /// Token of this flow's one valid timer.
-    token: u64,
     user: T,
 }
 
 impl<T: Clone> Flow<T> {
     fn snapshot(&self, kind: FlowRecordKind, at_ns: i64) -> FlowRecord<T> {
+        let h = &self.hot;
         FlowRecord {
             kind,
             at_ns,
             tuple: self.tuple,
             icmp: self.icmp,
-            first_ns: self.first_ns,
-            last_ns: self.last_ns,
-            state: self.state,
-            forward: self.fwd,
-            reverse: self.rev,
-            interval_forward: self.fwd.counters().saturating_sub(self.reported_fwd),
-            interval_reverse: self.rev.counters().saturating_sub(self.reported_rev),
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
+            state: h.state,
+            forward: h.fwd,
+            reverse: h.rev,
+            interval_forward: h.fwd.counters().saturating_sub(self.reported_fwd),
+            interval_reverse: h.rev.counters().saturating_sub(self.reported_rev),
             user: self.user.clone(),
         }
     }
@@ -409,7 +449,7 @@ impl<T: Clone> Flow<T> {
     fn end_record(&self, reason: EndReason, at_ns: i64) -> FlowRecord<T> {
         // A TCP flow already closed (FIN both ways, or RST) and lingering
         // for its last ACKs ended by that close, whatever removes it now.
-        let reason = if self.state == FlowState::Ended && matches!(reason, EndReason::Flushed | EndReason::Evicted) {
+        let reason = if self.hot.state == FlowState::Ended && matches!(reason, EndReason::Flushed | EndReason::Evicted) {
             self.end_reason
         } else {
             reason
@@ -417,36 +457,32 @@ impl<T: Clone> Flow<T> {
         self.snapshot(FlowRecordKind::End(reason), at_ns)
     }
 
-    /// Is `pkt` initiator → responder?
-    fn is_forward(&self, pkt: &PacketInfo, role: IcmpRole) -> bool {
-        let t = &self.tuple;
-        match pkt.protocol {
-            // Both endpoints identical: nothing tells the directions apart.
-            ip_protocol::TCP | ip_protocol::UDP if t.src == t.dst && t.src_port == t.dst_port => true,
-            ip_protocol::TCP | ip_protocol::UDP => pkt.src == t.src && pkt.src_port == t.src_port,
-            _ if t.src == t.dst => role != IcmpRole::Reply,
-            _ => pkt.src == t.src,
-        }
-    }
-
     /// Accounts `pkt`; returns whether it went initiator → responder and
     /// the close-linger deadline when the packet closed a TCP flow.
-    fn update(&mut self, pkt: &PacketInfo, role: IcmpRole, now: i64, linger: i64) -> (bool, Option<i64>) {
-        let from_initiator = self.is_forward(pkt, role);
-        let dir = if from_initiator { &mut self.fwd } else { &mut self.rev };
+    #[inline]
+    fn update(&mut self, pkt: &PacketInfo, prep: &Prepared, now: i64, linger: i64) -> (bool, Option<i64>) {
+        let h = &mut self.hot;
+        let from_initiator = match pkt.protocol {
+            // Both endpoints identical: nothing tells the directions apart.
+            ip_protocol::TCP | ip_protocol::UDP if h.key.is_self() => true,
+            ip_protocol::TCP | ip_protocol::UDP => prep.src_is_lo == h.initiator_lo,
+            _ if h.key.lo == h.key.hi => prep.role != IcmpRole::Reply,
+            _ => prep.src_is_lo == h.initiator_lo,
+        };
+        let dir = if from_initiator { &mut h.fwd } else { &mut h.rev };
         dir.packets += 1;
         dir.bytes += u64::from(pkt.ip_len);
         dir.tcp_flags |= pkt.tcp_flags;
-        self.last_ns = self.last_ns.max(pkt.ts_ns);
-        self.first_ns = self.first_ns.min(pkt.ts_ns);
-        if self.state == FlowState::Begin && !from_initiator {
-            self.state = FlowState::Established;
+        h.last_ns = h.last_ns.max(pkt.ts_ns);
+        h.first_ns = h.first_ns.min(pkt.ts_ns);
+        if h.state == FlowState::Begin && !from_initiator {
+            h.state = FlowState::Established;
         }
-        if pkt.protocol == ip_protocol::TCP && self.state != FlowState::Ended {
+        if pkt.protocol == ip_protocol::TCP && h.state != FlowState::Ended {
             let rst = pkt.tcp_flags & tcp_flags::RST != 0;
-            let fins = self.fwd.tcp_flags & self.rev.tcp_flags & tcp_flags::FIN != 0;
+            let fins = h.fwd.tcp_flags & h.rev.tcp_flags & tcp_flags::FIN != 0;
             if rst || fins {
-                self.state = FlowState::Ended;
+                h.state = FlowState::Ended;
                 self.end_reason = if rst { EndReason::TcpRst } else { EndReason::TcpFin };
                 self.closed_ns = now;
                 return (from_initiator, Some(now.saturating_add(linger)));
@@ -465,26 +501,28 @@ impl<T: Clone> Flow<T> {
             }
         };
         consider(
-            self.last_ns.saturating_add(cfg.idle_ns(self.tuple.protocol)),
+            self.hot.last_ns.saturating_add(cfg.idle_ns(self.tuple.protocol)),
             EndReason::IdleTimeout,
         );
-        if self.state == FlowState::Ended {
+        if self.hot.state == FlowState::Ended {
             consider(self.closed_ns.saturating_add(cfg.tcp_closed_linger_ns), self.end_reason);
         }
         if let Some(active) = cfg.active_timeout_ns {
-            consider(self.first_ns.saturating_add(active), EndReason::ActiveTimeout);
+            consider(self.hot.first_ns.saturating_add(active), EndReason::ActiveTimeout);
         }
         best
     }
 }
 
-/// Timer heap entry: (deadline, token, key). Ordered by deadline, then
-/// token (a counter), so expiry order is deterministic.
+/// Timer heap entry: (deadline, token, flow slot). Ordered by deadline,
+/// then token (a counter), so expiry order is deterministic. A timer is
+/// valid while its token is its slot's token: a flow gets a new token when
+/// it is rescheduled, and a freed slot has token 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Timer {
     deadline: i64,
     token: u64,
-    key: FlowKey,
+    slot: u32,
 }
 
 impl Ord for Timer {
@@ -499,16 +537,146 @@ impl PartialOrd for Timer {
     }
 }
 
+/// The flow index: open addressing with linear probing over 8-byte entries
+/// `(low 32 bits of the key's hash) << 32 | (slot + 1)`, 0 = empty, at most
+/// half full. Entries hold enough of the hash to find their home bucket
+/// (backward-shift deletion, no tombstones) and to skip most non-matching
+/// slots without reading them. The hash is seeded per table (foldhash), so
+/// a crafted capture cannot aim at one probe sequence.
+struct FlowIndex {
+    entries: Vec<u64>,
+    mask: usize,
+}
+
+impl FlowIndex {
+    const MIN_CAPACITY: usize = 1024;
+
+    fn new() -> Self {
+        FlowIndex {
+            entries: vec![0; Self::MIN_CAPACITY],
+            mask: Self::MIN_CAPACITY - 1,
+        }
+    }
+
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        (hash as u32 as usize) & self.mask
+    }
+
+    #[inline]
+    fn entry(hash: u64, slot: u32) -> u64 {
+        (hash << 32) | (u64::from(slot) + 1)
+    }
+
+    #[inline]
+    fn tag_matches(e: u64, hash: u64) -> bool {
+        (e >> 32) as u32 == hash as u32
+    }
+
+    #[inline]
+    fn slot_of(e: u64) -> u32 {
+        (e as u32).wrapping_sub(1)
+    }
+
+    /// The address of `hash`'s home bucket (for prefetching).
+    #[inline]
+    fn home_ptr(&self, hash: u64) -> *const u64 {
+        self.entries[self.home(hash)..].as_ptr()
+    }
+
+    /// The first entry of `hash`'s probe sequence, if its tag matches.
+    #[inline]
+    fn first_candidate(&self, hash: u64) -> Option<u32> {
+        let e = self.entries[self.home(hash)];
+        (e != 0 && Self::tag_matches(e, hash)).then(|| Self::slot_of(e))
+    }
+
+    /// Position and slot of the entry whose slot satisfies `is_match`.
+    #[inline]
+    fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
+        let mut i = self.home(hash);
+        loop {
+            let e = self.entries[i];
+            if e == 0 {
+                return None;
+            }
+            if Self::tag_matches(e, hash) && is_match(Self::slot_of(e)) {
+                return Some((i, Self::slot_of(e)));
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Adds `slot` under `hash` (not present; the caller keeps the index at
+    /// most half full).
+    #[inline]
+    fn insert(&mut self, hash: u64, slot: u32) {
+        let mut i = self.home(hash);
+        while self.entries[i] != 0 {
+            i = (i + 1) & self.mask;
+        }
+        self.entries[i] = Self::entry(hash, slot);
+    }
+
+    /// Removes the entry at position `i`, shifting later entries of the
+    /// cluster back so that every entry stays reachable from its home.
+    fn remove_at(&mut self, mut i: usize) {
+        let mask = self.mask;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let e = self.entries[j];
+            if e == 0 {
+                break;
+            }
+            let home = ((e >> 32) as usize) & mask;
+            // `e` may move to the hole at `i` unless its home lies
+            // cyclically in (i, j].
+            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
+            if !stays {
+                self.entries[i] = e;
+                i = j;
+            }
+        }
+        self.entries[i] = 0;
+    }
+
+    fn clear(&mut self) {
+        self.entries.iter_mut().for_each(|e| *e = 0);
+    }
+
+    /// A new, empty index with room for `live` entries at half load.
+    fn resized(live: usize) -> Self {
+        let cap = (live * 2).next_power_of_two().max(Self::MIN_CAPACITY);
+        FlowIndex {
+            entries: vec![0; cap],
+            mask: cap - 1,
+        }
+    }
+}
+
+/// How far ahead of the packet being accounted [`FlowTable::observe_batch`]
+/// prefetches the index bucket (2x) and the flow slot (1x).
+const PREFETCH_AHEAD: usize = 8;
+
 /// The flow table. `T` is the caller's per-flow slot; it is cloned into
-/// `Begin` and `Report` records (keep it small, or an `Arc`).
+/// `Begin` and `Report` records (keep it small, or an `Arc`). A slot's `T`
+/// is dropped when the slot is reused or the table is dropped.
 pub struct FlowTable<T> {
     cfg: FlowTableConfig,
-    flows: HashMap<FlowKey, Flow<T>, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    index: FlowIndex,
+    /// Flow slots; a free slot has token 0 and is listed in `free`.
+    slots: Vec<Flow<T>>,
+    free: Vec<u32>,
+    live: usize,
     /// Min-heap (by `Timer`'s reversed order) with one valid timer per flow.
     timers: BinaryHeap<Timer>,
     next_token: u64,
     clock: i64,
     outbox: Vec<FlowRecord<T>>,
+    /// Keys of the batch being observed (reused between batches).
+    prepared: Vec<Prepared>,
 }
 
 impl<T: Clone> FlowTable<T> {
@@ -517,11 +685,16 @@ impl<T: Clone> FlowTable<T> {
         cfg.validate()?;
         Ok(FlowTable {
             cfg,
-            flows: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            hasher: foldhash::fast::RandomState::default(),
+            index: FlowIndex::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
             timers: BinaryHeap::new(),
             next_token: 0,
             clock: i64::MIN,
             outbox: Vec::new(),
+            prepared: Vec::new(),
         })
     }
 
@@ -532,12 +705,12 @@ impl<T: Clone> FlowTable<T> {
 
     /// Live flows.
     pub fn len(&self) -> usize {
-        self.flows.len()
+        self.live
     }
 
     /// No live flows.
     pub fn is_empty(&self) -> bool {
-        self.flows.is_empty()
+        self.live == 0
     }
 
     /// The table's clock: the latest time passed to `advance`/`observe`
@@ -572,6 +745,17 @@ impl<T: Clone> FlowTable<T> {
         }
     }
 
+    #[inline]
+    fn prepare(&self, pkt: &PacketInfo) -> Prepared {
+        let (key, role, src_is_lo) = key_of(pkt);
+        Prepared {
+            key,
+            hash: self.hasher.hash_one(key),
+            role,
+            src_is_lo,
+        }
+    }
+
     /// Accounts one packet: advances the clock to its timestamp, finds or
     /// creates its flow and updates counters and state. For a new flow,
     /// `init` gets the flow's oriented tuple and the packet and returns the
@@ -580,53 +764,116 @@ impl<T: Clone> FlowTable<T> {
     where
         F: FnOnce(&FlowTuple, &PacketInfo) -> T,
     {
-        self.advance(pkt.ts_ns);
-        let now = self.clock;
-        let (key, role) = key_of(pkt);
-        let syn_only = pkt.protocol == ip_protocol::TCP && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-        if let Some(max) = self.cfg.max_flows {
-            if self.flows.len() >= max && !self.flows.contains_key(&key) {
-                while self.flows.len() >= max && self.evict_one() {}
+        let prep = self.prepare(pkt);
+        let (slot, is_new, from_initiator) = self.observe_prepared(pkt, &prep, init);
+        let flow = &mut self.slots[slot as usize];
+        Observation {
+            is_new,
+            from_initiator,
+            tuple: flow.tuple,
+            state: flow.hot.state,
+            user: &mut flow.user,
+        }
+    }
+
+    /// [`FlowTable::observe`] for each packet of `pkts` in order, handing
+    /// the records each produces to `sink` (as [`FlowTable::drain_records`]
+    /// after each packet would). Same results as packet by packet, faster:
+    /// the keys of the batch are hashed first, and each packet's index
+    /// bucket and flow slot are prefetched a few packets ahead, so that the
+    /// cache misses of several lookups overlap.
+    pub fn observe_batch<F, S>(&mut self, pkts: &[PacketInfo], mut init: F, mut sink: S)
+    where
+        F: FnMut(&FlowTuple, &PacketInfo) -> T,
+        S: FnMut(FlowRecord<T>),
+    {
+        let mut prepared = std::mem::take(&mut self.prepared);
+        prepared.clear();
+        prepared.extend(pkts.iter().map(|p| self.prepare(p)));
+        for (i, (pkt, prep)) in pkts.iter().zip(&prepared).enumerate() {
+            if let Some(p) = prepared.get(i + 2 * PREFETCH_AHEAD) {
+                prefetch::line(self.index.home_ptr(p.hash));
+            }
+            if let Some(p) = prepared.get(i + PREFETCH_AHEAD) {
+                if let Some(slot) = self.index.first_candidate(p.hash) {
+                    if let Some(f) = self.slots.get(slot as usize) {
+                        let hot: *const Hot = &f.hot;
+                        prefetch::line(hot);
+                        prefetch::line(hot.wrapping_byte_add(64));
+                    }
+                }
+            }
+            self.observe_prepared(pkt, prep, &mut init);
+            for r in self.outbox.drain(..) {
+                sink(r);
             }
         }
+        self.prepared = prepared;
+    }
 
+    /// The slot of the live flow with `prep`'s key, and its index position.
+    #[inline]
+    fn lookup(&self, prep: &Prepared) -> Option<(usize, u32)> {
+        let slots = &self.slots;
+        self.index.find(prep.hash, |s| {
+            slots.get(s as usize).is_some_and(|f| f.hot.token != 0 && f.hot.key == prep.key)
+        })
+    }
+
+    /// `observe` after the key is known: (slot, is_new, from_initiator).
+    fn observe_prepared<F>(&mut self, pkt: &PacketInfo, prep: &Prepared, init: F) -> (u32, bool, bool)
+    where
+        F: FnOnce(&FlowTuple, &PacketInfo) -> T,
+    {
+        self.advance(pkt.ts_ns);
+        let now = self.clock;
+        let syn_only = pkt.protocol == ip_protocol::TCP && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let mut found = self.lookup(prep).map(|(_, s)| s);
+        if found.is_none() {
+            if let Some(max) = self.cfg.max_flows {
+                while self.live >= max && self.evict_one() {}
+                // Eviction never removes this packet's flow (it has none).
+            }
+        }
+        let mut is_new = false;
+        let slot = match found.take() {
+            Some(slot) => {
+                let flow = &mut self.slots[slot as usize];
+                if syn_only && flow.hot.state == FlowState::Ended {
+                    // A new SYN on a closed TCP flow: the port was reused.
+                    let new = new_flow(&self.cfg, pkt, prep, init);
+                    let old = std::mem::replace(flow, new);
+                    let mut rec = old.snapshot(FlowRecordKind::End(EndReason::Reused), now);
+                    rec.user = old.user;
+                    self.outbox.push(rec);
+                    is_new = true;
+                }
+                slot
+            }
+            None => {
+                is_new = true;
+                let flow = new_flow(&self.cfg, pkt, prep, init);
+                self.insert(prep.hash, flow)
+            }
+        };
         let FlowTable {
             cfg,
-            flows,
+            slots,
             timers,
             next_token,
             outbox,
             ..
         } = self;
-        // One hash lookup for the common case (existing flow).
-        let mut is_new = false;
-        let flow = match flows.entry(key) {
-            Entry::Occupied(o) => {
-                let flow = o.into_mut();
-                if syn_only && flow.state == FlowState::Ended {
-                    // A new SYN on a closed TCP flow: the port was reused.
-                    let old = std::mem::replace(flow, new_flow(cfg, pkt, role, init));
-                    let mut rec = old.snapshot(FlowRecordKind::End(EndReason::Reused), now);
-                    rec.user = old.user;
-                    outbox.push(rec);
-                    is_new = true;
-                }
-                flow
-            }
-            Entry::Vacant(v) => {
-                is_new = true;
-                v.insert(new_flow(cfg, pkt, role, init))
-            }
-        };
-        let (from_initiator, close_deadline) = flow.update(pkt, role, now, cfg.tcp_closed_linger_ns);
+        let flow = &mut slots[slot as usize];
+        let (from_initiator, close_deadline) = flow.update(pkt, prep, now, cfg.tcp_closed_linger_ns);
         if is_new {
             *next_token += 1;
-            flow.token = *next_token;
+            flow.hot.token = *next_token;
             let (deadline, _) = flow.due(cfg);
             timers.push(Timer {
                 deadline,
-                token: flow.token,
-                key,
+                token: flow.hot.token,
+                slot,
             });
             if cfg.emit_begin {
                 let mut rec = flow.snapshot(FlowRecordKind::Begin, now);
@@ -642,20 +889,45 @@ impl<T: Clone> FlowTable<T> {
             // the flow's timer by one at its (new) earliest due event.
             let (deadline, _) = flow.due(cfg);
             *next_token += 1;
-            flow.token = *next_token;
+            flow.hot.token = *next_token;
             timers.push(Timer {
                 deadline,
-                token: flow.token,
-                key,
+                token: flow.hot.token,
+                slot,
             });
         }
-        Observation {
-            is_new,
-            from_initiator,
-            tuple: flow.tuple,
-            state: flow.state,
-            user: &mut flow.user,
+        (slot, is_new, from_initiator)
+    }
+
+    /// Stores a new flow (token still 0: the caller sets it) and indexes it.
+    fn insert(&mut self, hash: u64, flow: Flow<T>) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = flow;
+                s
+            }
+            None => {
+                self.slots.push(flow);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        if self.live * 2 > self.index.entries.len() {
+            self.grow();
         }
+        self.index.insert(hash, slot);
+        slot
+    }
+
+    /// Doubles the index and re-indexes the live flows.
+    fn grow(&mut self) {
+        let mut index = FlowIndex::resized(self.live);
+        for (s, f) in self.slots.iter().enumerate() {
+            if f.hot.token != 0 {
+                index.insert(self.hasher.hash_one(f.hot.key), s as u32);
+            }
+        }
+        self.index = index;
     }
 
     /// Ends every live flow (`EndReason::Flushed`, at the clock), in order
@@ -677,12 +949,21 @@ impl<T: Clone> FlowTable<T> {
         let now = self.clock;
         // Snapshots in place, then one clear: cheaper than removing the
         // flows one by one in an order unrelated to the table's.
-        let mut order: Vec<(i64, u64, &Flow<T>)> = self.flows.values().map(|f| (f.first_ns, f.token, f)).collect();
-        order.sort_unstable_by_key(|&(first, token, _)| (first, token));
-        for (_, _, f) in order {
-            sink(f.end_record(EndReason::Flushed, now));
+        let mut order: Vec<(i64, u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.hot.token != 0)
+            .map(|(s, f)| (f.hot.first_ns, f.hot.token, s as u32))
+            .collect();
+        order.sort_unstable();
+        for (_, _, s) in order {
+            sink(self.slots[s as usize].end_record(EndReason::Flushed, now));
         }
-        self.flows.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.live = 0;
+        self.index.clear();
         self.timers.clear();
     }
 
@@ -691,9 +972,9 @@ impl<T: Clone> FlowTable<T> {
     /// keeps records of different flows in time order.
     fn service(&mut self, timer: Timer, now: i64) {
         let interval = self.cfg.report_interval_ns.unwrap_or(i64::MAX);
-        let Some(f) = self.flows.get_mut(&timer.key) else { return };
-        if f.token != timer.token {
-            return; // stale: the flow was rescheduled or replaced
+        let Some(f) = self.slots.get_mut(timer.slot as usize) else { return };
+        if f.hot.token != timer.token {
+            return; // stale: the flow was rescheduled, replaced or ended
         }
         let (t, what) = f.due(&self.cfg);
         // A timer set before the flow's last packets can be earlier than
@@ -702,13 +983,13 @@ impl<T: Clone> FlowTable<T> {
         if t <= timer.deadline && t <= now {
             match what {
                 Some(reason) => {
-                    self.end_flow(&timer.key, reason, t);
+                    self.end_flow(timer.slot, reason, t);
                     return;
                 }
                 None => {
                     let rec = f.snapshot(FlowRecordKind::Report, t);
-                    f.reported_fwd = f.fwd.counters();
-                    f.reported_rev = f.rev.counters();
+                    f.reported_fwd = f.hot.fwd.counters();
+                    f.reported_rev = f.hot.rev.counters();
                     f.next_report_ns = f.next_report_ns.saturating_add(interval);
                     self.outbox.push(rec);
                 }
@@ -716,31 +997,37 @@ impl<T: Clone> FlowTable<T> {
         }
         let (next, _) = f.due(&self.cfg);
         self.next_token += 1;
-        f.token = self.next_token;
+        f.hot.token = self.next_token;
         self.timers.push(Timer {
             deadline: next,
-            token: f.token,
-            key: timer.key,
+            token: f.hot.token,
+            slot: timer.slot,
         });
     }
 
-    fn end_flow(&mut self, key: &FlowKey, reason: EndReason, at_ns: i64) {
-        if let Some(rec) = self.take_flow(key, reason, at_ns) {
-            self.outbox.push(rec);
+    /// Removes the live flow in `slot` and queues its end record.
+    fn end_flow(&mut self, slot: u32, reason: EndReason, at_ns: i64) {
+        let Some(f) = self.slots.get_mut(slot as usize) else { return };
+        if f.hot.token == 0 {
+            return;
         }
-    }
-
-    /// Removes a flow and returns its end record.
-    fn take_flow(&mut self, key: &FlowKey, reason: EndReason, at_ns: i64) -> Option<FlowRecord<T>> {
-        self.flows.remove(key).map(|f| f.end_record(reason, at_ns))
+        let rec = f.end_record(reason, at_ns);
+        f.hot.token = 0;
+        let hash = self.hasher.hash_one(f.hot.key);
+        if let Some((pos, _)) = self.index.find(hash, |s| s == slot) {
+            self.index.remove_at(pos);
+        }
+        self.free.push(slot);
+        self.live -= 1;
+        self.outbox.push(rec);
     }
 
     /// Ends the live flow with the earliest timer. False when there is none.
     fn evict_one(&mut self) -> bool {
         while let Some(t) = self.timers.pop() {
-            if matches!(self.flows.get(&t.key), Some(f) if f.token == t.token) {
+            if matches!(self.slots.get(t.slot as usize), Some(f) if f.hot.token == t.token) {
                 let now = self.clock;
-                self.end_flow(&t.key, EndReason::Evicted, now);
+                self.end_flow(t.slot, EndReason::Evicted, now);
                 return true;
             }
         }
@@ -748,7 +1035,7 @@ impl<T: Clone> FlowTable<T> {
     }
 }
 
-fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, role: IcmpRole, init: F) -> Flow<T>
+fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, prep: &Prepared, init: F) -> Flow<T>
 where
     F: FnOnce(&FlowTuple, &PacketInfo) -> T,
 {
@@ -757,7 +1044,7 @@ where
     // The receiver of a first-seen SYN-ACK (or ICMP query reply) initiated the flow.
     let reversed = match pkt.protocol {
         ip_protocol::TCP => pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK),
-        ip_protocol::ICMP | ip_protocol::ICMPV6 => role == IcmpRole::Reply,
+        ip_protocol::ICMP | ip_protocol::ICMPV6 => prep.role == IcmpRole::Reply,
         _ => false,
     };
     let tuple = if reversed {
@@ -779,68 +1066,146 @@ where
     };
     let user = init(&tuple, pkt);
     Flow {
+        hot: Hot {
+            key: prep.key,
+            last_ns: pkt.ts_ns,
+            fwd: DirectionStats::default(),
+            rev: DirectionStats::default(),
+            first_ns: pkt.ts_ns,
+            token: 0,
+            state: FlowState::Begin,
+            initiator_lo: prep.src_is_lo != reversed,
+        },
         tuple,
         icmp: pkt.icmp,
-        first_ns: pkt.ts_ns,
-        last_ns: pkt.ts_ns,
-        fwd: DirectionStats::default(),
-        rev: DirectionStats::default(),
         reported_fwd: Counters::default(),
         reported_rev: Counters::default(),
-        state: FlowState::Begin,
         end_reason: EndReason::IdleTimeout,
         closed_ns: 0,
         next_report_ns: cfg.report_interval_ns.map_or(i64::MAX, |iv| pkt.ts_ns.saturating_add(iv)),
-        token: 0,
         user,
     }
 }
 
-fn key_of(pkt: &PacketInfo) -> (FlowKey, IcmpRole) {
+/// The packet's canonical key, its ICMP role, and whether its source is
+/// the key's `lo` endpoint.
+#[inline]
+fn key_of(pkt: &PacketInfo) -> (FlowKey, IcmpRole, bool) {
     let (src, dst) = (addr_bits(pkt.src), addr_bits(pkt.dst));
     let v6 = pkt.src.is_ipv6();
     let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
+    let key = |lo: u128, hi: u128, lo_port: u16, hi_port: u16| FlowKey {
+        lo: halves(lo),
+        hi: halves(hi),
+        lo_port,
+        hi_port,
+        protocol: pkt.protocol,
+        v6,
+    };
     match pkt.protocol {
         ip_protocol::TCP | ip_protocol::UDP => {
             let a = (src, pkt.src_port);
             let b = (dst, pkt.dst_port);
-            let (l, h) = if a <= b { (a, b) } else { (b, a) };
-            (
-                FlowKey {
-                    lo: l.0,
-                    hi: h.0,
-                    lo_port: l.1,
-                    hi_port: h.1,
-                    protocol: pkt.protocol,
-                    v6,
-                },
-                IcmpRole::Other,
-            )
+            if a <= b {
+                (key(a.0, b.0, a.1, b.1), IcmpRole::Other, true)
+            } else {
+                (key(b.0, a.0, b.1, a.1), IcmpRole::Other, false)
+            }
         }
         ip_protocol::ICMP | ip_protocol::ICMPV6 => {
             let (p, q, role) = icmp_class(pkt.protocol, pkt.icmp);
-            (
-                FlowKey {
-                    lo,
-                    hi,
-                    lo_port: p,
-                    hi_port: q,
-                    protocol: pkt.protocol,
-                    v6,
-                },
-                role,
-            )
+            (key(lo, hi, p, q), role, src <= dst)
         }
-        _ => (
-            FlowKey {
-                lo,
-                hi,
-                lo_port: 0,
-                hi_port: 0,
-                protocol: pkt.protocol,
-                v6,
-            },
-            IcmpRole::Other,
-        ),
+        _ => (key(lo, hi, 0, 0), IcmpRole::Other, src <= dst),
+    }
+}
+
+/// Software prefetch, the table's one use of `unsafe`.
+#[allow(unsafe_code)]
+mod prefetch {
+    /// Hints the CPU to bring the cache line at `p` into L1 (any address:
+    /// a prefetch never faults).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn line<T>(p: *const T) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: PREFETCHT0 (SSE, baseline on x86_64) is only a hint: it
+        // does not dereference `p` architecturally and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
+    }
+
+    /// No-op elsewhere.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    pub(super) fn line<T>(_p: *const T) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Slot `s` lives under `hashes[s]`; `find` by slot identity.
+    fn find(ix: &FlowIndex, hash: u64, slot: u32) -> Option<usize> {
+        ix.find(hash, |s| s == slot).map(|(pos, _)| pos)
+    }
+
+    proptest! {
+        /// Inserts and removals in any order, with hashes crowded into a
+        /// few home buckets (long clusters that wrap around the end): the
+        /// index finds exactly the live slots, each under its hash.
+        #[test]
+        fn index_matches_a_map(ops in proptest::collection::vec((any::<bool>(), 0u32..600, 0u64..40), 1..2000)) {
+            let mut ix = FlowIndex::new();
+            let mut live: HashMap<u32, u64> = HashMap::new();
+            for (insert, slot, h) in ops {
+                // Homes near the end of the table, so clusters wrap.
+                let hash = (h << 40) | (FlowIndex::MIN_CAPACITY as u64 - 20 + h);
+                if insert {
+                    if live.contains_key(&slot) || live.len() * 2 >= ix.entries.len() {
+                        continue;
+                    }
+                    ix.insert(hash, slot);
+                    live.insert(slot, hash);
+                } else if let Some(hash) = live.remove(&slot) {
+                    let pos = find(&ix, hash, slot);
+                    prop_assert!(pos.is_some(), "slot {} lost before removal", slot);
+                    if let Some(pos) = pos {
+                        ix.remove_at(pos);
+                    }
+                }
+                for (&s, &h) in &live {
+                    prop_assert!(find(&ix, h, s).is_some(), "slot {} unreachable", s);
+                }
+                prop_assert_eq!(ix.entries.iter().filter(|&&e| e != 0).count(), live.len());
+            }
+        }
+    }
+
+    #[test]
+    fn index_grows_and_keeps_every_flow() {
+        let mut t: FlowTable<u32> = FlowTable::new(FlowTableConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let n = 5000u32;
+        for i in 0..n {
+            let p = PacketInfo {
+                ts_ns: i64::from(i),
+                src: IpAddr::from([10, 0, (i >> 8) as u8, i as u8]),
+                dst: IpAddr::from([192, 0, 2, 1]),
+                protocol: ip_protocol::UDP,
+                src_port: 5000,
+                dst_port: 53,
+                icmp: None,
+                tcp_flags: 0,
+                ip_len: 100,
+            };
+            assert!(t.observe(&p, |_, _| i).is_new);
+            // The same packet again finds its flow.
+            let o = t.observe(&p, |_, _| u32::MAX);
+            assert!(!o.is_new);
+            assert_eq!(*o.user, i);
+        }
+        assert_eq!(t.len(), n as usize);
+        assert!(t.index.entries.len() >= 2 * n as usize);
     }
 }

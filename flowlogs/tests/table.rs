@@ -331,3 +331,69 @@ proptest! {
         prop_assert!(recs.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
     }
 }
+
+proptest! {
+    /// `observe_batch` (any batch sizes) produces exactly the records that
+    /// `observe` packet by packet does, over traffic with thousands of
+    /// flows (the index grows), short timeouts and a flow limit (flows are
+    /// removed and their slots reused mid-batch).
+    #[test]
+    fn batches_equal_single_packets(
+        pkts in proptest::collection::vec((0u16..3000, 0u16..4, 0u8..4, 1u32..1500, 0u32..30), 1..4000),
+        cuts in proptest::collection::vec(1usize..600, 1..40),
+        max_flows in proptest::option::of(50usize..2000),
+    ) {
+        let cfg = FlowTableConfig {
+            udp_idle_ns: S,
+            icmp_idle_ns: S,
+            tcp_idle_ns: 2 * S,
+            tcp_closed_linger_ns: S / 2,
+            report_interval_ns: Some(3 * S),
+            max_flows,
+            ..FlowTableConfig::default()
+        };
+        let mut ts = 0i64;
+        let traffic: Vec<PacketInfo> = pkts
+            .iter()
+            .map(|&(host, port, kind, len, gap_ms)| {
+                ts += i64::from(gap_ms) * 1_000_000;
+                let a = format!("10.{}.{}.1", host >> 8, host & 0xff);
+                let mut p = match kind {
+                    0 => tcp(0.0, &a, 1000 + port, "192.0.2.1", 443, [SYN, SYN | ACK, ACK, FIN | ACK][(len % 4) as usize], len),
+                    1 => tcp(0.0, "192.0.2.1", 443, &a, 1000 + port, [ACK, RST, PSH | ACK, SYN][(len % 4) as usize], len),
+                    2 => udp(0.0, &a, 1000 + port, "192.0.2.53", 53, len),
+                    _ => icmp(0.0, &a, "192.0.2.1", [8, 0][(len % 2) as usize], port, len),
+                };
+                p.ts_ns = ts;
+                p
+            })
+            .collect();
+
+        let mut single: FlowTable<u64> = FlowTable::new(cfg).unwrap();
+        let mut expected = Vec::new();
+        let mut id = 0u64;
+        for p in &traffic {
+            single.observe(p, |_, _| { id += 1; id });
+            expected.extend(single.drain_records());
+        }
+        single.finish();
+        expected.extend(single.drain_records());
+
+        let mut batched: FlowTable<u64> = FlowTable::new(cfg).unwrap();
+        let mut got = Vec::new();
+        let mut id = 0u64;
+        let mut rest = &traffic[..];
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = cuts[i % cuts.len()].min(rest.len());
+            i += 1;
+            let (batch, tail) = rest.split_at(n);
+            batched.observe_batch(batch, |_, _| { id += 1; id }, |r| got.push(r));
+            rest = tail;
+        }
+        batched.finish();
+        got.extend(batched.drain_records());
+        prop_assert_eq!(got.len(), expected.len());
+        prop_assert!(got == expected, "records differ");
+    }
+}

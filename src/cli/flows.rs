@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -415,31 +415,48 @@ fn row<T>(r: &FlowRecord<T>) -> FlowRow {
 /// Rows per batch handed to the output thread.
 const ROW_BATCH: usize = 256;
 
+/// What the output thread gets: rows to format, or JSON lines the flow
+/// thread formatted itself.
+enum RowChunk {
+    Rows(Vec<FlowRow>),
+    Jsonl(Vec<u8>),
+}
+
 /// Rows formatted and written on a thread of their own, in batches. At the
-/// end of a capture most flows end at once: their output then runs beside
-/// the flow table's work of ending them, on the core the decoding left.
+/// end of a capture most flows end at once and rows come faster than one
+/// thread formats them: then (the channel is full) the flow thread formats
+/// batches too, as JSON lines, on the core the decoding left. The channel
+/// keeps the order either way.
 struct RowSender {
+    format: FlowFormat,
     batch: Vec<FlowRow>,
-    tx: Option<SyncSender<Vec<FlowRow>>>,
+    /// The flow thread's own time cache, for the lines it formats.
+    times: Rfc3339Cache,
+    /// Batches the flow thread formatted.
+    formatted_here: usize,
+    tx: Option<SyncSender<RowChunk>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl RowSender {
     fn new(format: FlowFormat) -> Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Vec<FlowRow>>(16);
+        let (tx, rx) = mpsc::sync_channel::<RowChunk>(16);
         let thread = thread::Builder::new()
             .name("netwatch-output".into())
             .spawn(move || {
                 let mut w = RowWriter::new(format);
                 // After an error (a closed pipe), the rest is only drained.
                 let mut failed = None;
-                for batch in rx {
-                    for r in batch {
-                        if failed.is_none() {
-                            if let Err(e) = w.write(r) {
-                                failed = Some(e);
-                            }
-                        }
+                for chunk in rx {
+                    if failed.is_some() {
+                        continue;
+                    }
+                    let res = match chunk {
+                        RowChunk::Rows(batch) => batch.into_iter().try_for_each(|r| w.write(r)),
+                        RowChunk::Jsonl(bytes) => w.out.write_all(&bytes),
+                    };
+                    if let Err(e) = res {
+                        failed = Some(e);
                     }
                 }
                 match failed {
@@ -449,7 +466,10 @@ impl RowSender {
             })
             .context("starting the output thread")?;
         Ok(RowSender {
+            format,
             batch: Vec::with_capacity(ROW_BATCH),
+            times: Rfc3339Cache::default(),
+            formatted_here: 0,
             tx: Some(tx),
             thread: Some(thread),
         })
@@ -464,9 +484,22 @@ impl RowSender {
 
     fn send(&mut self) {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
-        if let Some(tx) = &self.tx {
-            // A failed send means the thread ended; `finish` reports why.
-            let _ = tx.send(batch);
+        let Some(tx) = &self.tx else { return };
+        // A failed send means the thread ended; `finish` reports why.
+        match tx.try_send(RowChunk::Rows(batch)) {
+            Err(TrySendError::Full(RowChunk::Rows(batch))) if self.format == FlowFormat::Jsonl => {
+                let mut bytes = Vec::with_capacity(batch.len() * 512);
+                for r in &batch {
+                    r.write_json(&mut bytes, &mut self.times);
+                    bytes.push(b'\n');
+                }
+                self.formatted_here += 1;
+                let _ = tx.send(RowChunk::Jsonl(bytes));
+            }
+            Err(TrySendError::Full(chunk)) => {
+                let _ = tx.send(chunk);
+            }
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
@@ -474,6 +507,7 @@ impl RowSender {
     fn finish(mut self) -> io::Result<()> {
         self.send();
         self.tx = None;
+        tracing::debug!(batches = self.formatted_here, "row batches formatted on the flow thread");
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(io::Error::other("the output thread failed")),
