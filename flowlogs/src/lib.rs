@@ -16,8 +16,7 @@
 //! 4. at the end, [`FlowTable::finish`], drain again, and flush the writers.
 //!
 //! [`read`] parses NSG v1/v2 and VNet v4 files back.
-// One isolated `unsafe`: the flow table's software prefetch (table::prefetch).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod event;

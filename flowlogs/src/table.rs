@@ -25,9 +25,7 @@
 //! - the hot path for an existing flow is one hash lookup (seeded
 //!   `foldhash`, open addressing over a compact index of 8-byte entries)
 //!   and a few counter updates in the first two cache lines of the flow's
-//!   slot, no allocation; [`FlowTable::observe_batch`] hashes a batch
-//!   first and prefetches each packet's index bucket and slot a few
-//!   packets ahead;
+//!   slot, no allocation;
 //! - memory is bounded by the live flows (and by `max_flows` when set).
 //!
 //! Records produced (begin, reports, ends) queue up in an outbox that the
@@ -327,7 +325,7 @@ pub struct Observation<'a, T> {
 /// Canonical (direction-free) key: the two endpoints in ascending order.
 /// Addresses are IPv4-mapped for IPv4 (`v6` tells the families apart);
 /// kept as `u64` halves so that the key is 40 bytes with 8-byte alignment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowKey {
     lo: [u64; 2],
     hi: [u64; 2],
@@ -335,6 +333,20 @@ struct FlowKey {
     hi_port: u16,
     protocol: u8,
     v6: bool,
+}
+
+/// Five word writes (the derived `Hash` would add slice lengths and
+/// separate small writes): hashing is on every packet's path.
+impl std::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.lo[0]);
+        state.write_u64(self.lo[1]);
+        state.write_u64(self.hi[0]);
+        state.write_u64(self.hi[1]);
+        state
+            .write_u64(u64::from(self.lo_port) | u64::from(self.hi_port) << 16 | u64::from(self.protocol) << 32 | u64::from(self.v6) << 40);
+    }
 }
 
 impl FlowKey {
@@ -385,8 +397,7 @@ fn icmp_class(protocol: u8, icmp: Option<IcmpInfo>) -> (u16, u16, IcmpRole) {
     }
 }
 
-/// A packet's key, hash and orientation, computed before its lookup (for a
-/// batch, ahead of it, so that the lookups can be prefetched).
+/// A packet's key, hash and orientation, computed before its lookup.
 #[derive(Clone, Copy, Debug)]
 struct Prepared {
     key: FlowKey,
@@ -578,19 +589,6 @@ impl FlowIndex {
         (e as u32).wrapping_sub(1)
     }
 
-    /// The address of `hash`'s home bucket (for prefetching).
-    #[inline]
-    fn home_ptr(&self, hash: u64) -> *const u64 {
-        self.entries[self.home(hash)..].as_ptr()
-    }
-
-    /// The first entry of `hash`'s probe sequence, if its tag matches.
-    #[inline]
-    fn first_candidate(&self, hash: u64) -> Option<u32> {
-        let e = self.entries[self.home(hash)];
-        (e != 0 && Self::tag_matches(e, hash)).then(|| Self::slot_of(e))
-    }
-
     /// Position and slot of the entry whose slot satisfies `is_match`.
     #[inline]
     fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
@@ -655,10 +653,6 @@ impl FlowIndex {
     }
 }
 
-/// How far ahead of the packet being accounted [`FlowTable::observe_batch`]
-/// prefetches the index bucket (2x) and the flow slot (1x).
-const PREFETCH_AHEAD: usize = 8;
-
 /// The flow table. `T` is the caller's per-flow slot; it is cloned into
 /// `Begin` and `Report` records (keep it small, or an `Arc`). A slot's `T`
 /// is dropped when the slot is reused or the table is dropped.
@@ -675,8 +669,6 @@ pub struct FlowTable<T> {
     next_token: u64,
     clock: i64,
     outbox: Vec<FlowRecord<T>>,
-    /// Keys of the batch being observed (reused between batches).
-    prepared: Vec<Prepared>,
 }
 
 impl<T: Clone> FlowTable<T> {
@@ -694,7 +686,6 @@ impl<T: Clone> FlowTable<T> {
             next_token: 0,
             clock: i64::MIN,
             outbox: Vec::new(),
-            prepared: Vec::new(),
         })
     }
 
@@ -778,37 +769,24 @@ impl<T: Clone> FlowTable<T> {
 
     /// [`FlowTable::observe`] for each packet of `pkts` in order, handing
     /// the records each produces to `sink` (as [`FlowTable::drain_records`]
-    /// after each packet would). Same results as packet by packet, faster:
-    /// the keys of the batch are hashed first, and each packet's index
-    /// bucket and flow slot are prefetched a few packets ahead, so that the
-    /// cache misses of several lookups overlap.
+    /// after each packet would).
+    ///
+    /// (Hashing the whole batch first and prefetching each packet's index
+    /// bucket and slot a few packets ahead was measured no faster than this
+    /// loop on the 27k-flow bench, `benches/flowtable.rs`: the out-of-order
+    /// core already overlaps the misses of neighbouring packets.)
     pub fn observe_batch<F, S>(&mut self, pkts: &[PacketInfo], mut init: F, mut sink: S)
     where
         F: FnMut(&FlowTuple, &PacketInfo) -> T,
         S: FnMut(FlowRecord<T>),
     {
-        let mut prepared = std::mem::take(&mut self.prepared);
-        prepared.clear();
-        prepared.extend(pkts.iter().map(|p| self.prepare(p)));
-        for (i, (pkt, prep)) in pkts.iter().zip(&prepared).enumerate() {
-            if let Some(p) = prepared.get(i + 2 * PREFETCH_AHEAD) {
-                prefetch::line(self.index.home_ptr(p.hash));
-            }
-            if let Some(p) = prepared.get(i + PREFETCH_AHEAD) {
-                if let Some(slot) = self.index.first_candidate(p.hash) {
-                    if let Some(f) = self.slots.get(slot as usize) {
-                        let hot: *const Hot = &f.hot;
-                        prefetch::line(hot);
-                        prefetch::line(hot.wrapping_byte_add(64));
-                    }
-                }
-            }
-            self.observe_prepared(pkt, prep, &mut init);
+        for pkt in pkts {
+            let prep = self.prepare(pkt);
+            self.observe_prepared(pkt, &prep, &mut init);
             for r in self.outbox.drain(..) {
                 sink(r);
             }
         }
-        self.prepared = prepared;
     }
 
     /// The slot of the live flow with `prep`'s key, and its index position.
@@ -1118,26 +1096,6 @@ fn key_of(pkt: &PacketInfo) -> (FlowKey, IcmpRole, bool) {
         }
         _ => (key(lo, hi, 0, 0), IcmpRole::Other, src <= dst),
     }
-}
-
-/// Software prefetch, the table's one use of `unsafe`.
-#[allow(unsafe_code)]
-mod prefetch {
-    /// Hints the CPU to bring the cache line at `p` into L1 (any address:
-    /// a prefetch never faults).
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    pub(super) fn line<T>(p: *const T) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: PREFETCHT0 (SSE, baseline on x86_64) is only a hint: it
-        // does not dereference `p` architecturally and never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
-    }
-
-    /// No-op elsewhere.
-    #[cfg(not(target_arch = "x86_64"))]
-    #[inline(always)]
-    pub(super) fn line<T>(_p: *const T) {}
 }
 
 #[cfg(test)]

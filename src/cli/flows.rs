@@ -776,22 +776,20 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let mut exporter = a.capture.export.exporter(false)?;
     let mut export_err: Option<io::Error> = None;
     let mut out = RowSender::new(a.capture.output)?;
-    // Per verdict: its names (looked up once) and its totals.
-    let mut names: HashMap<VerdictKey, Names> = HashMap::new();
-    let mut tally: HashMap<VerdictKey, Tally> = HashMap::new();
+    // Per verdict: its names (looked up once) and its totals; one lookup
+    // per record (foldhash: this runs for every flow's records).
+    let mut verdicts: HashMap<VerdictKey, (Names, Tally), foldhash::fast::RandomState> = HashMap::default();
     let (mut flows, mut bytes) = (0u64, 0u64);
     let stats = stream.track(
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
             let v = r.user;
-            let (nsg, rule) = names
-                .entry(VerdictKey::of(&v))
-                .or_insert_with(|| {
-                    let (n, r) = evaluator.names(&v);
-                    (n.map(Arc::from), r.map(Arc::from))
-                })
-                .clone();
+            let ((nsg, rule), tally) = verdicts.entry(VerdictKey::of(&v)).or_insert_with(|| {
+                let (n, r) = evaluator.names(&v);
+                ((n.map(Arc::from), r.map(Arc::from)), Tally::default())
+            });
+            let (nsg, rule) = (nsg.clone(), rule.clone());
             if let (Some(x), None) = (exporter.as_mut(), export_err.as_ref()) {
                 let d = NsgDecision {
                     direction: v.direction,
@@ -831,10 +829,9 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             fr.access = v.direction.map(|_| v.access.as_str());
             fr.network_security_group = nsg;
             fr.rule_name = rule;
-            let t = tally.entry(VerdictKey::of(&v)).or_default();
-            t.flows += 1;
-            t.packets += r.forward.packets + r.reverse.packets;
-            t.bytes += b;
+            tally.flows += 1;
+            tally.packets += r.forward.packets + r.reverse.packets;
+            tally.bytes += b;
             out.write(fr);
         },
         a.capture.progress(),
@@ -855,7 +852,10 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         .collect::<Vec<_>>()];
     // Sorted by direction, NSG, rule and access, by name.
     let mut summary: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
-    for (k, t) in tally {
+    for (k, (_, t)) in verdicts {
+        if t.flows == 0 {
+            continue; // only Begin records so far (cannot happen after the final flush)
+        }
         let v = k.verdict();
         let (nsg, rule) = evaluator.names(&v);
         let key = (

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::{self, JoinHandle};
 
-use netwatch_capture::{decode, CaptureReader, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
+use netwatch_capture::decode::{decode_fast, decode_walk};
+use netwatch_capture::{CaptureReader, DecodeOptions, FragmentTracker, LinkType, NotIp, PacketMeta};
 use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
 use netwatch_rules::{Access, AddrSet, Direction, Flow, IpPrefix};
 use thiserror::Error;
@@ -270,6 +271,32 @@ impl Decoder<'_> {
         self.tx.send(ev).is_ok()
     }
 
+    /// A frame the decoder's fast path does not cover, through the full
+    /// walk: counts non-IP, truncated and malformed frames, and fills the
+    /// ports of non-first fragments. `None` for frames without an IP packet.
+    #[inline(never)]
+    fn decode_other(&mut self, ts_ns: i64, link: LinkType, data: &[u8]) -> Option<PacketInfo> {
+        let stats = &mut self.stats;
+        let mut meta = match decode_walk(link, data, self.dopts) {
+            Ok(m) => m,
+            Err(NotIp::Truncated { .. }) => {
+                stats.truncated_packets += 1;
+                return None;
+            }
+            Err(_) => {
+                stats.non_ip_frames += 1;
+                return None;
+            }
+        };
+        if meta.truncated || meta.malformed {
+            stats.truncated_packets += 1;
+        }
+        if meta.fragment.is_fragment {
+            self.fragments.process(&mut meta);
+        }
+        Some(packet_info(ts_ns, &meta))
+    }
+
     /// Decodes one input; false when the replay is to stop (an error was
     /// sent, or nobody listens any more).
     fn run<R: Read>(&mut self, input: usize, name: &Path, mut reader: CaptureReader<R>) -> bool {
@@ -287,28 +314,21 @@ impl Decoder<'_> {
                     return false;
                 }
             };
-            let stats = &mut self.stats;
-            stats.packets += 1;
+            self.stats.packets += 1;
             offset = pkt.offset;
-            let mut meta = match decode(pkt.link_type, pkt.data, self.dopts) {
-                Ok(m) => m,
-                Err(NotIp::Truncated { .. }) => {
-                    stats.truncated_packets += 1;
-                    continue;
-                }
-                Err(_) => {
-                    stats.non_ip_frames += 1;
-                    continue;
-                }
+            // The decoder's fast path covers the common frames, and what it
+            // returns is complete, well-formed and not a fragment: nothing
+            // to count or track. Built straight into the batch entry, the
+            // metadata never goes through memory.
+            let info = match decode_fast(pkt.link_type, pkt.data) {
+                Some(meta) => packet_info(pkt.timestamp_ns, &meta),
+                None => match self.decode_other(pkt.timestamp_ns, pkt.link_type, pkt.data) {
+                    Some(info) => info,
+                    None => continue,
+                },
             };
-            if meta.truncated || meta.malformed {
-                stats.truncated_packets += 1;
-            }
-            if meta.fragment.is_fragment {
-                self.fragments.process(&mut meta);
-            }
-            stats.ip_packets += 1;
-            batch.push(packet_info(pkt.timestamp_ns, &meta));
+            self.stats.ip_packets += 1;
+            batch.push(info);
             if batch.len() == BATCH {
                 let packets = std::mem::replace(&mut batch, self.batch());
                 let ev = Event::Packets {

@@ -27,6 +27,7 @@
 //! slices where the whole header is present; truncated headers and the
 //! encapsulations etherparse does not cover are read by hand.
 
+mod fast;
 mod fragments;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -34,6 +35,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
 use thiserror::Error;
 
+pub use fast::decode_fast;
 pub use fragments::{FragmentKey, FragmentTracker};
 
 use crate::file::LinkType;
@@ -165,7 +167,24 @@ const MAX_L2_STEPS: usize = 64;
 const MAX_V6_EXTS: usize = 256;
 
 /// Decodes one frame of link type `link`. See the [module docs](self).
+///
+/// The common frames (Ethernet / raw IP / SLL, IPv4 or IPv6 without
+/// extension headers, TCP / UDP / ICMP, complete, no fragment, no tunnel)
+/// take a fast path ([`decode_fast`]) that returns what the full walk
+/// ([`decode_walk`]) would; everything else takes the full walk.
+#[inline(always)]
 pub fn decode(link: LinkType, data: &[u8], opts: DecodeOptions) -> Result<PacketMeta, NotIp> {
+    match decode_fast(link, data) {
+        Some(m) => Ok(m),
+        None => decode_walk(link, data, opts),
+    }
+}
+
+/// [`decode`] without its fast path: the full walk over every layer. The
+/// same result as [`decode`] for every frame; for callers that tried
+/// [`decode_fast`] already, and for tests and benchmarks comparing the two.
+#[inline(never)]
+pub fn decode_walk(link: LinkType, data: &[u8], opts: DecodeOptions) -> Result<PacketMeta, NotIp> {
     let (next, off) = link_layer(link, data)?;
     let mut ctx = Ctx {
         opts,

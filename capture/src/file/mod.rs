@@ -226,6 +226,47 @@ struct Record {
     in_src: bool,
 }
 
+/// Per-file constants of the classic pcap record fast path
+/// ([`CaptureReader::next_packet`]): a record whose header and data are in
+/// the input buffer and that needs no check beyond these is returned in
+/// place without going through [`CaptureReader::next_pcap_record`].
+#[derive(Clone, Copy, Debug)]
+struct PcapFast {
+    big_endian: bool,
+    /// Largest captured length that is neither an error nor a warning:
+    /// `min(max_caplen, snaplen)` (snaplen 0 = unlimited).
+    caplen_limit: u32,
+    /// Sub-second field bound (1e6 or 1e9) and its multiplier to nanoseconds.
+    frac_limit: u32,
+    frac_mult: i64,
+    link_type: LinkType,
+}
+
+impl PcapFast {
+    /// The record at the front of `avail` (timestamp seconds and fraction,
+    /// captured and original length) when the fast path takes it: header
+    /// and data in `avail`, and no error or warning to record.
+    #[inline(always)]
+    fn record(&self, avail: &[u8]) -> Option<(u32, u32, u32, u32)> {
+        let h = avail.first_chunk::<PCAP_RECORD_HEADER>()?;
+        let field = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if self.big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let (ts_sec, ts_frac, caplen, orig_len) = (field(0), field(4), field(8), field(12));
+        let fits = avail.len() - PCAP_RECORD_HEADER >= caplen as usize;
+        (fits && caplen <= self.caplen_limit && caplen <= orig_len && ts_frac < self.frac_limit)
+            .then_some((ts_sec, ts_frac, caplen, orig_len))
+    }
+}
+
+/// Record header length of classic (unmodified) pcap.
+const PCAP_RECORD_HEADER: usize = 16;
+
 /// A streaming pcap / pcapng reader. See the [module docs](self).
 pub struct CaptureReader<R: Read> {
     src: BufReader<R>,
@@ -233,6 +274,8 @@ pub struct CaptureReader<R: Read> {
     /// Bytes at the front of `src`'s buffer that belong to the packet last
     /// returned (borrowed in place) and are consumed before the next read.
     pending: usize,
+    /// Classic pcap (not the modified format): the record fast path.
+    pcap_fast: Option<PcapFast>,
     opts: ReaderOptions,
     format: FileFormat,
     endian: Endian,
@@ -274,6 +317,7 @@ impl<R: Read> CaptureReader<R> {
             src: BufReader::with_capacity(READ_BUFFER, src),
             buf: Vec::new(),
             pending: 0,
+            pcap_fast: None,
             opts,
             format: FileFormat::Pcapng,
             endian: Endian::Little,
@@ -363,6 +407,7 @@ impl<R: Read> CaptureReader<R> {
     /// damage (then [`CaptureReader::warnings`] ends with a
     /// [`Warning::Stopped`]). `Some(Err(_))` is returned for I/O errors and,
     /// in strict mode, for damage; the reader ends after it.
+    #[inline(always)]
     pub fn next_packet(&mut self) -> Option<Result<PacketRef<'_>, ReadError>> {
         if self.done {
             return None;
@@ -371,6 +416,42 @@ impl<R: Read> CaptureReader<R> {
             self.src.consume(self.pending);
             self.pending = 0;
         }
+        // Fast path for classic pcap: the whole record (header and data) is
+        // in the input buffer and passes every check without a warning; it
+        // is then lent in place and consumed on the next call. Anything else
+        // (a record across the buffer's end, the end of the input, damage,
+        // a warning) takes the general path, which re-reads the record.
+        if let Some(f) = self.pcap_fast {
+            if let Some((ts_sec, ts_frac, caplen, orig_len)) = f.record(self.src.buffer()) {
+                let end = PCAP_RECORD_HEADER + caplen as usize;
+                let offset = self.offset;
+                self.pending = end;
+                self.offset += end as u64;
+                self.packets += 1;
+                // u32 seconds * 1e9 + fraction < 2^63.
+                let timestamp_ns = i64::from(ts_sec) * 1_000_000_000 + i64::from(ts_frac) * f.frac_mult;
+                self.last_ts = timestamp_ns;
+                let data = self.src.buffer().get(PCAP_RECORD_HEADER..end).unwrap_or(&[]);
+                return Some(Ok(PacketRef {
+                    number: self.packets,
+                    offset,
+                    timestamp_ns,
+                    timestamp_known: true,
+                    caplen: data.len() as u32,
+                    orig_len,
+                    link_type: f.link_type,
+                    interface_id: 0,
+                    data,
+                }));
+            }
+        }
+        self.next_packet_general()
+    }
+
+    /// [`CaptureReader::next_packet`] for every record the fast path does
+    /// not take.
+    #[inline(never)]
+    fn next_packet_general(&mut self) -> Option<Result<PacketRef<'_>, ReadError>> {
         let res = match self.format {
             FileFormat::Pcap { .. } => self.next_pcap_record(),
             FileFormat::Pcapng => self.next_pcapng_record(),
@@ -513,6 +594,16 @@ impl<R: Read> CaptureReader<R> {
             version: (major, minor),
         };
         self.endian = endian;
+        if magic != 0xA1B2_CD34 {
+            let max = self.opts.max_caplen;
+            self.pcap_fast = Some(PcapFast {
+                big_endian: endian == Endian::Big,
+                caplen_limit: if snaplen == 0 { max } else { max.min(snaplen) },
+                frac_limit: if nanos { 1_000_000_000 } else { 1_000_000 },
+                frac_mult: if nanos { 1 } else { 1_000 },
+                link_type: LinkType(raw_link as u16),
+            });
+        }
         self.interfaces.push(InterfaceInfo {
             link_type: LinkType(raw_link as u16),
             snaplen,
