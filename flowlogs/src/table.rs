@@ -653,6 +653,78 @@ impl FlowIndex {
     }
 }
 
+/// Flow slots in fixed chunks: growing never moves a flow (no copy of
+/// megabytes of live flows, no remapping of the whole array, which costs
+/// the other cores a TLB flush), and an index is a shift and a mask.
+struct Slab<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+/// Slots per chunk (256 KiB of flows).
+const SLAB_CHUNK: usize = 1024;
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / SLAB_CHUNK)?.get(i % SLAB_CHUNK)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks.get_mut(i / SLAB_CHUNK)?.get_mut(i % SLAB_CHUNK)
+    }
+
+    fn push(&mut self, v: T) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < SLAB_CHUNK => c.push(v),
+            _ => {
+                let mut c = Vec::with_capacity(SLAB_CHUNK);
+                c.push(v);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.len = 0;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<T> std::ops::Index<usize> for Slab<T> {
+    type Output = T;
+    #[inline]
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / SLAB_CHUNK][i % SLAB_CHUNK]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Slab<T> {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / SLAB_CHUNK][i % SLAB_CHUNK]
+    }
+}
+
 /// The flow table. `T` is the caller's per-flow slot; it is cloned into
 /// `Begin` and `Report` records (keep it small, or an `Arc`). A slot's `T`
 /// is dropped when the slot is reused or the table is dropped.
@@ -661,7 +733,7 @@ pub struct FlowTable<T> {
     hasher: foldhash::fast::RandomState,
     index: FlowIndex,
     /// Flow slots; a free slot has token 0 and is listed in `free`.
-    slots: Vec<Flow<T>>,
+    slots: Slab<Flow<T>>,
     free: Vec<u32>,
     live: usize,
     /// Min-heap (by `Timer`'s reversed order) with one valid timer per flow.
@@ -679,7 +751,7 @@ impl<T: Clone> FlowTable<T> {
             cfg,
             hasher: foldhash::fast::RandomState::default(),
             index: FlowIndex::new(),
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: Vec::new(),
             live: 0,
             timers: BinaryHeap::new(),

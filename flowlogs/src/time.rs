@@ -124,40 +124,62 @@ impl Rfc3339Buf {
     }
 }
 
-/// [`Rfc3339Buf`] for a stream of times: the calendar fields are computed
-/// again only when the second changes (output times come in runs within
-/// the same second); the fraction is written every time.
+/// [`Rfc3339Buf`] for a stream of times: the calendar date is computed
+/// again only when the day changes (output times come in runs within the
+/// same day); the time of day and the fraction are written every time.
 #[derive(Clone, Copy)]
 pub struct Rfc3339Cache {
-    second: i64,
+    day: i64,
     buf: Rfc3339Buf,
 }
 
 impl Default for Rfc3339Cache {
     fn default() -> Self {
         Rfc3339Cache {
-            second: 0,
+            day: i64::MIN,
             buf: Rfc3339Buf::new(0),
         }
     }
+}
+
+/// Writes `v` (< 100) as two digits at `b[at..at + 2]`.
+#[inline(always)]
+fn two_digits(b: &mut [u8; 28], at: usize, v: u32) {
+    b[at] = b'0' + (v / 10) as u8;
+    b[at + 1] = b'0' + (v % 10) as u8;
 }
 
 impl Rfc3339Cache {
     /// `ns` formatted as [`format_rfc3339_7`] does (years clamped as
     /// [`Rfc3339Buf`] does).
     pub fn format(&mut self, ns: i64) -> &str {
-        let second = ns.div_euclid(NS_PER_SEC);
-        if second != self.second {
-            self.second = second;
-            self.buf = Rfc3339Buf::new(ns);
-        } else {
-            let mut v = ns.rem_euclid(NS_PER_SEC) / 100;
-            for i in (20..27).rev() {
-                self.buf.0[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        }
+        self.format_bytes(ns);
         self.buf.as_str()
+    }
+
+    /// [`Rfc3339Cache::format`] as ASCII bytes (no UTF-8 check).
+    #[inline]
+    pub fn format_bytes(&mut self, ns: i64) -> &[u8; 28] {
+        let second = ns.div_euclid(NS_PER_SEC);
+        let day = second.div_euclid(86_400);
+        if day != self.day {
+            self.day = day;
+            self.buf = Rfc3339Buf::new(ns);
+            return &self.buf.0;
+        }
+        let b = &mut self.buf.0;
+        // Unix time has no leap seconds: the time of day is plain arithmetic.
+        let sod = second.rem_euclid(86_400) as u32;
+        two_digits(b, 11, sod / 3600);
+        two_digits(b, 14, sod / 60 % 60);
+        two_digits(b, 17, sod % 60);
+        // 7 fraction digits (100 ns units): 1 + 3 pairs.
+        let v = (ns.rem_euclid(NS_PER_SEC) / 100) as u32;
+        b[20] = b'0' + (v / 1_000_000) as u8;
+        two_digits(b, 21, v / 10_000 % 100);
+        two_digits(b, 23, v / 100 % 100);
+        two_digits(b, 25, v % 100);
+        &self.buf.0
     }
 }
 
@@ -260,6 +282,23 @@ mod tests {
             86_400_000_000_000,
         ] {
             assert_eq!(cache.format(ns), format_rfc3339_7(ns), "{ns}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The cache formats any sequence of times exactly as the uncached
+        /// formatter: runs within a day, day changes both ways, negative
+        /// times, the ends of the i64 range.
+        #[test]
+        fn cache_equals_uncached(base in -9_300_000_000_000i64..9_300_000_000_000i64, steps in proptest::collection::vec(-200_000i64..200_000, 1..60)) {
+            let mut cache = Rfc3339Cache::default();
+            let mut ns = base.saturating_mul(NS_PER_SEC / 1000);
+            for step in steps {
+                ns = ns.saturating_add(step * 1_234_567_891);
+                let want = format_rfc3339_7(ns);
+                proptest::prop_assert_eq!(cache.format(ns), want.as_str());
+                proptest::prop_assert_eq!(&cache.format_bytes(ns)[..], want.as_bytes());
+            }
         }
     }
 

@@ -303,21 +303,31 @@ impl FlowRow {
         num(out, ",\"packetsReceived\":", self.packets_received);
         num(out, ",\"bytesReceived\":", self.bytes_received);
         out.extend_from_slice(b",\"firstTime\":\"");
-        out.extend_from_slice(times.format(self.first_ns).as_bytes());
+        out.extend_from_slice(times.format_bytes(self.first_ns));
         out.extend_from_slice(b"\",\"lastTime\":\"");
-        out.extend_from_slice(times.format(self.last_ns).as_bytes());
-        out.extend_from_slice(b"\",\"state\":");
-        json_str(out, self.state);
-        out.extend_from_slice(b",\"endReason\":");
-        json_str(out, self.end_reason);
+        out.extend_from_slice(times.format_bytes(self.last_ns));
+        // State, end reason, direction and access are this module's own
+        // identifiers: nothing to escape.
+        out.extend_from_slice(b"\",\"state\":\"");
+        out.extend_from_slice(self.state.as_bytes());
+        out.extend_from_slice(b"\",\"endReason\":\"");
+        out.extend_from_slice(self.end_reason.as_bytes());
+        out.push(b'"');
+        let ident = |out: &mut Vec<u8>, key: &[u8], v: Option<&str>| {
+            if let Some(v) = v {
+                out.extend_from_slice(key);
+                out.extend_from_slice(v.as_bytes());
+                out.push(b'"');
+            }
+        };
+        ident(out, b",\"direction\":\"", self.direction);
+        ident(out, b",\"access\":\"", self.access);
         let opt = |out: &mut Vec<u8>, key: &str, v: Option<&str>| {
             if let Some(v) = v {
                 out.extend_from_slice(key.as_bytes());
                 json_str(out, v);
             }
         };
-        opt(out, ",\"direction\":", self.direction);
-        opt(out, ",\"access\":", self.access);
         opt(out, ",\"networkSecurityGroup\":", self.network_security_group.as_deref());
         opt(out, ",\"ruleName\":", self.rule_name.as_deref());
         out.push(b'}');
@@ -889,6 +899,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let stderr = io::stderr();
     let mut e = stderr.lock();
     write_columns(&mut e, &rows).context("writing the summary")?;
+    tracing::debug!("summary written");
     Ok(())
 }
 

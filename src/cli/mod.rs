@@ -183,7 +183,9 @@ fn parse_direction(s: &str) -> Result<Direction, String> {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    match dispatch(cli) {
+    let res = dispatch(cli);
+    tracing::debug!("done");
+    match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // A closed pipe (`| head`) is not an error worth reporting.

@@ -11,7 +11,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use netwatch_capture::decode::{decode_fast, decode_walk};
@@ -93,6 +94,32 @@ const BATCH: usize = 1024;
 /// the decoding thread would stop and wait for that core's time.
 const BATCHES_IN_FLIGHT: usize = 256;
 
+/// Emptied batch vectors, handed back to the decoding thread. A stack, so
+/// that the vector reused next is the one the flow thread just finished
+/// with, still in cache (a queue would cycle through every vector ever in
+/// flight, 16 MiB, and refill each from memory).
+#[derive(Clone, Default)]
+struct SparePool(Arc<Mutex<Vec<Vec<PacketInfo>>>>);
+
+impl SparePool {
+    fn put(&self, v: Vec<PacketInfo>) {
+        if let Ok(mut s) = self.0.lock() {
+            s.push(v);
+        }
+    }
+
+    /// An empty vector with room for a batch.
+    fn take(&self) -> Vec<PacketInfo> {
+        match self.0.lock().ok().and_then(|mut s| s.pop()) {
+            Some(mut v) => {
+                v.clear();
+                v
+            }
+            None => Vec::with_capacity(BATCH),
+        }
+    }
+}
+
 /// What the decoding thread sends.
 enum Event {
     /// Decoded IP packets of input `input`, in file order.
@@ -111,7 +138,7 @@ enum Event {
 /// hand it to [`PacketStream::track`]. Dropping it stops the thread.
 pub struct PacketStream {
     events: Receiver<Result<Event, ReplayError>>,
-    recycle: Sender<Vec<PacketInfo>>,
+    recycle: SparePool,
     thread: Option<JoinHandle<CaptureStats>>,
 }
 
@@ -119,7 +146,8 @@ impl PacketStream {
     /// Starts reading `inputs` in order.
     pub fn start(inputs: &[CaptureInput], opts: &ReplayOptions) -> PacketStream {
         let (tx, events) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
-        let (recycle, spare) = mpsc::channel();
+        let recycle = SparePool::default();
+        let spare = recycle.clone();
         let inputs = inputs.to_vec();
         let decap = opts.decap;
         let thread = thread::Builder::new()
@@ -180,7 +208,7 @@ impl PacketStream {
                         input_bytes,
                         packets: packets_read,
                     });
-                    let _ = self.recycle.send(packets);
+                    self.recycle.put(packets);
                 }
                 Event::InputDone {
                     input,
@@ -213,7 +241,7 @@ fn decode_inputs(
     inputs: &[CaptureInput],
     dopts: DecodeOptions,
     tx: &SyncSender<Result<Event, ReplayError>>,
-    spare: &Receiver<Vec<PacketInfo>>,
+    spare: &SparePool,
 ) -> CaptureStats {
     let mut d = Decoder {
         dopts,
@@ -244,6 +272,7 @@ fn decode_inputs(
             }
         }
     }
+    tracing::debug!(packets = d.stats.packets, "capture decoded (decoding thread done)");
     d.stats
 }
 
@@ -251,20 +280,14 @@ fn decode_inputs(
 struct Decoder<'a> {
     dopts: DecodeOptions,
     tx: &'a SyncSender<Result<Event, ReplayError>>,
-    spare: &'a Receiver<Vec<PacketInfo>>,
+    spare: &'a SparePool,
     stats: CaptureStats,
     fragments: FragmentTracker,
 }
 
 impl Decoder<'_> {
     fn batch(&self) -> Vec<PacketInfo> {
-        match self.spare.try_recv() {
-            Ok(mut v) => {
-                v.clear();
-                v
-            }
-            Err(_) => Vec::with_capacity(BATCH),
-        }
+        self.spare.take()
     }
 
     fn send(&self, ev: Result<Event, ReplayError>) -> bool {
