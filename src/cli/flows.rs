@@ -455,6 +455,10 @@ impl RowSender {
             .name("netwatch-output".into())
             .spawn(move || {
                 let mut w = RowWriter::new(format);
+                // JSON lines of a batch are built in one buffer and written
+                // at once (larger than the BufWriter's buffer, they go
+                // straight to the output, without a copy).
+                let mut lines = Vec::new();
                 // After an error (a closed pipe), the rest is only drained.
                 let mut failed = None;
                 for chunk in rx {
@@ -462,6 +466,14 @@ impl RowSender {
                         continue;
                     }
                     let res = match chunk {
+                        RowChunk::Rows(batch) if format == FlowFormat::Jsonl => {
+                            lines.clear();
+                            for r in &batch {
+                                r.write_json(&mut lines, &mut w.times);
+                                lines.push(b'\n');
+                            }
+                            w.out.write_all(&lines)
+                        }
                         RowChunk::Rows(batch) => batch.into_iter().try_for_each(|r| w.write(r)),
                         RowChunk::Jsonl(bytes) => w.out.write_all(&bytes),
                     };
