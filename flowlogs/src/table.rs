@@ -661,8 +661,10 @@ struct Slab<T> {
     len: usize,
 }
 
-/// Slots per chunk (256 KiB of flows).
-const SLAB_CHUNK: usize = 1024;
+/// Slots per chunk: 64 KiB of flows, below the C allocator's threshold for
+/// a memory map of its own (128 KiB), so that freeing a table's chunks is
+/// not one `munmap` and TLB flush each.
+const SLAB_CHUNK: usize = 256;
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {

@@ -14,27 +14,64 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// A small stack buffer the address is written into before one append
+/// (a `Vec::push` per character checks the capacity every time).
+struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Text<N> {
+    fn new() -> Self {
+        Text { buf: [0; N], len: 0 }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, c: u8) {
+        // N is the longest text of its kind; `get_mut` keeps it panic-free.
+        if let Some(b) = self.buf.get_mut(self.len) {
+            *b = c;
+            self.len += 1;
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
 /// Appends a dotted-quad IPv4 address.
 pub fn push_ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
+    let mut t = Text::<15>::new();
+    ipv4_text(&mut t, a);
+    out.extend_from_slice(t.bytes());
+}
+
+fn ipv4_text<const N: usize>(t: &mut Text<N>, a: Ipv4Addr) {
     for (i, o) in a.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push(b'.');
+            t.push(b'.');
         }
         if o >= 100 {
-            out.push(b'0' + o / 100);
+            t.push(b'0' + o / 100);
         }
         if o >= 10 {
-            out.push(b'0' + o / 10 % 10);
+            t.push(b'0' + o / 10 % 10);
         }
-        out.push(b'0' + o % 10);
+        t.push(b'0' + o % 10);
     }
 }
 
 /// Appends an IPv6 address in RFC 5952 form.
 pub fn push_ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
+    // 8 groups of 4 hex digits and 7 colons, or `::ffff:` and a dotted quad.
+    let mut t = Text::<39>::new();
     if let Some(v4) = a.to_ipv4_mapped() {
-        out.extend_from_slice(b"::ffff:");
-        push_ipv4(out, v4);
+        for &c in b"::ffff:" {
+            t.push(c);
+        }
+        ipv4_text(&mut t, v4);
+        out.extend_from_slice(t.bytes());
         return;
     }
     let seg = a.segments();
@@ -54,23 +91,25 @@ pub fn push_ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
         }
     }
     if best_len > 1 {
-        push_groups(out, &seg[..best]);
-        out.extend_from_slice(b"::");
-        push_groups(out, &seg[best + best_len..]);
+        push_groups(&mut t, &seg[..best]);
+        t.push(b':');
+        t.push(b':');
+        push_groups(&mut t, &seg[best + best_len..]);
     } else {
-        push_groups(out, &seg);
+        push_groups(&mut t, &seg);
     }
+    out.extend_from_slice(t.bytes());
 }
 
-fn push_groups(out: &mut Vec<u8>, groups: &[u16]) {
+fn push_groups(t: &mut Text<39>, groups: &[u16]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, &g) in groups.iter().enumerate() {
         if i > 0 {
-            out.push(b':');
+            t.push(b':');
         }
         let digits = (16 - g.leading_zeros()).div_ceil(4).max(1);
         for d in (0..digits).rev() {
-            out.push(HEX[usize::from((g >> (d * 4)) as u8 & 0xf)]);
+            t.push(HEX[usize::from((g >> (d * 4)) as u8 & 0xf)]);
         }
     }
 }
