@@ -728,7 +728,11 @@ impl<K: LpmKey> Poptrie<K> {
         }
     }
 
-    /// The rest of a walk from node `idx`, at bit `offset` of `key`.
+    /// The rest of a walk from node `idx`, at bit `offset` of `key`: the
+    /// batched walk's rare deeper levels (6 of 262k random keys), out of
+    /// line. `lookup_portable` keeps its own inlined loop, which the POPCNT
+    /// wrapper compiles with the instruction (this function is compiled
+    /// without it).
     #[inline(never)]
     fn walk_from(&self, key: K, idx: u32, mut offset: u32) -> u32 {
         let mut node = self.nodes[idx as usize];
