@@ -563,10 +563,7 @@ impl FlowIndex {
     const MIN_CAPACITY: usize = 1024;
 
     fn new() -> Self {
-        FlowIndex {
-            entries: vec![0; Self::MIN_CAPACITY],
-            mask: Self::MIN_CAPACITY - 1,
-        }
+        Self::resized(0)
     }
 
     #[inline]

@@ -455,10 +455,6 @@ impl RowSender {
             .name("netwatch-output".into())
             .spawn(move || {
                 let mut w = RowWriter::new(format);
-                // JSON lines of a batch are built in one buffer and written
-                // at once (larger than the BufWriter's buffer, they go
-                // straight to the output, without a copy).
-                let mut lines = Vec::new();
                 // After an error (a closed pipe), the rest is only drained.
                 let mut failed = None;
                 for chunk in rx {
@@ -466,15 +462,7 @@ impl RowSender {
                         continue;
                     }
                     let res = match chunk {
-                        RowChunk::Rows(batch) if format == FlowFormat::Jsonl => {
-                            lines.clear();
-                            for r in &batch {
-                                r.write_json(&mut lines, &mut w.times);
-                                lines.push(b'\n');
-                            }
-                            w.out.write_all(&lines)
-                        }
-                        RowChunk::Rows(batch) => batch.into_iter().try_for_each(|r| w.write(r)),
+                        RowChunk::Rows(batch) => w.write_batch(batch),
                         RowChunk::Jsonl(bytes) => w.out.write_all(&bytes),
                     };
                     if let Err(e) = res {
@@ -514,10 +502,7 @@ impl RowSender {
                 // 128 KiB threshold for a memory map of their own (whose
                 // unmapping on the output thread would flush both cores' TLBs).
                 let mut bytes = Vec::with_capacity(batch.len() * 440);
-                for r in &batch {
-                    r.write_json(&mut bytes, &mut self.times);
-                    bytes.push(b'\n');
-                }
+                push_jsonl(&batch, &mut bytes, &mut self.times);
                 self.formatted_here += 1;
                 let _ = tx.send(RowChunk::Jsonl(bytes));
             }
@@ -541,11 +526,20 @@ impl RowSender {
     }
 }
 
+/// Appends one JSON line per row.
+fn push_jsonl(rows: &[FlowRow], out: &mut Vec<u8>, times: &mut Rfc3339Cache) {
+    for r in rows {
+        r.write_json(out, times);
+        out.push(b'\n');
+    }
+}
+
 /// Streams rows in the chosen format.
 struct RowWriter {
     out: BufWriter<io::Stdout>,
-    /// The line being built (JSONL).
-    line: Vec<u8>,
+    /// The JSON lines of a batch, written at once (larger than the
+    /// BufWriter's buffer, they go straight to the output, without a copy).
+    lines: Vec<u8>,
     times: Rfc3339Cache,
     format: FlowFormat,
     table: Vec<FlowRow>,
@@ -556,7 +550,7 @@ impl RowWriter {
     fn new(format: FlowFormat) -> Self {
         RowWriter {
             out: BufWriter::with_capacity(1 << 16, io::stdout()),
-            line: Vec::with_capacity(512),
+            lines: Vec::new(),
             times: Rfc3339Cache::default(),
             format,
             table: Vec::new(),
@@ -564,13 +558,24 @@ impl RowWriter {
         }
     }
 
+    fn write_batch(&mut self, rows: Vec<FlowRow>) -> io::Result<()> {
+        match self.format {
+            FlowFormat::Jsonl => {
+                self.lines.clear();
+                push_jsonl(&rows, &mut self.lines, &mut self.times);
+                self.out.write_all(&self.lines)
+            }
+            _ => rows.into_iter().try_for_each(|r| self.write(r)),
+        }
+    }
+
+    /// One CSV row, or a row kept for the table (JSON lines go by batch).
     fn write(&mut self, r: FlowRow) -> io::Result<()> {
         match self.format {
             FlowFormat::Jsonl => {
-                self.line.clear();
-                r.write_json(&mut self.line, &mut self.times);
-                self.line.push(b'\n');
-                self.out.write_all(&self.line)
+                self.lines.clear();
+                push_jsonl(std::slice::from_ref(&r), &mut self.lines, &mut self.times);
+                self.out.write_all(&self.lines)
             }
             FlowFormat::Csv => {
                 if !self.header_done {
