@@ -183,8 +183,8 @@ fn check_vnet_structure(doc: &Value) {
     }
 }
 
-/// tshark's IP bytes and packets per TCP/UDP flow key (initiator side unknown: by unordered endpoints).
-/// (protocol, lower endpoint address and port, higher endpoint address and port).
+/// tshark's packets and IP bytes per direction of each TCP/UDP conversation:
+/// (protocol, source address and port, destination address and port).
 type ConvKey = (u8, String, u16, String, u16);
 
 fn tshark_totals(file: &str) -> HashMap<ConvKey, (u64, u64)> {
@@ -211,6 +211,7 @@ fn tshark_totals(file: &str) -> HashMap<ConvKey, (u64, u64)> {
         .current_dir(common::root())
         .output()
         .expect("tshark is not installed: run `make test`, which installs it");
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut m = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let f: Vec<&str> = line.split('\t').collect();
@@ -225,10 +226,7 @@ fn tshark_totals(file: &str) -> HashMap<ConvKey, (u64, u64)> {
         let (Ok(sp), Ok(dp), Ok(len)) = (sp.parse::<u16>(), dp.parse::<u16>(), f[7].parse::<u64>()) else {
             continue;
         };
-        let a = (f[0].to_string(), sp);
-        let b = (f[1].to_string(), dp);
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        let e = m.entry((proto, lo.0, lo.1, hi.0, hi.1)).or_insert((0, 0));
+        let e = m.entry((proto, f[0].to_string(), sp, f[1].to_string(), dp)).or_insert((0, 0));
         e.0 += 1;
         e.1 += len;
     }
@@ -316,14 +314,18 @@ fn nsg_flow_logs_match_flows_and_tshark() {
     assert!(denied.iter().all(|k| begins.contains(k) && !sums.contains_key(k)));
     assert!(logged.keys().all(|k| begins.contains(k)));
     // And to tshark's dissection of the same packets.
+    // Each direction on its own: initiator -> responder as the tuple's
+    // source -> destination, and back (a flow may have no return packets).
     let ts = tshark_totals(CAPTURE);
     for (k, t) in &logged {
-        let a = (k.1.clone(), k.2);
-        let b = (k.3.clone(), k.4);
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
         let p = if k.0 == "TCP" { 6 } else { 17 };
-        let want = ts.get(&(p, lo.0, lo.1, hi.0, hi.1)).copied().unwrap_or_default();
-        assert_eq!((t.pkts_fwd + t.pkts_rev, t.bytes_fwd + t.bytes_rev), want, "{k:?}");
+        let fwd = ts
+            .get(&(p, k.1.clone(), k.2, k.3.clone(), k.4))
+            .copied()
+            .unwrap_or_else(|| panic!("{k:?}: tshark saw no packet from the initiator"));
+        let rev = ts.get(&(p, k.3.clone(), k.4, k.1.clone(), k.2)).copied().unwrap_or((0, 0));
+        assert_eq!((t.pkts_fwd, t.bytes_fwd), fwd, "{k:?} initiator -> responder");
+        assert_eq!((t.pkts_rev, t.bytes_rev), rev, "{k:?} responder -> initiator");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -422,7 +424,7 @@ fn vnet_flow_logs_match_flows_and_nsg_logs() {
                             }
                             VnetFlowState::Continuing | VnetFlowState::End => {
                                 let s = sums.entry(k).or_default();
-                                let c = t.counters.unwrap_or_default();
+                                let c = t.counters.expect("C and E tuples carry counters");
                                 s.pkts_fwd += c.packets_src_to_dst;
                                 s.bytes_fwd += c.bytes_src_to_dst;
                                 s.pkts_rev += c.packets_dst_to_src;

@@ -252,12 +252,29 @@ fn counters_over_c_and_e_tuples_sum_to_flow_totals() {
                     Some(NsgFlowState::Continuing) => continuing += 1,
                     None => panic!("v1 tuple"),
                 }
+                if matches!(tup.state, Some(NsgFlowState::Continuing | NsgFlowState::End)) {
+                    assert!(tup.counters.is_some(), "a C/E tuple without counters: {tup:?}");
+                }
                 let e = sums.entry(key).or_default();
                 *e = *e + tup.counters.unwrap_or_default();
             }
         }
     }
-    assert_eq!(totals.len(), 8);
+    // The table's totals are what the packets above add up to: flow k has
+    // 1 + 9k packets each way, 60 + 9k(100 + k) bytes out and 60 + 9k*1400 back.
+    let expected: HashMap<(u16, u16), TupleCounters> = (0..8u64)
+        .map(|k| {
+            let n = 9 * k;
+            let c = TupleCounters {
+                packets_src_to_dst: 1 + n,
+                bytes_src_to_dst: 60 + n * (100 + k),
+                packets_dst_to_src: 1 + n,
+                bytes_dst_to_src: 60 + n * 1400,
+            };
+            ((40_000 + k as u16, 443), c)
+        })
+        .collect();
+    assert_eq!(totals, expected);
     assert_eq!(sums, totals);
     assert!(begins.values().all(|&n| n == 1) && begins.len() == 8);
     assert!(ends.values().all(|&n| n == 1) && ends.len() == 8);

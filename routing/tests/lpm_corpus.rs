@@ -1,21 +1,34 @@
 //! The LPM tables against a hash-per-length reference on the real route
-//! tables in shared/corpus/routes (skipped with a note if absent): random
-//! addresses plus the first/last address of every prefix and the addresses
-//! just outside it.
+//! tables in shared/corpus/routes (a missing or damaged file fails the
+//! test): random addresses plus the first/last address of every prefix and
+//! the addresses just outside it.
 
 mod common;
 
 use common::{load_corpus, Reference, SplitMix};
 use netwatch_routing::{Lpm4Builder, Lpm6Builder};
 
-fn check(name: &str) {
-    let Some((v4, v6)) = load_corpus(name) else {
-        eprintln!("corpus file {name} not found; skipping");
-        return;
-    };
+/// Checks both families of a corpus file, after checking that it holds
+/// the number of IPv4 and IPv6 prefixes it should (its own header's
+/// counts, or a floor for the list without one).
+fn check(name: &str, v4_count: std::ops::RangeInclusive<usize>, v6_count: std::ops::RangeInclusive<usize>) {
+    let (v4, v6) = load_corpus(name);
+    assert!(
+        v4_count.contains(&v4.len()),
+        "{name}: {} IPv4 prefixes, expected {v4_count:?}",
+        v4.len()
+    );
+    assert!(
+        v6_count.contains(&v6.len()),
+        "{name}: {} IPv6 prefixes, expected {v6_count:?}",
+        v6.len()
+    );
     let mut rng = SplitMix(0x5eed ^ v4.len() as u64);
+    check_v4(name, &v4, &mut rng);
+    check_v6(name, &v6, &mut rng);
+}
 
-    // IPv4
+fn check_v4(name: &str, v4: &[(netwatch_routing::ipnet::Ipv4Net, u32)], rng: &mut SplitMix) {
     let t0 = std::time::Instant::now();
     let t4 = v4.iter().map(|&(p, v)| (p, v)).collect::<Lpm4Builder<u32>>().build().unwrap();
     eprintln!(
@@ -41,8 +54,9 @@ fn check(name: &str) {
         assert_eq!(got, want, "{name} v4 key {}", std::net::Ipv4Addr::from(k));
         assert_eq!(batch[i].map(|m| (m.prefix.prefix_len(), *m.value)), want);
     }
+}
 
-    // IPv6
+fn check_v6(name: &str, v6: &[(netwatch_routing::ipnet::Ipv6Net, u32)], rng: &mut SplitMix) {
     let t0 = std::time::Instant::now();
     let t6 = v6.iter().map(|&(p, v)| (p, v)).collect::<Lpm6Builder<u32>>().build().unwrap();
     eprintln!(
@@ -59,7 +73,7 @@ fn check(name: &str) {
         keys.push(k);
         keys.push((k >> 3) | (1u128 << 125));
     }
-    for (p, _) in &v6 {
+    for (p, _) in v6 {
         let lo = u128::from(p.network());
         let hi = u128::from(p.broadcast());
         keys.extend([lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)]);
@@ -76,10 +90,12 @@ fn check(name: &str) {
 
 #[test]
 fn bart_tier1_full_table() {
-    check("bart__tier1_prefixes.txt.gz");
+    // A full table: ~901k IPv4 and ~160k IPv6 prefixes.
+    check("bart__tier1_prefixes.txt.gz", 800_000..=1_200_000, 100_000..=300_000);
 }
 
 #[test]
 fn pyasn_ipasn6_table() {
-    check("pyasn__ipasn6_20151101.dat.gz");
+    // The file's header: "Prefixes-v4 : 606138", "Prefixes-v6 : 27693".
+    check("pyasn__ipasn6_20151101.dat.gz", 606_138..=606_138, 27_693..=27_693);
 }

@@ -16,20 +16,23 @@ pub fn corpus_path(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Prefixes of a corpus file: `bart__*.txt.gz` (one CIDR a line) or
-/// `pyasn__*.dat.gz` (`prefix<TAB>AS`, `;` comments). Returns (prefix, value)
-/// where value is the AS number for pyasn and the line number otherwise.
-/// `None` if the file is absent.
 /// IPv4 and IPv6 (prefix, value) lists of one corpus file.
 pub type Corpus = (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>);
 
-pub fn load_corpus(name: &str) -> Option<Corpus> {
-    let file = std::fs::File::open(corpus_path(name)).ok()?;
+/// Prefixes of a corpus file: `bart__*.txt.gz` (one CIDR a line) or
+/// `pyasn__*.dat.gz` (`prefix<TAB>AS`, `;` comments), as (prefix, value)
+/// where value is the AS number for pyasn and the line number otherwise.
+/// Panics, naming the file, when it is absent, unreadable or damaged: the
+/// tests that use it must not pass on a missing corpus.
+pub fn load_corpus(name: &str) -> Corpus {
+    let path = corpus_path(name);
+    let file =
+        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (the shared corpus must sit beside the repository)", path.display()));
     let reader = BufReader::new(GzDecoder::new(file));
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for (n, line) in reader.lines().enumerate() {
-        let line = line.ok()?;
+        let line = line.unwrap_or_else(|e| panic!("{}: line {}: {e}", path.display(), n + 1));
         let line = line.trim();
         if line.is_empty() || line.starts_with(';') {
             continue;
@@ -43,7 +46,7 @@ pub fn load_corpus(name: &str) -> Option<Corpus> {
             Err(_) => panic!("bad prefix in {name}: {line:?}"),
         }
     }
-    Some((v4, v6))
+    (v4, v6)
 }
 
 /// Reference matcher: one hash map per prefix length, probed longest first.
