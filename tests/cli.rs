@@ -253,6 +253,25 @@ fn malformed_resources_get_one_line_errors() {
             &["ipConfigurations[0].privateIPAddress", "\"10.0.0.256\" is not an IP address"],
         ),
         ("bad-vnet-space.json", &["subnets[0].addressPrefix", "\"10.0.0.0/24x\""]),
+        (
+            "subnet-prefix-array.json",
+            &["subnets[0].addressPrefix", "expected a string, found an array"],
+        ),
+        (
+            "default-rule-priority.json",
+            &[
+                "defaultSecurityRules[0].priority",
+                "100 is not a default rule priority from 65000 to 65500",
+            ],
+        ),
+        (
+            "bad-bgp-address.json",
+            &["bgpSettings.bgpPeeringAddress", "\"10.1.255.30x\" is not an IP address"],
+        ),
+        (
+            "duplicate-default-priority.json",
+            &["defaultSecurityRules[1].priority", "already used by rule \"AllowVnetInBound\""],
+        ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
     ];
@@ -383,4 +402,62 @@ fn missing_files_are_named_once() {
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(e.starts_with("error: no/such/capture.pcap: "), "{e}");
     assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+}
+
+/// A resources directory with a symbolic link back up the tree loads once:
+/// the same answer as the plain directory, no error from endless nesting.
+#[test]
+fn resources_directory_with_a_link_loop_loads_once() {
+    let dir = std::env::temp_dir().join(format!("netwatch-cli-loop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("hub-spoke");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(common::root().join("demo/hub-spoke"))
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    std::os::unix::fs::symlink("..", copy.join("rg-hub").join("back-up")).unwrap();
+    let args = |res: &str| {
+        vec![
+            "-v".to_string(),
+            "ip-flow-verify".into(),
+            "--resources".into(),
+            res.to_string(),
+            "--service-tags".into(),
+            "demo/ServiceTags_Demo.json".into(),
+            "--vm".into(),
+            "vm-web1".into(),
+            "--direction".into(),
+            "Inbound".into(),
+            "--protocol".into(),
+            "TCP".into(),
+            "--local".into(),
+            "10.1.1.4:22".into(),
+            "--remote".into(),
+            "52.178.4.10:40000".into(),
+        ]
+    };
+    let run = |res: &str| {
+        let a = args(res);
+        netwatch(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let plain = run("demo/hub-spoke");
+    let looped = run(copy.to_str().unwrap());
+    assert!(looped.status.success(), "{}", stderr(&looped));
+    assert_eq!(stdout(&looped), stdout(&plain));
+    // Each file read once: `-v` reports how many.
+    let files = |o: &Output| {
+        let e = stderr(o);
+        let f = e
+            .split("files=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string);
+        f.unwrap_or_else(|| panic!("no files= in {e}"))
+    };
+    assert_eq!(files(&looped), files(&plain));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -573,3 +573,46 @@ fn flow_logs_read_azure_samples() {
     assert_eq!(lines.iter().filter(|v| v["format"] == "VNet v4").count(), 21);
     assert!(String::from_utf8_lossy(&o.stderr).contains("4 file(s), 5 record(s), 33 tuple(s)"));
 }
+
+/// A symbolic link back up the tree does not make `flow-logs read` read
+/// the same files again (nor loop until the OS gives up).
+#[test]
+fn flow_logs_read_follows_a_loop_once() {
+    let dir = tmpdir("loop");
+    let src = common::corpus("azure");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // Both links lead back to `dir` itself.
+    std::os::unix::fs::symlink(".", dir.join("self")).unwrap();
+    std::fs::create_dir_all(dir.join("nested")).unwrap();
+    std::os::unix::fs::symlink("..", dir.join("nested").join("up")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(["flow-logs", "read", "--summary"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("4 file(s), 5 record(s), 33 tuple(s)"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--local` with host bits set is refused, as tcpdump refuses `net
+/// 10.0.0.5/24`, naming both readings.
+#[test]
+fn local_prefix_with_host_bits_is_an_error() {
+    let mut args = vec!["evaluate"];
+    args.extend_from_slice(ENV);
+    args.extend_from_slice(&["--local", "10.0.0.5/24", CAPTURE]);
+    let o = netwatch(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("10.0.0.0/24") && err.contains("host bits"),
+        "{err}"
+    );
+}

@@ -112,3 +112,43 @@ fn stdin_gives_the_same_flows_as_the_file() {
     let summary = String::from_utf8_lossy(&from_file.stderr);
     assert!(summary.starts_with(&format!("{lines} flows,")), "{summary}");
 }
+
+/// A packet stamped far in the future (damage, a bad rewrite) moves the
+/// flow clock past every later packet: the replay says so, naming the first
+/// packet that then comes out of time order.
+#[test]
+fn a_far_future_timestamp_is_reported() {
+    let dir = std::env::temp_dir().join(format!("netwatch-future-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("future.pcap");
+    let mut r = CaptureReader::open(Path::new(SRC)).expect("corpus capture opens");
+    let link = r.interfaces()[0].link_type;
+    let mut w = PcapWriter::new(BufWriter::new(File::create(&path).expect("create")), link, 262_144, true).expect("header");
+    let (mut n, mut offset_of_11) = (0u64, 0u64);
+    let mut written = 0u64;
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("packet");
+        n += 1;
+        // Packet 10 a year ahead.
+        let ts = if n == 10 {
+            p.timestamp_ns + 365 * 86_400 * 1_000_000_000
+        } else {
+            p.timestamp_ns
+        };
+        if n == 11 {
+            offset_of_11 = 24 + written;
+        }
+        w.write_packet(ts, p.orig_len, p.data).expect("write");
+        written += 16 + p.data.len() as u64;
+    }
+    w.flush().expect("flush");
+    let stats = replay(&[CaptureInput::File(path.clone())], &ReplayOptions::default(), |_| (), |_| {}).expect("replay");
+    let want = format!("packet 11 at byte offset {offset_of_11}: time ");
+    let w = stats.warnings.iter().find(|w| w.contains(&want));
+    let w = w.unwrap_or_else(|| panic!("no warning for packet 11: {:?}", stats.warnings));
+    assert!(w.contains(&format!("({} more such packets)", n - 11)), "{w}");
+    // The corpus file itself is in order: no such warning.
+    let stats = replay(&[CaptureInput::File(PathBuf::from(SRC))], &ReplayOptions::default(), |_| (), |_| {}).expect("replay");
+    assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -291,3 +291,35 @@ fn streaming_from_a_pipe_matches_a_file() {
         }
     }
 }
+
+/// A stop after more warnings than are kept is still reported: the reader's
+/// last warning says where it stopped, and the others are counted.
+#[test]
+fn the_stop_is_kept_beyond_the_warning_cap() {
+    let mut bytes = ssh_bytes();
+    let offs = offsets(&bytes);
+    assert!(offs.len() > 6, "{} records", offs.len());
+    // Microsecond fractions of 1,000,000 or more: one warning per record.
+    for &o in &offs[..5] {
+        let o = o as usize;
+        bytes[o + 4..o + 8].copy_from_slice(&1_500_000u32.to_le_bytes());
+    }
+    let stop = offs[5] as usize;
+    bytes[stop + 8..stop + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let opts = ReaderOptions {
+        max_warnings: 3,
+        ..ReaderOptions::default()
+    };
+    let mut r = CaptureReader::with_options(&bytes[..], opts).unwrap();
+    let mut packets = 0;
+    while let Some(p) = r.next_packet() {
+        p.unwrap();
+        packets += 1;
+    }
+    assert_eq!(packets, 5);
+    let w = r.warnings();
+    assert_eq!(w.len(), 4, "{w:?}");
+    assert!(w[..3].iter().all(|w| !w.is_fatal()), "{w:?}");
+    assert!(w[3].is_fatal() && w[3].to_string().starts_with("packet 6 at byte offset"), "{w:?}");
+    assert_eq!(r.warnings_dropped(), 2);
+}

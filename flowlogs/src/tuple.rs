@@ -61,13 +61,13 @@ pub struct TupleCounters {
 impl std::ops::Add for TupleCounters {
     type Output = TupleCounters;
 
-    /// Field-wise sum.
+    /// Field-wise sum, saturating (counters can come from files read back).
     fn add(self, o: TupleCounters) -> TupleCounters {
         TupleCounters {
-            packets_src_to_dst: self.packets_src_to_dst + o.packets_src_to_dst,
-            bytes_src_to_dst: self.bytes_src_to_dst + o.bytes_src_to_dst,
-            packets_dst_to_src: self.packets_dst_to_src + o.packets_dst_to_src,
-            bytes_dst_to_src: self.bytes_dst_to_src + o.bytes_dst_to_src,
+            packets_src_to_dst: self.packets_src_to_dst.saturating_add(o.packets_src_to_dst),
+            bytes_src_to_dst: self.bytes_src_to_dst.saturating_add(o.bytes_src_to_dst),
+            packets_dst_to_src: self.packets_dst_to_src.saturating_add(o.packets_dst_to_src),
+            bytes_dst_to_src: self.bytes_dst_to_src.saturating_add(o.bytes_dst_to_src),
         }
     }
 }

@@ -6,7 +6,7 @@ pub mod resources;
 pub mod service_tags;
 pub mod topology;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -120,7 +120,7 @@ impl Environment {
         let mut env = Environment::default();
         let mut files = Vec::new();
         for p in paths {
-            collect_files(p.as_ref(), &mut files)?;
+            collect_files(p.as_ref(), &mut files, &mut HashSet::new())?;
         }
         let mut subnets = Vec::new();
         for f in files {
@@ -413,23 +413,29 @@ impl Environment {
     }
 }
 
-fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let meta = fs::metadata(p).map_err(|source| LoadError::Io {
+/// The `.json` files under `p` (or `p` itself when it is a file), sorted
+/// per directory. A directory reached again (through a symbolic link back
+/// up the tree) is read once.
+fn collect_files(p: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<(), LoadError> {
+    let io = |source| LoadError::Io {
         path: p.to_path_buf(),
         source,
-    })?;
+    };
+    let meta = fs::metadata(p).map_err(io)?;
     if meta.is_dir() {
+        if !seen.insert(fs::canonicalize(p).map_err(io)?) {
+            tracing::warn!(dir = %p.display(), "directory already read (a link back up the tree); skipped");
+            return Ok(());
+        }
         let mut entries: Vec<PathBuf> = fs::read_dir(p)
-            .map_err(|source| LoadError::Io {
-                path: p.to_path_buf(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+            .map_err(io)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
         entries.sort();
         for e in entries {
             if e.is_dir() {
-                collect_files(&e, out)?;
+                collect_files(&e, out, seen)?;
             } else if e.extension().is_some_and(|x| x.eq_ignore_ascii_case("json")) {
                 out.push(e);
             }

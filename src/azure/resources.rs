@@ -71,12 +71,13 @@ pub fn parse_nsg(node: &Node<'_>) -> Result<NetworkSecurityGroup, LoadError> {
     for n in &items {
         user.push(parse_rule(n, RuleKind::User, &id)?);
     }
-    check_priorities(node, &user)?;
+    check_priorities(node, "securityRules", &user)?;
     let mut defaults = node
         .array("defaultSecurityRules")?
         .iter()
         .map(|n| parse_rule(n, RuleKind::Default, &id))
         .collect::<Result<Vec<_>, _>>()?;
+    check_priorities(node, "defaultSecurityRules", &defaults)?;
     if defaults.is_empty() {
         // The az CLI list shape and hand-written files often omit them; Azure
         // always has exactly these six.
@@ -143,14 +144,14 @@ impl NsgJson {
     }
 }
 
-fn check_priorities(node: &Node<'_>, rules: &[SecurityRule]) -> Result<(), LoadError> {
+fn check_priorities(node: &Node<'_>, list: &str, rules: &[SecurityRule]) -> Result<(), LoadError> {
     // The first rule of each priority and direction.
     let mut first: HashMap<(u32, Direction), usize> = HashMap::with_capacity(rules.len());
     for (i, a) in rules.iter().enumerate() {
         let b = *first.entry((a.priority, a.direction)).or_insert(i);
         if b != i {
             return Err(node.field_error(
-                &format!("securityRules[{i}].priority"),
+                &format!("{list}[{i}].priority"),
                 format!(
                     "{} is already used by rule {:?} in the same direction; priorities must be unique",
                     a.priority, rules[b].name
@@ -174,6 +175,10 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
     let priority = match kind {
         RuleKind::User if !(100..=4096).contains(&priority) => {
             return Err(n.field_error("priority", format!("{priority} is not a priority from 100 to 4096")));
+        }
+        // Azure's default rules sit at 65000-65500 (spec §1.3, §1.4).
+        RuleKind::Default if !(65000..=65500).contains(&priority) => {
+            return Err(n.field_error("priority", format!("{priority} is not a default rule priority from 65000 to 65500")));
         }
         _ => u32::try_from(priority).map_err(|_| n.field_error("priority", format!("{priority} is too large")))?,
     };
@@ -429,10 +434,9 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
         .map(str::to_string)
         .unwrap_or_else(|| format!("{vnet_id}/subnets/{name}"));
     let mut address_prefixes = Vec::new();
-    if let Some(c) = n.field("addressPrefix") {
-        if let Some(s) = c.as_str() {
-            address_prefixes.push(prefix(&c, s)?);
-        }
+    // `str` rejects a value of another type (an array, a number) by name.
+    if let (Some(s), Some(c)) = (n.str("addressPrefix")?, n.field("addressPrefix")) {
+        address_prefixes.push(prefix(&c, s)?);
     }
     address_prefixes.extend(prefixes(n, "addressPrefixes")?);
     let service_endpoints = n
@@ -649,7 +653,18 @@ pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
         }
     }
     let bgp = match n.field("bgpSettings") {
-        Some(c) => c.node().str("bgpPeeringAddress")?.map(str::to_string),
+        Some(c) => {
+            let settings = c.node();
+            let bgp = settings.str("bgpPeeringAddress")?;
+            // One address, or a comma-separated list (active-active gateways).
+            if let Some(bad) = bgp.and_then(|a| a.split(',').map(str::trim).find(|a| a.parse::<std::net::IpAddr>().is_err())) {
+                return Err(settings.field_error(
+                    "bgpPeeringAddress",
+                    format!("{bad:?} is not an IP address (expected an address or a comma-separated list of them)"),
+                ));
+            }
+            bgp.map(str::to_string)
+        }
         None => None,
     };
     Ok(VirtualNetworkGateway {

@@ -1,6 +1,7 @@
 //! `netwatch flow-logs read`: NSG (v1, v2) and VNet (v4) flow-log files,
 //! Azure's or ours, as one JSON object per tuple.
 
+use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -26,16 +27,22 @@ pub struct ReadArgs {
 }
 
 /// Files named on the command line are read whatever their name; inside
-/// directories only `*.json` and `*.ndjson`.
-fn collect(p: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+/// directories only `*.json` and `*.ndjson`. A directory reached again
+/// (through a symbolic link back up the tree) is read once.
+fn collect(p: &Path, explicit: bool, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<()> {
     if p.is_dir() {
+        if !seen.insert(std::fs::canonicalize(p).with_context(|| p.display().to_string())?) {
+            tracing::warn!(dir = %p.display(), "directory already read (a link back up the tree); skipped");
+            return Ok(());
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
             .with_context(|| p.display().to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .with_context(|| p.display().to_string())?;
         entries.sort();
         for e in entries {
-            collect(&e, false, out)?;
+            collect(&e, false, out, seen)?;
         }
     } else if p.is_file() {
         let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
@@ -50,9 +57,9 @@ fn collect(p: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<()> {
 
 pub fn run(cmd: FlowLogsCommand) -> Result<()> {
     let FlowLogsCommand::Read(a) = cmd;
-    let mut files = Vec::new();
+    let (mut files, mut seen) = (Vec::new(), HashSet::new());
     for p in &a.paths {
-        collect(p, true, &mut files)?;
+        collect(p, true, &mut files, &mut seen)?;
     }
     let mut out = BufWriter::new(io::stdout().lock());
     let (mut records, mut tuples) = (0usize, 0usize);

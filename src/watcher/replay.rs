@@ -276,6 +276,44 @@ fn decode_inputs(
     d.stats
 }
 
+/// Packets far earlier than one before them: flows are timed by the
+/// latest packet time seen (the flow table's clock), so a packet from far
+/// in the future (a damaged or rewritten timestamp) makes every later flow
+/// look idle. Reported, with the first such packet's number and offset.
+#[derive(Default)]
+struct TimeOrder {
+    latest: i64,
+    first: Option<(u64, u64, i64)>,
+    count: u64,
+}
+
+impl TimeOrder {
+    /// Earlier than the latest time by more than this: longer than the
+    /// shortest default idle timeout (1 minute), so it can split flows.
+    const SLACK_NS: i64 = 60_000_000_000;
+
+    #[inline(always)]
+    fn check(&mut self, ts: i64, number: u64, offset: u64) {
+        if ts < self.latest.saturating_sub(Self::SLACK_NS) {
+            self.count += 1;
+            self.first.get_or_insert((number, offset, self.latest - ts));
+        }
+        self.latest = self.latest.max(ts);
+    }
+
+    fn warning(&self) -> Option<String> {
+        let (number, offset, behind) = self.first?;
+        let more = match self.count {
+            1 => String::new(),
+            n => format!(" ({} more such packets)", n - 1),
+        };
+        Some(format!(
+            "packet {number} at byte offset {offset}: time {:.3} s earlier than an earlier packet's; flows are timed by the latest time seen, so flows around it may be split or ended early{more}",
+            behind as f64 / 1e9
+        ))
+    }
+}
+
 /// The decoding thread's state.
 struct Decoder<'a> {
     dopts: DecodeOptions,
@@ -326,6 +364,7 @@ impl Decoder<'_> {
         self.stats.files += 1;
         let mut batch = self.batch();
         let mut offset = 0;
+        let mut order = TimeOrder::default();
         while let Some(next) = reader.next_packet() {
             let pkt = match next {
                 Ok(p) => p,
@@ -339,6 +378,7 @@ impl Decoder<'_> {
             };
             self.stats.packets += 1;
             offset = pkt.offset;
+            order.check(pkt.timestamp_ns, pkt.number, pkt.offset);
             // The decoder's fast path covers the common frames, and what it
             // returns is complete, well-formed and not a fragment: nothing
             // to count or track. Built straight into the batch entry, the
@@ -365,8 +405,17 @@ impl Decoder<'_> {
                 }
             }
         }
+        if let Some(w) = order.warning() {
+            self.stats.warnings.push(format!("{}: {w}", name.display()));
+        }
+        let dropped = reader.warnings_dropped();
         for w in reader.take_warnings() {
             self.stats.warnings.push(format!("{}: {w}", name.display()));
+        }
+        if dropped > 0 {
+            self.stats
+                .warnings
+                .push(format!("{}: {dropped} more warnings not shown", name.display()));
         }
         if !batch.is_empty() {
             let ev = Event::Packets {
@@ -531,10 +580,19 @@ impl NicEvaluator<'_> {
 pub fn parse_local(list: &[String]) -> Result<AddrSet, String> {
     let mut v = Vec::new();
     for s in list {
-        v.push(
-            s.parse::<IpPrefix>()
-                .map_err(|_| format!("--local {s:?} is not an IP address or CIDR prefix"))?,
-        );
+        let p = s
+            .parse::<IpPrefix>()
+            .map_err(|_| format!("--local {s:?} is not an IP address or CIDR prefix"))?;
+        // As tcpdump's `net`: a prefix with host bits set is a mistake
+        // (the address alone, or the network, was meant).
+        if let Some((addr, _)) = s.split_once('/') {
+            if addr.trim().parse::<IpAddr>().is_ok_and(|a| a != p.addr()) {
+                return Err(format!(
+                    "--local {s:?} has host bits set: use {p} for the network, or {addr} for the address alone"
+                ));
+            }
+        }
+        v.push(p);
     }
     Ok(AddrSet::from_prefixes(v))
 }

@@ -135,7 +135,8 @@ pub struct ReaderOptions {
     /// Return mid-file damage as an `Err` from `next_packet` instead of a
     /// [`Warning::Stopped`].
     pub strict: bool,
-    /// Keep at most this many warnings (the rest are only counted).
+    /// Keep at most this many warnings (the rest are only counted; a
+    /// [`Warning::Stopped`] is always kept).
     pub max_warnings: usize,
     /// Accept at most this many pcapng interfaces in a file.
     pub max_interfaces: usize,
@@ -500,7 +501,9 @@ impl<R: Read> CaptureReader<R> {
     // ----- low-level input -------------------------------------------------
 
     fn push_warning(&mut self, w: Warning) {
-        if self.warnings.len() < self.opts.max_warnings {
+        // The reader's stop is the warning that matters most: it says data
+        // was left unread. It is kept whatever came before it.
+        if self.warnings.len() < self.opts.max_warnings || w.is_fatal() {
             self.warnings.push(w);
         } else {
             self.warnings_dropped += 1;
