@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod azure;
+pub mod files;
 pub mod watcher;
 
 pub use azure::{Environment, LoadError};

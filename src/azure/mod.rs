@@ -6,7 +6,7 @@ pub mod resources;
 pub mod service_tags;
 pub mod topology;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -118,10 +118,10 @@ impl Environment {
     /// Loads every resource from files and directories (recursively, `*.json`).
     pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<Self, LoadError> {
         let mut env = Environment::default();
-        let mut files = Vec::new();
-        for p in paths {
-            collect_files(p.as_ref(), &mut files, &mut HashSet::new())?;
-        }
+        let files = crate::files::collect(paths, &["json"]).map_err(|e| LoadError::Io {
+            path: e.path,
+            source: e.source,
+        })?;
         let mut subnets = Vec::new();
         for f in files {
             env.load_file(&f, &mut subnets)?;
@@ -411,37 +411,4 @@ impl Environment {
             )),
         }
     }
-}
-
-/// The `.json` files under `p` (or `p` itself when it is a file), sorted
-/// per directory. A directory reached again (through a symbolic link back
-/// up the tree) is read once.
-fn collect_files(p: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io {
-        path: p.to_path_buf(),
-        source,
-    };
-    let meta = fs::metadata(p).map_err(io)?;
-    if meta.is_dir() {
-        if !seen.insert(fs::canonicalize(p).map_err(io)?) {
-            tracing::warn!(dir = %p.display(), "directory already read (a link back up the tree); skipped");
-            return Ok(());
-        }
-        let mut entries: Vec<PathBuf> = fs::read_dir(p)
-            .map_err(io)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
-        entries.sort();
-        for e in entries {
-            if e.is_dir() {
-                collect_files(&e, out, seen)?;
-            } else if e.extension().is_some_and(|x| x.eq_ignore_ascii_case("json")) {
-                out.push(e);
-            }
-        }
-    } else {
-        out.push(p.to_path_buf());
-    }
-    Ok(())
 }

@@ -1,11 +1,10 @@
 //! `netwatch flow-logs read`: NSG (v1, v2) and VNet (v4) flow-log files,
 //! Azure's or ours, as one JSON object per tuple.
 
-use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use netwatch_flowlogs::{read_file, FlowLogRecord};
 use serde_json::json;
@@ -26,41 +25,11 @@ pub struct ReadArgs {
     summary: bool,
 }
 
-/// Files named on the command line are read whatever their name; inside
-/// directories only `*.json` and `*.ndjson`. A directory reached again
-/// (through a symbolic link back up the tree) is read once.
-fn collect(p: &Path, explicit: bool, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<()> {
-    if p.is_dir() {
-        if !seen.insert(std::fs::canonicalize(p).with_context(|| p.display().to_string())?) {
-            tracing::warn!(dir = %p.display(), "directory already read (a link back up the tree); skipped");
-            return Ok(());
-        }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-            .with_context(|| p.display().to_string())?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .with_context(|| p.display().to_string())?;
-        entries.sort();
-        for e in entries {
-            collect(&e, false, out, seen)?;
-        }
-    } else if p.is_file() {
-        let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
-        if explicit || ext.eq_ignore_ascii_case("json") || ext.eq_ignore_ascii_case("ndjson") {
-            out.push(p.to_path_buf());
-        }
-    } else {
-        anyhow::bail!("{}: no such file or directory", p.display());
-    }
-    Ok(())
-}
-
 pub fn run(cmd: FlowLogsCommand) -> Result<()> {
     let FlowLogsCommand::Read(a) = cmd;
-    let (mut files, mut seen) = (Vec::new(), HashSet::new());
-    for p in &a.paths {
-        collect(p, true, &mut files, &mut seen)?;
-    }
+    // Files named on the command line are read whatever their name; inside
+    // directories only `*.json` and `*.ndjson`.
+    let files = netwatch::files::collect(&a.paths, &["json", "ndjson"])?;
     let mut out = BufWriter::new(io::stdout().lock());
     let (mut records, mut tuples) = (0usize, 0usize);
     for f in &files {
