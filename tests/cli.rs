@@ -379,6 +379,50 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = netwatch(&["no-such-command"]);
     assert_eq!(o.status.code(), Some(2));
+    // Missing or malformed options are usage errors too, caught before any
+    // file is read.
+    let pcap = "../shared/corpus/pcap/tcpdump__ssh.pcap";
+    for args in [
+        &[
+            "ip-flow-verify",
+            "--resources",
+            "demo/hub-spoke",
+            "--direction",
+            "Inbound",
+            "--protocol",
+            "TCP",
+            "--local",
+            "10.1.1.4:22",
+            "--remote",
+            "1.2.3.4:5",
+        ][..],
+        &[
+            "next-hop",
+            "--resources",
+            "demo/hub-spoke",
+            "--source",
+            "10.1.1.4",
+            "--destination",
+            "10.2.1.4",
+        ],
+        &["flows", "--tcp-idle-timeout", "0", pcap],
+        &["flows", "--ipfix", "no-port", pcap],
+        &[
+            "evaluate",
+            "--resources",
+            "demo/hub-spoke",
+            "--nic",
+            "nic-web1",
+            "--local",
+            "not-a-cidr",
+            pcap,
+        ],
+    ] {
+        let o = netwatch(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -39,8 +39,8 @@ pub struct CaptureArgs {
     /// The interface to capture on (e.g. lo, eth0, any).
     #[arg(short = 'i', long, value_name = "IF")]
     pub interface: Option<String>,
-    /// The capture file; `-` writes to stdout. May come from the request's storageLocation.filePath.
-    #[arg(short = 'w', long, value_name = "FILE")]
+    /// The capture file (as tcpdump's -w); `-` writes to stdout. May come from the request's storageLocation.filePath.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Output file format.
     #[arg(long, value_enum, default_value_t = FileFormat::Pcap)]
@@ -281,7 +281,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let output = match args.output.clone().or(req.file_path.clone()) {
         Some(p) if p.as_os_str() == "-" => Output::Stdout,
         Some(p) => Output::File(p),
-        None => bail!("give the capture file with --output FILE (or `-` for stdout)"),
+        None => bail!("give the capture file with -w/--write FILE (or `-` for stdout)"),
     };
     let mut cfg = LiveConfig::new(iface.name.clone(), output.clone());
     cfg.format = match args.format {

@@ -83,7 +83,13 @@ pub fn run(cmd: FlowLogsCommand) -> Result<()> {
             }
         }
     }
+    let counts = format!("{} file(s), {records} record(s), {tuples} tuple(s)", files.len());
+    if a.summary {
+        // The count is what was asked for: on stdout.
+        writeln!(out, "{counts}")?;
+    } else {
+        eprintln!("{counts}");
+    }
     out.flush()?;
-    eprintln!("{} file(s), {records} record(s), {tuples} tuple(s)", files.len());
     Ok(())
 }

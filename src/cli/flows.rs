@@ -48,14 +48,14 @@ pub struct CaptureFileArgs {
     /// Report the innermost packet of GRE, VXLAN and GENEVE tunnels instead of the outer one.
     #[arg(long)]
     decap: bool,
-    /// Idle timeout of TCP flows, seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 240)]
+    /// Idle timeout of TCP flows, seconds (1 to 31536000).
+    #[arg(long, value_name = "SECONDS", default_value_t = 240, value_parser = seconds())]
     tcp_idle_timeout: u64,
-    /// Idle timeout of UDP, ICMP and other flows, seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    /// Idle timeout of UDP, ICMP and other flows, seconds (1 to 31536000).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = seconds())]
     udp_idle_timeout: u64,
     /// End flows older than this many seconds, active or not (default: never).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds())]
     active_timeout: Option<u64>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = FlowFormat::Jsonl)]
@@ -64,11 +64,29 @@ pub struct CaptureFileArgs {
     export: ExportArgs,
 }
 
+/// A timeout in seconds: at least 1, at most a year.
+fn seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=365 * 24 * 3600)
+}
+
+/// `HOST:PORT` (the name is resolved when the export starts).
+fn host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(s.to_string()),
+        _ => Err("expected HOST:PORT, e.g. 127.0.0.1:4739 or collector.example:2055".into()),
+    }
+}
+
+/// One `--local` value: an IP address or a CIDR prefix without host bits.
+fn local_prefix(s: &str) -> Result<String, String> {
+    parse_local(&[s.to_string()]).map(|_| s.to_string())
+}
+
 /// Standard flow export, shared by `flows`, `evaluate` and `capture`.
 #[derive(Args, Debug, Clone)]
 pub struct ExportArgs {
     /// Also export the flows to an IPFIX collector (RFC 7011 over UDP; RFC 5103 biflows).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
     ipfix: Option<String>,
     /// With --ipfix: speak NetFlow v9 (RFC 3954) instead of IPFIX.
     #[arg(long, requires = "ipfix")]
@@ -81,7 +99,7 @@ impl ExportArgs {
         let Some(target) = &self.ipfix else { return Ok(None) };
         let addr = target
             .to_socket_addrs()
-            .with_context(|| format!("--ipfix {target:?}: expected HOST:PORT"))?
+            .with_context(|| format!("--ipfix {target:?}: cannot resolve the collector's address"))?
             .next()
             .with_context(|| format!("--ipfix {target:?}: the name resolves to no address"))?;
         let protocol = if self.netflow_v9 {
@@ -103,19 +121,15 @@ impl ExportArgs {
 
 impl CaptureFileArgs {
     fn options(&self) -> Result<ReplayOptions> {
-        let s = |v: u64, flag: &str| -> Result<i64> {
-            if v == 0 || v > 365 * 24 * 3600 {
-                bail!("--{flag} {v}: expected 1 to 31536000 seconds");
-            }
-            Ok(v as i64 * 1_000_000_000)
-        };
-        let udp = s(self.udp_idle_timeout, "udp-idle-timeout")?;
+        // The parser bounds them to a year: no overflow.
+        let ns = |v: u64| v as i64 * 1_000_000_000;
+        let udp = ns(self.udp_idle_timeout);
         let table = FlowTableConfig {
-            tcp_idle_ns: s(self.tcp_idle_timeout, "tcp-idle-timeout")?,
+            tcp_idle_ns: ns(self.tcp_idle_timeout),
             udp_idle_ns: udp,
             icmp_idle_ns: udp,
             other_idle_ns: udp,
-            active_timeout_ns: self.active_timeout.map(|v| s(v, "active-timeout")).transpose()?,
+            active_timeout_ns: self.active_timeout.map(ns),
             ..FlowTableConfig::default()
         };
         Ok(ReplayOptions { decap: self.decap, table })
@@ -178,7 +192,7 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "NAME|ID")]
     nic: String,
     /// Addresses that count as the NIC's own (CIDR or IP, repeatable), instead of the NIC's private IPs: replay any capture "as if" taken on that NIC.
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", value_parser = local_prefix)]
     local: Vec<String>,
     #[command(flatten)]
     logs: FlowLogArgs,

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use netwatch::watcher::{self, IpFlowProtocol, IpFlowVerifyParameters};
 use netwatch::Environment;
@@ -89,8 +89,8 @@ impl ResourceArgs {
 struct IpFlowVerifyArgs {
     #[command(flatten)]
     resources: ResourceArgs,
-    /// The VM, by name or resource id.
-    #[arg(long, value_name = "NAME|ID")]
+    /// The VM, by name or resource id (this or --nic is required).
+    #[arg(long, value_name = "NAME|ID", required_unless_present = "nic")]
     vm: Option<String>,
     /// The NIC, by name or resource id (needed when the VM has several and the local IP does not tell).
     #[arg(long, value_name = "NAME|ID")]
@@ -143,8 +143,8 @@ struct EffectiveSecurityRulesArgs {
 struct NextHopArgs {
     #[command(flatten)]
     resources: ResourceArgs,
-    /// The VM, by name or resource id.
-    #[arg(long, value_name = "NAME|ID")]
+    /// The VM, by name or resource id (this or --nic is required).
+    #[arg(long, value_name = "NAME|ID", required_unless_present = "nic")]
     vm: Option<String>,
     /// The NIC, by name or resource id (when the VM has several and the source IP does not tell).
     #[arg(long, value_name = "NAME|ID")]
@@ -265,9 +265,6 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn ip_flow_verify(a: IpFlowVerifyArgs) -> Result<()> {
-    if a.vm.is_none() && a.nic.is_none() {
-        return Err(anyhow!("give the target with --vm NAME|ID or --nic NAME|ID"));
-    }
     let env = a.resources.load()?;
     let local_ip: IpAddr = a.local.ip();
     let p = IpFlowVerifyParameters {
@@ -290,9 +287,6 @@ fn ip_flow_verify(a: IpFlowVerifyArgs) -> Result<()> {
 }
 
 fn next_hop(a: NextHopArgs) -> Result<()> {
-    if a.vm.is_none() && a.nic.is_none() {
-        return Err(anyhow!("give the source with --vm NAME|ID or --nic NAME|ID"));
-    }
     let env = a.resources.load()?;
     let hop = watcher::routes::next_hop(&env, a.vm.as_deref(), a.nic.as_deref(), a.source, a.destination).context("next-hop")?;
     let v = match (hop, a.explain) {
