@@ -786,6 +786,11 @@ fn clear_errors() {
     assert_eq!(o.status.code(), Some(2), "usage error");
     let o = run(&["-i", "lo", "-w", out.to_str().unwrap(), "--bytes-per-packet", "4294967296"]);
     assert_eq!(o.status.code(), Some(2), "usage error");
+    // No interface; flow logs without the resources that judge the flows.
+    let o = run(&["-w", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "usage error: {}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["-i", "lo", "-w", out.to_str().unwrap(), "--flow-logs", "/tmp/never-written"]);
+    assert_eq!(o.status.code(), Some(2), "usage error: {}", String::from_utf8_lossy(&o.stderr));
 
     // Without the capabilities (as nobody, all capabilities dropped).
     let o = Command::new("setpriv")

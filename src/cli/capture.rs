@@ -37,7 +37,7 @@ use serde_json::{json, Map, Value};
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
     /// The interface to capture on (e.g. lo, eth0, any).
-    #[arg(short = 'i', long, value_name = "IF")]
+    #[arg(short = 'i', long, value_name = "IF", required_unless_present = "print_bpf")]
     pub interface: Option<String>,
     /// The capture file (as tcpdump's -w); `-` writes to stdout. May come from the request's storageLocation.filePath.
     #[arg(short = 'w', long = "write", value_name = "FILE")]

@@ -204,13 +204,13 @@ pub struct EvaluateArgs {
 #[derive(Args, Debug, Clone)]
 pub struct FlowLogArgs {
     /// Write NSG flow logs (Azure's blob layout) under this directory.
-    #[arg(long = "flow-logs", value_name = "DIR")]
+    #[arg(long = "flow-logs", value_name = "DIR", requires_all = ["resources", "nic"])]
     flow_logs: Option<PathBuf>,
     /// NSG flow log format version.
     #[arg(long = "flow-log-version", value_name = "1|2", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     flow_log_version: u8,
     /// Write VNet flow logs (version 4, Azure's blob layout) under this directory.
-    #[arg(long = "vnet-flow-logs", value_name = "DIR")]
+    #[arg(long = "vnet-flow-logs", value_name = "DIR", requires_all = ["resources", "nic"])]
     vnet_flow_logs: Option<PathBuf>,
     /// What the VNet flow log is attached to.
     #[arg(long = "flow-log-target", value_enum, default_value_t = ScopeArg::Vnet)]
