@@ -46,8 +46,8 @@ pub struct CaptureArgs {
     #[arg(long, value_enum, default_value_t = FileFormat::Pcap)]
     pub format: FileFormat,
     /// A Network Watcher filter, e.g. 'protocol=TCP,localIPAddress=10.0.0.3,remotePort=80;443'. Repeatable (OR'd).
-    #[arg(long = "filter", value_name = "FILTER")]
-    pub filter: Vec<String>,
+    #[arg(long = "filter", value_name = "FILTER", value_parser = CaptureFilter::parse)]
+    pub filter: Vec<CaptureFilter>,
     /// A JSON file holding the `filters` array of a PacketCapture request (or an object with `filters`).
     #[arg(long = "filters", value_name = "FILE")]
     pub filters_file: Option<PathBuf>,
@@ -232,10 +232,7 @@ fn read_request(path: &Path) -> Result<Request> {
 /// The filters of the command line (`--filter`, `--filters`), else of the request.
 fn collect_filters(args: &CaptureArgs, req: &Request) -> Result<Vec<CaptureFilter>> {
     let mut filters = Vec::new();
-    for (i, text) in args.filter.iter().enumerate() {
-        let f = CaptureFilter::parse(text).map_err(|e| anyhow!("--filter {}: {e}", i + 1))?;
-        filters.push(f);
-    }
+    filters.extend(args.filter.iter().cloned());
     if let Some(p) = &args.filters_file {
         let v = read_json(p).with_context(|| format!("--filters {}", p.display()))?;
         filters.extend(json_filters(&v).with_context(|| format!("--filters {}", p.display()))?);
