@@ -239,3 +239,56 @@ fn bad_route_data_names_table_route_and_field() {
         );
     }
 }
+
+/// An active-active gateway (two BGP addresses): routes learned by either
+/// instance reach the spokes, with that instance as the next hop.
+#[test]
+fn active_active_gateway_routes_of_both_instances() {
+    let env = Environment::load(&[
+        common::root().join("demo/hub-spoke"),
+        common::root().join("tests/data/active-active"),
+    ])
+    .expect("load the environment with the active-active gateway");
+    for (vm, src, dst, ip) in [
+        ("vm-jump", "10.0.2.4", "10.80.1.1", "10.0.255.31"),
+        ("vm-web1", "10.1.1.4", "10.80.1.1", "10.0.255.31"),
+        ("vm-web1", "10.1.1.4", "10.70.1.1", "10.0.255.30"),
+    ] {
+        let h = next_hop(&env, Some(vm), Option::None, src.parse().unwrap(), dst.parse().unwrap())
+            .expect("next hop")
+            .expect("a route");
+        let r = h.result();
+        assert_eq!(
+            (r.next_hop_type, r.next_hop_ip_address.as_deref()),
+            (VirtualNetworkGateway, Some(ip)),
+            "{vm} -> {dst}: {r:?}"
+        );
+    }
+}
+
+/// A `Microsoft.Storage.Global` service endpoint routes the global
+/// `Storage` tag's prefixes, not the region's.
+#[test]
+fn global_service_endpoint_routes_the_global_tag() {
+    let mut env = common::rest_env();
+    let tags = env.service_tags.clone().expect("service tags loaded");
+    let vnet = env.virtual_networks.iter_mut().find(|v| v.name == "vnet-web").expect("vnet-web");
+    let i = vnet
+        .subnets
+        .iter()
+        .position(|s| !s.service_endpoints.is_empty())
+        .expect("a subnet with endpoints");
+    vnet.subnets[i].service_endpoints = vec!["Microsoft.Storage.Global".into()];
+    let (vnet, subnet) = (vnet.clone(), vnet.subnets[i].clone());
+    let input = netwatch::watcher::routes::subnet_routing_input(&env, &vnet, &subnet).expect("routing input");
+    let want: Vec<String> = tags
+        .get("Storage")
+        .expect("global Storage tag")
+        .to_prefixes()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let got: Vec<String> = input.service_endpoint_routes.iter().map(|p| p.to_string()).collect();
+    assert!(want.len() > 100, "{} global Storage prefixes", want.len());
+    assert_eq!(got, want);
+}

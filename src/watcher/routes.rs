@@ -45,11 +45,14 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
         input.peerings.push(space.iter().filter_map(net).collect());
     }
     for g in env.gateways_serving(vnet) {
-        let hop: Option<IpAddr> = g
+        // One BGP address, or one per instance of an active-active gateway
+        // (validated when loaded).
+        let addresses: Vec<IpAddr> = g
             .bgp_peering_address
             .as_deref()
-            .and_then(|a| a.split(',').next())
-            .and_then(|a| a.trim().parse().ok());
+            .map(|a| a.split(',').filter_map(|a| a.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let hop = addresses.first().copied();
         for p in env.prefixes_behind(g) {
             if let Some(n) = net(&p) {
                 input.gateway_routes.push(GatewayRoute {
@@ -58,13 +61,16 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
                 });
             }
         }
+        // Routes learned by any instance, with that instance as next hop.
         for r in &env.learned_routes {
-            let mine = hop.is_some() && r.local_address == hop;
-            if mine && !r.origin.eq_ignore_ascii_case("Network") {
+            let Some(instance) = r.local_address.filter(|a| addresses.contains(a)) else {
+                continue;
+            };
+            if !r.origin.eq_ignore_ascii_case("Network") {
                 if let Some(n) = net(&r.network) {
                     input.gateway_routes.push(GatewayRoute {
                         address_prefix: n,
-                        next_hop_ip: hop,
+                        next_hop_ip: Some(instance),
                     });
                 }
             }
@@ -76,7 +82,10 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
             tracing::warn!(subnet = %subnet.name, service = %e, "no service tag known for this service endpoint; its routes are left out");
             continue;
         };
-        let regional = vnet.location.as_deref().map(|l| format!("{tag}.{l}"));
+        // A `.Global` endpoint covers the service everywhere (the global
+        // tag); the others, the service in the VNet's region.
+        let global = e.to_ascii_lowercase().ends_with(".global");
+        let regional = vnet.location.as_deref().filter(|_| !global).map(|l| format!("{tag}.{l}"));
         let set = regional
             .as_deref()
             .and_then(|r| tags.and_then(|t| t.get(r)))
