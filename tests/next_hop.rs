@@ -292,3 +292,95 @@ fn global_service_endpoint_routes_the_global_tag() {
     assert!(want.len() > 100, "{} global Storage prefixes", want.len());
     assert_eq!(got, want);
 }
+
+/// A user route with `hasBgpOverride` wins over the BGP routes inside its
+/// prefix, though they are more specific (spec §5.3); addresses outside
+/// it still follow longest-prefix match.
+#[test]
+fn bgp_override_beats_more_specific_bgp_routes() {
+    // rt-web plus 10.64.0.0/10 -> the firewall, hasBgpOverride: the learned
+    // 10.70.0.0/16 and 10.71.0.0/16 lie inside it.
+    let env = Environment::load(&[
+        common::root().join("demo/hub-spoke"),
+        common::root().join("tests/data/bgp-override"),
+    ])
+    .expect("load the environment with the override route");
+    let hop = |dst: &str| {
+        let h = next_hop(
+            &env,
+            Some("vm-web1"),
+            Option::None,
+            "10.1.1.4".parse().unwrap(),
+            dst.parse().unwrap(),
+        )
+        .expect("next hop")
+        .expect("a route");
+        let r = h.result();
+        (r.next_hop_type, r.next_hop_ip_address, r.route_table_id)
+    };
+    assert_eq!(hop("10.70.1.1"), (VirtualAppliance, FW.map(String::from), RT_WEB.to_string()));
+    assert_eq!(hop("10.71.0.9"), (VirtualAppliance, FW.map(String::from), RT_WEB.to_string()));
+    // Outside 10.64.0.0/10: on-premises through the gateway as before.
+    assert_eq!(hop("192.168.3.3"), (VirtualNetworkGateway, GW.map(String::from), SYS.to_string()));
+    // The overridden BGP routes are listed Invalid.
+    let table = effective_routes(&env, "nic-web1").expect("effective routes");
+    let learned = table
+        .routes()
+        .iter()
+        .find(|r| r.route.address_prefix.to_string() == "10.70.0.0/16")
+        .expect("the learned route is listed");
+    assert_eq!(learned.state, RouteState::Invalid);
+    assert!(
+        learned
+            .invalid_reason
+            .as_ref()
+            .is_some_and(|r| r.to_string().contains("hasBgpOverride")),
+        "{:?}",
+        learned.invalid_reason
+    );
+    // Without the flag, longest-prefix match: the BGP route wins.
+    let plain = Environment::load(&[common::root().join("demo/hub-spoke")]).expect("load");
+    let h = next_hop(
+        &plain,
+        Some("vm-web1"),
+        Option::None,
+        "10.1.1.4".parse().unwrap(),
+        "10.70.1.1".parse().unwrap(),
+    )
+    .expect("next hop")
+    .expect("a route");
+    assert_eq!(h.result().next_hop_type, VirtualNetworkGateway);
+}
+
+/// `useRemoteGateways` takes the peer's consent: when the hub's peerings
+/// do not allow gateway transit, the spokes get no route through its
+/// gateway (on-premises falls back to the reserved None route).
+#[test]
+fn remote_gateway_needs_allow_gateway_transit() {
+    let env = Environment::load(&[
+        common::root().join("demo/hub-spoke"),
+        common::root().join("tests/data/no-gateway-transit"),
+    ])
+    .expect("load the environment without gateway transit");
+    let h = next_hop(
+        &env,
+        Some("vm-web1"),
+        Option::None,
+        "10.1.1.4".parse().unwrap(),
+        "192.168.3.3".parse().unwrap(),
+    )
+    .expect("next hop")
+    .expect("a route");
+    assert_eq!(h.result().next_hop_type, NextHopType::None, "{:?}", h.result());
+    // The hub itself still uses its own gateway.
+    let h = next_hop(
+        &env,
+        Some("vm-jump"),
+        Option::None,
+        "10.0.2.4".parse().unwrap(),
+        "192.168.3.3".parse().unwrap(),
+    )
+    .expect("next hop")
+    .expect("a route");
+    assert_eq!(h.result().next_hop_type, VirtualNetworkGateway);
+}

@@ -98,6 +98,9 @@ pub struct UserRoute {
     pub next_hop_type: String,
     /// `nextHopIpAddress`; an empty string counts as absent.
     pub next_hop_ip: Option<String>,
+    /// `hasBgpOverride`: the route overrides overlapping BGP routes
+    /// regardless of longest-prefix match (spec §5.3).
+    pub has_bgp_override: bool,
 }
 
 impl UserRoute {
@@ -108,6 +111,7 @@ impl UserRoute {
             address_prefix: address_prefix.to_owned(),
             next_hop_type: next_hop_type.as_str().to_owned(),
             next_hop_ip: next_hop_ip.map(str::to_owned),
+            has_bgp_override: false,
         }
     }
 }
@@ -627,6 +631,9 @@ fn beats_more_specific_bgp(r: &Route) -> bool {
 ///   BGP routes into the VNet's own, peered or service ranges). Gateway
 ///   routes that *contain* such a range stay Active and lose to it by
 ///   ordinary longest-prefix match inside the range.
+/// * A user route with `hasBgpOverride` (spec §5.3) overrides the gateway
+///   routes equal to or inside its prefix in the same way
+///   ([`InvalidReason::OverriddenByBgpOverride`]).
 pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTable, RouteError> {
     for p in &input.vnet_address_space {
         check_system_prefix("vnetAddressSpace", p)?;
@@ -643,6 +650,8 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
 
     // User routes first (validation), though they are listed last.
     let mut user = Vec::new();
+    // The prefixes of user routes with `hasBgpOverride`.
+    let mut bgp_overrides: Vec<IpNet> = Vec::new();
     let mut disable_bgp = false;
     if let Some(table) = &input.route_table {
         disable_bgp = table.disable_bgp_route_propagation;
@@ -682,7 +691,11 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
                     prefix: r.address_prefix.trim().to_owned(),
                 });
             }
-            user.extend(user_routes(table, r, dest)?);
+            let expanded = user_routes(table, r, dest)?;
+            if r.has_bgp_override {
+                bgp_overrides.extend(expanded.iter().map(|u| u.address_prefix));
+            }
+            user.extend(expanded);
         }
         if tag_routes > MAX_SERVICE_TAG_ROUTES_PER_TABLE {
             return Err(RouteError::TooManyServiceTagRoutes {
@@ -758,6 +771,17 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
             reasons[i] = Some(InvalidReason::ShadowedBySystemRoute {
                 system_route: j,
                 system_prefix: s.address_prefix,
+            });
+            continue;
+        }
+        // A user route with `hasBgpOverride` overrides the gateway routes
+        // equal to or inside its prefix, more specific or not (spec §5.3).
+        if let Some(j) = routes.iter().position(|s| {
+            s.source == RouteSource::User && bgp_overrides.contains(&s.address_prefix) && s.address_prefix.contains(&r.address_prefix)
+        }) {
+            reasons[i] = Some(InvalidReason::OverriddenByBgpOverride {
+                user_route: j,
+                user_prefix: routes[j].address_prefix,
             });
         }
     }

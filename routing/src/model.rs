@@ -209,6 +209,16 @@ pub enum InvalidReason {
         /// Its prefix.
         system_prefix: IpNet,
     },
+    /// A gateway (BGP) route equal to or inside a user route with
+    /// `hasBgpOverride`, which overrides overlapping BGP routes regardless
+    /// of longest-prefix match (spec §5.3).
+    #[serde(rename_all = "camelCase")]
+    OverriddenByBgpOverride {
+        /// Index of the user route.
+        user_route: usize,
+        /// Its prefix.
+        user_prefix: IpNet,
+    },
     /// Same prefix and same precedence as an earlier route, which wins.
     #[serde(rename_all = "camelCase")]
     DuplicatePrefix {
@@ -233,6 +243,10 @@ impl fmt::Display for InvalidReason {
             } => write!(
                 f,
                 "gateway route inside system route #{system_route} ({system_prefix}); VNet, peering and service-endpoint routes beat more specific BGP routes"
+            ),
+            InvalidReason::OverriddenByBgpOverride { user_route, user_prefix } => write!(
+                f,
+                "gateway route inside user route #{user_route} ({user_prefix}), which has hasBgpOverride"
             ),
             InvalidReason::DuplicatePrefix { winner } => {
                 write!(f, "same prefix and precedence as earlier route #{winner}")

@@ -602,6 +602,8 @@ pub struct Route {
     pub address_prefix: String,
     pub next_hop_type: String,
     pub next_hop_ip_address: Option<String>,
+    /// `hasBgpOverride`: overrides overlapping BGP routes (spec §5.3).
+    pub has_bgp_override: bool,
     pub at: super::json::Location,
 }
 
@@ -619,6 +621,7 @@ pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
                 address_prefix: r.req_str("addressPrefix")?.to_string(),
                 next_hop_type: r.req_str("nextHopType")?.to_string(),
                 next_hop_ip_address: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
+                has_bgp_override: r.bool("hasBgpOverride")?.unwrap_or(false),
                 at: r.location(),
             })
         })

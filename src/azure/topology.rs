@@ -18,12 +18,27 @@ impl Environment {
     }
 
     /// Gateways whose routes reach a VNet: its own, and those of peers it
-    /// uses through `useRemoteGateways` (spec §5.2).
+    /// uses through `useRemoteGateways` (spec §5.2) — which takes the
+    /// peer's consent: its peering back must allow gateway transit, as
+    /// Azure requires before it accepts `useRemoteGateways`.
     pub fn gateways_serving(&self, vnet: &VirtualNetwork) -> Vec<&VirtualNetworkGateway> {
         let mut out = self.gateways_in(vnet);
+        let me = id_key(&vnet.id);
         for p in vnet.peerings.iter().filter(|p| p.is_connected() && p.use_remote_gateways) {
-            if let Some(remote) = self.vnet(&p.remote_virtual_network_id) {
+            let Some(remote) = self.vnet(&p.remote_virtual_network_id) else {
+                continue;
+            };
+            let transit = remote
+                .peerings
+                .iter()
+                .any(|b| b.is_connected() && b.allow_gateway_transit && id_key(&b.remote_virtual_network_id) == me);
+            if transit {
                 out.extend(self.gateways_in(remote));
+            } else {
+                tracing::warn!(
+                    vnet = %vnet.name, peer = %remote.name,
+                    "useRemoteGateways without allowGatewayTransit on the peer's side: its gateway's routes are not used"
+                );
             }
         }
         out

@@ -125,6 +125,7 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
                     address_prefix: r.address_prefix.clone(),
                     next_hop_type: r.next_hop_type.clone(),
                     next_hop_ip: r.next_hop_ip_address.clone(),
+                    has_bgp_override: r.has_bgp_override,
                 })
                 .collect(),
         });
