@@ -384,3 +384,60 @@ fn remote_gateway_needs_allow_gateway_transit() {
     .expect("a route");
     assert_eq!(h.result().next_hop_type, VirtualNetworkGateway);
 }
+
+/// A virtual appliance whose address is reachable only through an
+/// ExpressRoute gateway is not a valid next hop (spec §5.3): the UDR is
+/// Invalid and the address range falls back to the system routes.
+#[test]
+fn appliance_behind_express_route_invalidates_the_udr() {
+    // The hub gateway as ExpressRoute, and rt-web's spoke-to-spoke route
+    // pointing at an on-premises address behind it.
+    let env = Environment::load(&[
+        common::root().join("demo/hub-spoke"),
+        common::root().join("tests/data/express-route"),
+    ])
+    .expect("load the environment with the ExpressRoute gateway");
+    let h = next_hop(
+        &env,
+        Some("vm-web1"),
+        Option::None,
+        "10.1.1.4".parse().unwrap(),
+        "10.2.2.4".parse().unwrap(),
+    )
+    .expect("next hop")
+    .expect("a route");
+    assert_eq!(
+        (h.result().next_hop_type, h.result().route_table_id.as_str()),
+        (NextHopType::None, SYS),
+        "{:?}",
+        h.result()
+    );
+    let t = effective_routes(&env, "nic-web1").expect("effective routes");
+    let udr = t
+        .routes()
+        .iter()
+        .find(|r| r.route.name.as_deref() == Some("to-app-via-fw"))
+        .expect("the UDR is listed");
+    assert_eq!(udr.state, RouteState::Invalid);
+    assert!(
+        udr.invalid_reason.as_ref().is_some_and(|r| r.to_string().contains("ExpressRoute")),
+        "{:?}",
+        udr.invalid_reason
+    );
+    // The same appliance address behind a VPN gateway (the demo) is fine.
+    let vpn = Environment::load(&[
+        common::root().join("demo/hub-spoke"),
+        common::root().join("tests/data/express-route/rt-web.json"),
+    ])
+    .expect("load");
+    let h = next_hop(
+        &vpn,
+        Some("vm-web1"),
+        Option::None,
+        "10.1.1.4".parse().unwrap(),
+        "10.2.2.4".parse().unwrap(),
+    )
+    .expect("next hop")
+    .expect("a route");
+    assert_eq!(h.result().next_hop_type, VirtualAppliance);
+}

@@ -72,6 +72,9 @@ pub struct GatewayRoute {
     pub address_prefix: IpNet,
     /// The gateway's address toward it, when known.
     pub next_hop_ip: Option<IpAddr>,
+    /// Learned through an ExpressRoute gateway (not a VPN gateway): a
+    /// virtual appliance reachable only this way is not a valid next hop.
+    pub express_route: bool,
 }
 
 /// The subnet's route table (spec §5.3).
@@ -634,6 +637,10 @@ fn beats_more_specific_bgp(r: &Route) -> bool {
 /// * A user route with `hasBgpOverride` (spec §5.3) overrides the gateway
 ///   routes equal to or inside its prefix in the same way
 ///   ([`InvalidReason::OverriddenByBgpOverride`]).
+/// * A VirtualAppliance user route whose appliance address is reached only
+///   through an ExpressRoute gateway route is `Invalid` (spec §5.3: the
+///   address must be directly reachable;
+///   [`InvalidReason::NextHopThroughExpressRoute`]).
 pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTable, RouteError> {
     for p in &input.vnet_address_space {
         check_system_prefix("vnetAddressSpace", p)?;
@@ -740,6 +747,7 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
         routes.push(system_route(*p, NextHopType::VirtualNetworkServiceEndpoint, None));
     }
     // 7. Gateway routes.
+    let gateway_start = routes.len();
     if !disable_bgp {
         for g in &input.gateway_routes {
             routes.push(Route {
@@ -782,6 +790,34 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
             reasons[i] = Some(InvalidReason::OverriddenByBgpOverride {
                 user_route: j,
                 user_prefix: routes[j].address_prefix,
+            });
+        }
+    }
+    // A virtual appliance must be reachable directly, not through an
+    // ExpressRoute gateway (spec §5.3): the route the appliance's own
+    // address takes (longest prefix among the valid non-user routes, then
+    // precedence) must not be such a gateway route.
+    let via_express_route =
+        |i: usize| i >= gateway_start && !disable_bgp && input.gateway_routes.get(i - gateway_start).is_some_and(|g| g.express_route);
+    for u in 0..routes.len() {
+        let r = &routes[u];
+        let (true, true, Some(ip)) = (
+            r.source == RouteSource::User && reasons[u].is_none(),
+            r.next_hop_type == NextHopType::VirtualAppliance,
+            r.next_hop_ip,
+        ) else {
+            continue;
+        };
+        let reaching = routes
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| s.source != RouteSource::User && reasons[*i].is_none() && s.address_prefix.contains(&ip))
+            .max_by_key(|(i, s)| (s.address_prefix.prefix_len(), s.source.precedence(), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i);
+        if let Some(g) = reaching.filter(|&g| via_express_route(g)) {
+            reasons[u] = Some(InvalidReason::NextHopThroughExpressRoute {
+                gateway_route: g,
+                next_hop_ip: ip,
             });
         }
     }

@@ -219,6 +219,15 @@ pub enum InvalidReason {
         /// Its prefix.
         user_prefix: IpNet,
     },
+    /// A virtual appliance route whose next hop address is reachable only
+    /// through an ExpressRoute gateway: not a valid next hop (spec §5.3).
+    #[serde(rename_all = "camelCase")]
+    NextHopThroughExpressRoute {
+        /// Index of the gateway route that reaches the appliance's address.
+        gateway_route: usize,
+        /// The appliance's address.
+        next_hop_ip: IpAddr,
+    },
     /// Same prefix and same precedence as an earlier route, which wins.
     #[serde(rename_all = "camelCase")]
     DuplicatePrefix {
@@ -247,6 +256,10 @@ impl fmt::Display for InvalidReason {
             InvalidReason::OverriddenByBgpOverride { user_route, user_prefix } => write!(
                 f,
                 "gateway route inside user route #{user_route} ({user_prefix}), which has hasBgpOverride"
+            ),
+            InvalidReason::NextHopThroughExpressRoute { gateway_route, next_hop_ip } => write!(
+                f,
+                "virtual appliance {next_hop_ip} is reachable only through an ExpressRoute gateway (route #{gateway_route}); the next hop must be directly reachable"
             ),
             InvalidReason::DuplicatePrefix { winner } => {
                 write!(f, "same prefix and precedence as earlier route #{winner}")

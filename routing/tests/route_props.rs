@@ -54,7 +54,11 @@ proptest! {
         let input = SubnetRoutingInput {
             vnet_address_space: space,
             peerings: vec![peer],
-            gateway_routes: gws.into_iter().map(|p| GatewayRoute { address_prefix: p, next_hop_ip: None }).collect(),
+            gateway_routes: gws.into_iter().map(|p| GatewayRoute {
+                    address_prefix: p,
+                    next_hop_ip: None,
+                    express_route: false,
+                }).collect(),
             service_endpoint_routes: se,
             route_table: Some(RouteTableInput { id: "rt".into(), disable_bgp_route_propagation: false, routes }),
             service_tags: Default::default(),

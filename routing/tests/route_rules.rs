@@ -26,6 +26,7 @@ fn gw(prefix: &str) -> GatewayRoute {
     GatewayRoute {
         address_prefix: p(prefix),
         next_hop_ip: Some(ip("10.0.255.4")),
+        express_route: false,
     }
 }
 fn with_table(mut input: SubnetRoutingInput, routes: Vec<UserRoute>) -> SubnetRoutingInput {
@@ -195,6 +196,7 @@ fn duplicate_gateway_prefix_first_wins() {
         GatewayRoute {
             address_prefix: p("172.20.0.0/16"),
             next_hop_ip: Some(ip("10.0.255.5")),
+            express_route: false,
         },
     ];
     let t = effective_routes(&input).unwrap();

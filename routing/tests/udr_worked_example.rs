@@ -33,6 +33,7 @@ fn base() -> SubnetRoutingInput {
         gateway_routes: vec![GatewayRoute {
             address_prefix: p("10.10.0.0/16"),
             next_hop_ip: Some(ip(GW)),
+            express_route: false,
         }],
         service_endpoint_routes: vec![],
         route_table: None,

@@ -53,11 +53,13 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
             .map(|a| a.split(',').filter_map(|a| a.trim().parse().ok()).collect())
             .unwrap_or_default();
         let hop = addresses.first().copied();
+        let express_route = g.gateway_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("ExpressRoute"));
         for p in env.prefixes_behind(g) {
             if let Some(n) = net(&p) {
                 input.gateway_routes.push(GatewayRoute {
                     address_prefix: n,
                     next_hop_ip: hop,
+                    express_route,
                 });
             }
         }
@@ -71,6 +73,7 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
                     input.gateway_routes.push(GatewayRoute {
                         address_prefix: n,
                         next_hop_ip: Some(instance),
+                        express_route,
                     });
                 }
             }
