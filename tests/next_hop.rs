@@ -130,6 +130,7 @@ fn effective_routes_list_losers_as_invalid() {
     for k in [
         "name",
         "disableBgpRoutePropagation",
+        "hasBgpOverride",
         "source",
         "state",
         "addressPrefix",
@@ -338,6 +339,13 @@ fn bgp_override_beats_more_specific_bgp_routes() {
         "{:?}",
         learned.invalid_reason
     );
+    // The UDR shows the flag as Azure lists it.
+    let v = serde_json::to_value(&table).expect("serialize");
+    let udr = v["value"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "all-ten-via-fw"))
+        .expect("the UDR is listed");
+    assert_eq!(udr["hasBgpOverride"], true, "{udr}");
     // Without the flag, longest-prefix match: the BGP route wins.
     let plain = Environment::load(&[common::root().join("demo/hub-spoke")]).expect("load");
     let h = next_hop(

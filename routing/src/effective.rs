@@ -444,6 +444,7 @@ fn system_route(prefix: IpNet, next_hop_type: NextHopType, next_hop_ip: Option<I
         next_hop_ip,
         route_table_id: None,
         service_tag: None,
+        has_bgp_override: false,
     }
 }
 
@@ -590,6 +591,7 @@ fn user_routes(table: &RouteTableInput, r: &UserRoute, dest: Destination) -> Res
             next_hop_ip,
             route_table_id: Some(table.id.clone()),
             service_tag: tag.clone(),
+            has_bgp_override: r.has_bgp_override,
         })
         .collect())
 }
@@ -758,6 +760,7 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
                 next_hop_ip: g.next_hop_ip,
                 route_table_id: None,
                 service_tag: None,
+                has_bgp_override: false,
             });
         }
     }

@@ -172,6 +172,8 @@ pub struct Route {
     /// (the route is expanded into one route per prefix of the tag).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tag: Option<String>,
+    /// A user route with `hasBgpOverride` (spec §5.3).
+    pub has_bgp_override: bool,
 }
 
 impl Route {
@@ -289,6 +291,7 @@ pub struct EffectiveRoute {
 struct AzureEffectiveRoute<'a> {
     name: Option<&'a str>,
     disable_bgp_route_propagation: bool,
+    has_bgp_override: bool,
     source: RouteSource,
     state: RouteState,
     address_prefix: [String; 1],
@@ -301,6 +304,7 @@ impl Serialize for EffectiveRoute {
         AzureEffectiveRoute {
             name: self.route.name.as_deref(),
             disable_bgp_route_propagation: self.disable_bgp_route_propagation,
+            has_bgp_override: self.route.has_bgp_override,
             source: self.route.source,
             state: self.state,
             address_prefix: [self.route.address_prefix.to_string()],

@@ -268,6 +268,7 @@ fn effective_route_list_serializes_like_azure() {
         serde_json::json!({
             "name": "Within-VNet1",
             "disableBgpRoutePropagation": false,
+            "hasBgpOverride": false,
             "source": "User",
             "state": "Active",
             "addressPrefix": ["10.0.0.0/16"],
@@ -280,6 +281,7 @@ fn effective_route_list_serializes_like_azure() {
         serde_json::json!({
             "name": null,
             "disableBgpRoutePropagation": false,
+            "hasBgpOverride": false,
             "source": "Default",
             "state": "Invalid",
             "addressPrefix": ["10.0.0.0/16"],
