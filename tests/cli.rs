@@ -22,12 +22,14 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn ip_flow_verify_prints_azure_result_shape() {
-    let o = netwatch(&[
-        "ip-flow-verify",
-        "--resources",
-        "demo/hub-spoke",
+/// `ip-flow-verify` of SSH from the Internet to vm-web1 over the resources
+/// at `res` (the demo's answer: denied by Deny-SSH-From-Internet).
+fn ssh_from_internet(res: &str, verbose: bool) -> Output {
+    let mut args = vec!["ip-flow-verify", "--resources", res];
+    if verbose {
+        args.insert(0, "-v");
+    }
+    args.extend([
         "--service-tags",
         "demo/ServiceTags_Demo.json",
         "--vm",
@@ -41,6 +43,12 @@ fn ip_flow_verify_prints_azure_result_shape() {
         "--remote",
         "52.178.4.10:40000",
     ]);
+    netwatch(&args)
+}
+
+#[test]
+fn ip_flow_verify_prints_azure_result_shape() {
+    let o = ssh_from_internet("demo/hub-spoke", false);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -464,30 +472,7 @@ fn resources_directory_with_a_link_loop_loads_once() {
         .expect("cp");
     assert!(status.success());
     std::os::unix::fs::symlink("..", copy.join("rg-hub").join("back-up")).unwrap();
-    let args = |res: &str| {
-        vec![
-            "-v".to_string(),
-            "ip-flow-verify".into(),
-            "--resources".into(),
-            res.to_string(),
-            "--service-tags".into(),
-            "demo/ServiceTags_Demo.json".into(),
-            "--vm".into(),
-            "vm-web1".into(),
-            "--direction".into(),
-            "Inbound".into(),
-            "--protocol".into(),
-            "TCP".into(),
-            "--local".into(),
-            "10.1.1.4:22".into(),
-            "--remote".into(),
-            "52.178.4.10:40000".into(),
-        ]
-    };
-    let run = |res: &str| {
-        let a = args(res);
-        netwatch(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    };
+    let run = |res: &str| ssh_from_internet(res, true);
     let plain = run("demo/hub-spoke");
     let looped = run(copy.to_str().unwrap());
     assert!(looped.status.success(), "{}", stderr(&looped));

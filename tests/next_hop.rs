@@ -241,29 +241,36 @@ fn bad_route_data_names_table_route_and_field() {
     }
 }
 
+/// The demo environment with the resources under `extra` (files or
+/// directories of tests/data) loaded after it: later resources with the
+/// same id replace earlier ones.
+fn demo_with(extra: &[&str]) -> Environment {
+    let mut paths = vec![common::root().join("demo/hub-spoke")];
+    paths.extend(extra.iter().map(|e| common::root().join(e)));
+    Environment::load(&paths).unwrap_or_else(|e| panic!("load the demo with {extra:?}: {e}"))
+}
+
+/// The next hop from a VM's address: (type, IP, routeTableId).
+fn hop_of(env: &Environment, vm: &str, src: &str, dst: &str) -> (NextHopType, Option<String>, String) {
+    let h = next_hop(env, Some(vm), Option::None, src.parse().unwrap(), dst.parse().unwrap())
+        .unwrap_or_else(|e| panic!("{vm} -> {dst}: {e}"))
+        .unwrap_or_else(|| panic!("{vm} -> {dst}: no route"));
+    let r = h.result();
+    (r.next_hop_type, r.next_hop_ip_address, r.route_table_id)
+}
+
 /// An active-active gateway (two BGP addresses): routes learned by either
 /// instance reach the spokes, with that instance as the next hop.
 #[test]
 fn active_active_gateway_routes_of_both_instances() {
-    let env = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/active-active"),
-    ])
-    .expect("load the environment with the active-active gateway");
+    let env = demo_with(&["tests/data/active-active"]);
     for (vm, src, dst, ip) in [
         ("vm-jump", "10.0.2.4", "10.80.1.1", "10.0.255.31"),
         ("vm-web1", "10.1.1.4", "10.80.1.1", "10.0.255.31"),
         ("vm-web1", "10.1.1.4", "10.70.1.1", "10.0.255.30"),
     ] {
-        let h = next_hop(&env, Some(vm), Option::None, src.parse().unwrap(), dst.parse().unwrap())
-            .expect("next hop")
-            .expect("a route");
-        let r = h.result();
-        assert_eq!(
-            (r.next_hop_type, r.next_hop_ip_address.as_deref()),
-            (VirtualNetworkGateway, Some(ip)),
-            "{vm} -> {dst}: {r:?}"
-        );
+        let (ty, got_ip, _) = hop_of(&env, vm, src, dst);
+        assert_eq!((ty, got_ip.as_deref()), (VirtualNetworkGateway, Some(ip)), "{vm} -> {dst}");
     }
 }
 
@@ -301,28 +308,15 @@ fn global_service_endpoint_routes_the_global_tag() {
 fn bgp_override_beats_more_specific_bgp_routes() {
     // rt-web plus 10.64.0.0/10 -> the firewall, hasBgpOverride: the learned
     // 10.70.0.0/16 and 10.71.0.0/16 lie inside it.
-    let env = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/bgp-override"),
-    ])
-    .expect("load the environment with the override route");
-    let hop = |dst: &str| {
-        let h = next_hop(
-            &env,
-            Some("vm-web1"),
-            Option::None,
-            "10.1.1.4".parse().unwrap(),
-            dst.parse().unwrap(),
-        )
-        .expect("next hop")
-        .expect("a route");
-        let r = h.result();
-        (r.next_hop_type, r.next_hop_ip_address, r.route_table_id)
-    };
-    assert_eq!(hop("10.70.1.1"), (VirtualAppliance, FW.map(String::from), RT_WEB.to_string()));
-    assert_eq!(hop("10.71.0.9"), (VirtualAppliance, FW.map(String::from), RT_WEB.to_string()));
+    let env = demo_with(&["tests/data/bgp-override"]);
+    let fw = (VirtualAppliance, FW.map(String::from), RT_WEB.to_string());
+    assert_eq!(hop_of(&env, "vm-web1", "10.1.1.4", "10.70.1.1"), fw);
+    assert_eq!(hop_of(&env, "vm-web1", "10.1.1.4", "10.71.0.9"), fw);
     // Outside 10.64.0.0/10: on-premises through the gateway as before.
-    assert_eq!(hop("192.168.3.3"), (VirtualNetworkGateway, GW.map(String::from), SYS.to_string()));
+    assert_eq!(
+        hop_of(&env, "vm-web1", "10.1.1.4", "192.168.3.3"),
+        (VirtualNetworkGateway, GW.map(String::from), SYS.to_string())
+    );
     // The overridden BGP routes are listed Invalid.
     let table = effective_routes(&env, "nic-web1").expect("effective routes");
     let learned = table
@@ -347,17 +341,7 @@ fn bgp_override_beats_more_specific_bgp_routes() {
         .expect("the UDR is listed");
     assert_eq!(udr["hasBgpOverride"], true, "{udr}");
     // Without the flag, longest-prefix match: the BGP route wins.
-    let plain = Environment::load(&[common::root().join("demo/hub-spoke")]).expect("load");
-    let h = next_hop(
-        &plain,
-        Some("vm-web1"),
-        Option::None,
-        "10.1.1.4".parse().unwrap(),
-        "10.70.1.1".parse().unwrap(),
-    )
-    .expect("next hop")
-    .expect("a route");
-    assert_eq!(h.result().next_hop_type, VirtualNetworkGateway);
+    assert_eq!(hop_of(&demo_with(&[]), "vm-web1", "10.1.1.4", "10.70.1.1").0, VirtualNetworkGateway);
 }
 
 /// `useRemoteGateways` takes the peer's consent: when the hub's peerings
@@ -365,32 +349,10 @@ fn bgp_override_beats_more_specific_bgp_routes() {
 /// gateway (on-premises falls back to the reserved None route).
 #[test]
 fn remote_gateway_needs_allow_gateway_transit() {
-    let env = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/no-gateway-transit"),
-    ])
-    .expect("load the environment without gateway transit");
-    let h = next_hop(
-        &env,
-        Some("vm-web1"),
-        Option::None,
-        "10.1.1.4".parse().unwrap(),
-        "192.168.3.3".parse().unwrap(),
-    )
-    .expect("next hop")
-    .expect("a route");
-    assert_eq!(h.result().next_hop_type, NextHopType::None, "{:?}", h.result());
+    let env = demo_with(&["tests/data/no-gateway-transit"]);
+    assert_eq!(hop_of(&env, "vm-web1", "10.1.1.4", "192.168.3.3").0, NextHopType::None);
     // The hub itself still uses its own gateway.
-    let h = next_hop(
-        &env,
-        Some("vm-jump"),
-        Option::None,
-        "10.0.2.4".parse().unwrap(),
-        "192.168.3.3".parse().unwrap(),
-    )
-    .expect("next hop")
-    .expect("a route");
-    assert_eq!(h.result().next_hop_type, VirtualNetworkGateway);
+    assert_eq!(hop_of(&env, "vm-jump", "10.0.2.4", "192.168.3.3").0, VirtualNetworkGateway);
 }
 
 /// A virtual appliance whose address is reachable only through an
@@ -400,25 +362,10 @@ fn remote_gateway_needs_allow_gateway_transit() {
 fn appliance_behind_express_route_invalidates_the_udr() {
     // The hub gateway as ExpressRoute, and rt-web's spoke-to-spoke route
     // pointing at an on-premises address behind it.
-    let env = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/express-route"),
-    ])
-    .expect("load the environment with the ExpressRoute gateway");
-    let h = next_hop(
-        &env,
-        Some("vm-web1"),
-        Option::None,
-        "10.1.1.4".parse().unwrap(),
-        "10.2.2.4".parse().unwrap(),
-    )
-    .expect("next hop")
-    .expect("a route");
+    let env = demo_with(&["tests/data/express-route"]);
     assert_eq!(
-        (h.result().next_hop_type, h.result().route_table_id.as_str()),
-        (NextHopType::None, SYS),
-        "{:?}",
-        h.result()
+        hop_of(&env, "vm-web1", "10.1.1.4", "10.2.2.4"),
+        (NextHopType::None, Option::None, SYS.to_string())
     );
     let t = effective_routes(&env, "nic-web1").expect("effective routes");
     let udr = t
@@ -432,20 +379,7 @@ fn appliance_behind_express_route_invalidates_the_udr() {
         "{:?}",
         udr.invalid_reason
     );
-    // The same appliance address behind a VPN gateway (the demo) is fine.
-    let vpn = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/express-route/rt-web.json"),
-    ])
-    .expect("load");
-    let h = next_hop(
-        &vpn,
-        Some("vm-web1"),
-        Option::None,
-        "10.1.1.4".parse().unwrap(),
-        "10.2.2.4".parse().unwrap(),
-    )
-    .expect("next hop")
-    .expect("a route");
-    assert_eq!(h.result().next_hop_type, VirtualAppliance);
+    // The same appliance address behind a VPN gateway (the demo's) is fine.
+    let vpn = demo_with(&["tests/data/express-route/rt-web.json"]);
+    assert_eq!(hop_of(&vpn, "vm-web1", "10.1.1.4", "10.2.2.4").0, VirtualAppliance);
 }
