@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::context::{find_nic, NicView};
 use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
@@ -120,7 +120,7 @@ impl ExportArgs {
 }
 
 impl CaptureFileArgs {
-    fn options(&self) -> Result<ReplayOptions> {
+    fn options(&self) -> ReplayOptions {
         // The parser bounds them to a year: no overflow.
         let ns = |v: u64| v as i64 * 1_000_000_000;
         let udp = ns(self.udp_idle_timeout);
@@ -132,7 +132,7 @@ impl CaptureFileArgs {
             active_timeout_ns: self.active_timeout.map(ns),
             ..FlowTableConfig::default()
         };
-        Ok(ReplayOptions { decap: self.decap, table })
+        ReplayOptions { decap: self.decap, table }
     }
 
     /// A progress bar on stderr when it is a terminal; silent otherwise.
@@ -716,7 +716,7 @@ fn report_stats(s: &CaptureStats, flows: u64, bytes: u64) {
 
 /// `netwatch flows`.
 pub fn flows(a: FlowsArgs) -> Result<()> {
-    let opts = a.capture.options()?;
+    let opts = a.capture.options();
     let mut out = RowSender::new(a.capture.output)?;
     let (mut flows, mut bytes) = (0u64, 0u64);
     let mut exporter = a.capture.export.exporter(false)?;
@@ -789,7 +789,7 @@ struct Tally {
 
 /// `netwatch evaluate`.
 pub fn evaluate(a: EvaluateArgs) -> Result<()> {
-    let opts = a.capture.options()?;
+    let opts = a.capture.options();
     // Reading and decoding start now, on their own thread, while the
     // resources load and the rules compile here.
     let stream = PacketStream::start(&a.capture.inputs(), &opts);
@@ -970,10 +970,8 @@ impl LiveFlowArgs {
 
     /// The environment, when verdicts are wanted.
     pub fn load(&self) -> Result<Option<netwatch::Environment>> {
+        // Flow logs come with --resources and --nic (clap requires them).
         if self.resources.is_empty() || self.nic.is_none() {
-            if self.logs.wanted() {
-                bail!("--flow-logs and --vnet-flow-logs need the NIC's NSGs: give --resources PATH and --nic NAME|ID");
-            }
             return Ok(None);
         }
         let r = ResourceArgs {
