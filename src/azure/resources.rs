@@ -643,7 +643,9 @@ pub struct VirtualNetworkGateway {
     pub gateway_type: Option<String>,
     /// The VNet of the gateway's `GatewaySubnet`.
     pub virtual_network_id: Option<String>,
-    pub bgp_peering_address: Option<String>,
+    /// `bgpSettings.bgpPeeringAddress`: one address, or one per instance
+    /// of an active-active gateway (the list Azure writes comma-separated).
+    pub bgp_peering_addresses: Vec<IpAddr>,
 }
 
 /// Parses `Microsoft.Network/virtualNetworkGateways`.
@@ -658,24 +660,32 @@ pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
     let bgp = match n.field("bgpSettings") {
         Some(c) => {
             let settings = c.node();
-            let bgp = settings.str("bgpPeeringAddress")?;
-            // One address, or a comma-separated list (active-active gateways).
-            if let Some(bad) = bgp.and_then(|a| a.split(',').map(str::trim).find(|a| a.parse::<std::net::IpAddr>().is_err())) {
-                return Err(settings.field_error(
-                    "bgpPeeringAddress",
-                    format!("{bad:?} is not an IP address (expected an address or a comma-separated list of them)"),
-                ));
-            }
-            bgp.map(str::to_string)
+            settings
+                .str("bgpPeeringAddress")?
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .map(|a| {
+                            a.parse::<IpAddr>().map_err(|_| {
+                                settings.field_error(
+                                    "bgpPeeringAddress",
+                                    format!("{a:?} is not an IP address (expected an address or a comma-separated list of them)"),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default()
         }
-        None => None,
+        None => Vec::new(),
     };
     Ok(VirtualNetworkGateway {
         id,
         name,
         gateway_type: n.str("gatewayType")?.map(str::to_string),
         virtual_network_id,
-        bgp_peering_address: bgp,
+        bgp_peering_addresses: bgp,
     })
 }
 

@@ -45,13 +45,8 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
         input.peerings.push(space.iter().filter_map(net).collect());
     }
     for g in env.gateways_serving(vnet) {
-        // One BGP address, or one per instance of an active-active gateway
-        // (validated when loaded).
-        let addresses: Vec<IpAddr> = g
-            .bgp_peering_address
-            .as_deref()
-            .map(|a| a.split(',').filter_map(|a| a.trim().parse().ok()).collect())
-            .unwrap_or_default();
+        // One BGP address, or one per instance of an active-active gateway.
+        let addresses = &g.bgp_peering_addresses;
         let hop = addresses.first().copied();
         let express_route = g.gateway_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("ExpressRoute"));
         for p in env.prefixes_behind(g) {
