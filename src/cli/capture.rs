@@ -2,13 +2,14 @@
 //! Watcher style (filters, limits, status), over libpcap.
 use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
+use netwatch::watcher::packet_capture::{capture_filters_from_file, PacketCaptureRequest};
 use netwatch_capture::filter::{compile_bpf, CaptureFilter};
 use netwatch_capture::live::{self, LiveConfig, Output, OutputFormat, Progress, Rotation};
 use serde_json::{json, Map, Value};
@@ -114,128 +115,12 @@ pub enum FileFormat {
     Pcapng,
 }
 
-/// What a request file contributes.
-#[derive(Default)]
-struct Request {
-    name: Option<String>,
-    id: Option<String>,
-    bytes_per_packet: Option<u64>,
-    total_bytes: Option<u64>,
-    time_limit: Option<u64>,
-    filters: Option<Vec<CaptureFilter>>,
-    file_path: Option<PathBuf>,
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
-}
-
-/// Case-insensitive lookup of an object key.
-fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_null())
-}
-
-fn json_filters(v: &Value) -> Result<Vec<CaptureFilter>> {
-    let arr = match v {
-        Value::Array(a) => a,
-        Value::Object(o) => match get(o, "filters") {
-            Some(Value::Array(a)) => a,
-            _ => bail!("expected a JSON array of filters or an object with a \"filters\" array"),
-        },
-        _ => bail!("expected a JSON array of filters"),
-    };
-    let mut out = Vec::new();
-    for (i, f) in arr.iter().enumerate() {
-        let n = i + 1;
-        let Value::Object(o) = f else {
-            bail!("filter {n}: expected an object")
-        };
-        let mut fields: [Option<String>; 5] = Default::default();
-        for (k, v) in o {
-            let Some(canon) = CaptureFilter::canonical_field(k) else {
-                bail!("filter {n}: unknown field \"{k}\"; expected protocol, localIPAddress, remoteIPAddress, localPort or remotePort")
-            };
-            let s = match v {
-                Value::Null => continue,
-                Value::String(s) => s.clone(),
-                Value::Number(x) => x.to_string(),
-                _ => bail!("filter {n}: \"{k}\" must be a string"),
-            };
-            let slot = ["protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort"]
-                .iter()
-                .position(|c| *c == canon)
-                .unwrap_or(0);
-            fields[slot] = Some(s);
-        }
-        let f = CaptureFilter::from_fields(
-            fields[0].as_deref(),
-            fields[1].as_deref(),
-            fields[2].as_deref(),
-            fields[3].as_deref(),
-            fields[4].as_deref(),
-        )
-        .map_err(|e| anyhow!("filter {n}: {e}"))?;
-        out.push(f);
-    }
-    Ok(out)
-}
-
-fn json_u64(props: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>> {
-    let Some(v) = get(props, key) else { return Ok(None) };
-    let n = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n <= max => Ok(Some(n)),
-        _ => bail!("{key} {v} is not an integer in 0..{max}"),
-    }
-}
-
-fn read_request(path: &Path) -> Result<Request> {
-    let ctx = || format!("--request {}", path.display());
-    let v = read_json(path).with_context(ctx)?;
-    let Value::Object(top) = &v else {
-        return Err(anyhow!("expected a JSON object")).with_context(ctx);
-    };
-    let props = match get(top, "properties") {
-        Some(Value::Object(p)) => p,
-        _ => top,
-    };
-    let s = |o: &Map<String, Value>, k: &str| get(o, k).and_then(Value::as_str).map(str::to_string);
-    let mut r = Request {
-        name: s(top, "name"),
-        id: s(top, "id"),
-        ..Default::default()
-    };
-    (|| -> Result<()> {
-        r.bytes_per_packet = json_u64(props, "bytesToCapturePerPacket", 4_294_967_295)?;
-        r.total_bytes = json_u64(props, "totalBytesPerSession", 4_294_967_295)?;
-        r.time_limit = json_u64(props, "timeLimitInSeconds", 18_000)?;
-        if let Some(f) = get(props, "filters") {
-            r.filters = Some(json_filters(f)?);
-        }
-        if let Some(Value::Object(loc)) = get(props, "storageLocation") {
-            r.file_path = s(loc, "filePath").or_else(|| s(loc, "localPath")).map(PathBuf::from);
-        }
-        Ok(())
-    })()
-    .with_context(ctx)?;
-    Ok(r)
-}
-
 /// The filters of the command line (`--filter`, `--filters`), else of the request.
-fn collect_filters(args: &CaptureArgs, req: &Request) -> Result<Vec<CaptureFilter>> {
+fn collect_filters(args: &CaptureArgs, req: &PacketCaptureRequest) -> Result<Vec<CaptureFilter>> {
     let mut filters = Vec::new();
     filters.extend(args.filter.iter().cloned());
     if let Some(p) = &args.filters_file {
-        let v = read_json(p).with_context(|| format!("--filters {}", p.display()))?;
-        filters.extend(json_filters(&v).with_context(|| format!("--filters {}", p.display()))?);
+        filters.extend(capture_filters_from_file(p).context("--filters")?);
     }
     if args.filter.is_empty() && args.filters_file.is_none() {
         if let Some(f) = &req.filters {
@@ -250,8 +135,8 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     live::stop_on_signals(&stop).context("cannot install the SIGINT/SIGTERM handlers")?;
     let req = match &args.request {
-        Some(p) => read_request(p)?,
-        None => Request::default(),
+        Some(p) => PacketCaptureRequest::from_file(p).context("--request")?,
+        None => PacketCaptureRequest::default(),
     };
     let filters = collect_filters(&args, &req)?;
 
@@ -285,9 +170,15 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         FileFormat::Pcap => OutputFormat::Pcap,
         FileFormat::Pcapng => OutputFormat::Pcapng,
     };
-    cfg.bytes_per_packet = args.bytes_per_packet.or(req.bytes_per_packet).unwrap_or(0);
-    cfg.total_bytes = args.total_bytes.or(req.total_bytes).unwrap_or(live::DEFAULT_TOTAL_BYTES);
-    let secs = args.time_limit.or(req.time_limit).unwrap_or(live::DEFAULT_TIME_LIMIT_SECS);
+    cfg.bytes_per_packet = args.bytes_per_packet.or(req.bytes_to_capture_per_packet).unwrap_or(0);
+    cfg.total_bytes = args
+        .total_bytes
+        .or(req.total_bytes_per_session)
+        .unwrap_or(live::DEFAULT_TOTAL_BYTES);
+    let secs = args
+        .time_limit
+        .or(req.time_limit_in_seconds)
+        .unwrap_or(live::DEFAULT_TIME_LIMIT_SECS);
     cfg.time_limit = (secs > 0).then(|| Duration::from_secs(secs));
     cfg.count = args.count;
     cfg.buffer_size = args.buffer_size;

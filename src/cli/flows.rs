@@ -2,7 +2,6 @@
 //! their NSG verdicts from a NIC's perspective.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -12,19 +11,17 @@ use std::thread::{self, JoinHandle};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use netwatch::watcher::context::{find_nic, NicView};
 use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{
-    nic_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, PacketStream, ReplayOptions,
-    ReplayProgress, Verdict,
+    host_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, PacketStream, ReplayOptions, ReplayProgress,
 };
+use netwatch::watcher::verdicts::{prepare_nic, track_packets, VerdictRecords};
 use netwatch_flowlogs::text::push_ip;
 use netwatch_flowlogs::time::{Rfc3339Buf, Rfc3339Cache};
 use netwatch_flowlogs::{
-    EndReason, ExportClock, ExportOptions, ExportProtocol, FlowExporter, FlowRecord, FlowRecordKind, FlowState, FlowTableConfig,
-    NsgDecision, NsgFlowLogVersion,
+    EndReason, ExportClock, ExportOptions, ExportProtocol, ExportStats, FlowExporter, FlowRecord, FlowRecordKind, FlowState,
+    FlowTableConfig, NsgFlowLogVersion,
 };
-use netwatch_rules::{Access, Direction};
 
 use super::ResourceArgs;
 
@@ -94,6 +91,11 @@ pub struct ExportArgs {
 }
 
 impl ExportArgs {
+    /// The collector, as given (for messages).
+    fn target(&self) -> String {
+        self.ipfix.clone().unwrap_or_default()
+    }
+
     /// The exporter; `wall_clock` for live traffic, flow time for replays.
     fn exporter(&self, wall_clock: bool) -> Result<Option<FlowExporter>> {
         let Some(target) = &self.ipfix else { return Ok(None) };
@@ -739,52 +741,29 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
         },
         a.capture.progress(),
     )?;
-    finish_export(exporter, export_err, a.capture.export.ipfix.as_deref())?;
+    if let Some(e) = export_err {
+        return Err(anyhow::Error::from(e).context(format!("exporting flows to {}", a.capture.export.target())));
+    }
+    if let Some(mut x) = exporter {
+        x.flush()
+            .with_context(|| format!("exporting flows to {}", a.capture.export.target()))?;
+        report_export(Some(x.stats()), &a.capture.export);
+    }
     out.finish()?;
     report_stats(&stats, flows, bytes);
     Ok(())
 }
 
-fn finish_export(exporter: Option<FlowExporter>, err: Option<io::Error>, target: Option<&str>) -> Result<()> {
-    let target = target.unwrap_or_default();
-    if let Some(e) = err {
-        return Err(anyhow::Error::from(e).context(format!("exporting flows to {target}")));
+/// The export's counts, on stderr.
+fn report_export(stats: Option<ExportStats>, args: &ExportArgs) {
+    if let Some(s) = stats {
+        eprintln!(
+            "exported {} flow records in {} messages to {}",
+            s.data_records,
+            s.messages,
+            args.target()
+        );
     }
-    if let Some(mut x) = exporter {
-        x.flush().with_context(|| format!("exporting flows to {target}"))?;
-        let s = x.stats();
-        eprintln!("exported {} flow records in {} messages to {target}", s.data_records, s.messages);
-    }
-    Ok(())
-}
-
-/// A verdict's NSG and rule names, shared by the rows that print them.
-type Names = (Option<Arc<str>>, Option<Arc<str>>);
-
-/// A verdict as a hash key (its NSG and rule by index).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct VerdictKey(Option<Direction>, Access, Option<(u8, u32)>);
-
-impl VerdictKey {
-    fn of(v: &Verdict) -> Self {
-        VerdictKey(v.direction, v.access, v.decided_by)
-    }
-
-    fn verdict(self) -> Verdict {
-        Verdict {
-            direction: self.0,
-            access: self.1,
-            decided_by: self.2,
-        }
-    }
-}
-
-/// Per-rule totals for the summary.
-#[derive(Default)]
-struct Tally {
-    flows: u64,
-    packets: u64,
-    bytes: u64,
 }
 
 /// `netwatch evaluate`.
@@ -796,135 +775,57 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let env = a.resources.load()?;
     tracing::debug!(elapsed = ?started.elapsed(), "resources loaded");
-    let nic = find_nic(&env, &a.nic)?;
-    let view = NicView::for_nic(&env, nic, None)?;
     let local = if a.local.is_empty() {
-        nic_addresses(nic)
+        None
     } else {
-        parse_local(&a.local).map_err(anyhow::Error::msg)?
+        Some(parse_local(&a.local).map_err(anyhow::Error::msg)?)
     };
-    let evaluator = NicEvaluator {
-        local,
-        inbound: view.compile(Direction::Inbound)?,
-        outbound: view.compile(Direction::Outbound)?,
-    };
+    let (view, evaluator) = prepare_nic(&env, &a.nic, local)?;
     tracing::debug!(elapsed = ?started.elapsed(), "NSG rules compiled");
     let log_opts = a.logs.options();
-    let mut logger = if log_opts.nsg_dir.is_some() || log_opts.vnet_dir.is_some() {
+    let logger = if log_opts.nsg_dir.is_some() || log_opts.vnet_dir.is_some() {
         Some(FlowLogger::new(&view, &evaluator, &log_opts)?)
     } else {
         None
     };
-    let mut log_err: Option<anyhow::Error> = None;
-    let mut last_minute = i64::MIN;
-    let mut exporter = a.capture.export.exporter(false)?;
-    let mut export_err: Option<io::Error> = None;
+    let exporter = a.capture.export.exporter(false)?.map(|x| (x, a.capture.export.target()));
+    let mut records = VerdictRecords::new(Some(&evaluator), logger, exporter);
     let mut out = RowSender::new(a.capture.output)?;
-    // Per verdict: its names (looked up once) and its totals; one lookup
-    // per record (foldhash: this runs for every flow's records).
-    let mut verdicts: HashMap<VerdictKey, (Names, Tally), foldhash::fast::RandomState> = HashMap::default();
-    let (mut flows, mut bytes) = (0u64, 0u64);
     let stats = stream.track(
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
-            let v = r.user;
-            let ((nsg, rule), tally) = verdicts.entry(VerdictKey::of(&v)).or_insert_with(|| {
-                let (n, r) = evaluator.names(&v);
-                ((n.map(Arc::from), r.map(Arc::from)), Tally::default())
-            });
-            let (nsg, rule) = (nsg.clone(), rule.clone());
-            if let (Some(x), None) = (exporter.as_mut(), export_err.as_ref()) {
-                let d = NsgDecision {
-                    direction: v.direction,
-                    access: v.direction.map(|_| v.access),
-                    nsg_name: nsg.as_deref().unwrap_or(""),
-                    rule_name: rule.as_deref().unwrap_or(""),
-                };
-                if let Err(e) = x.export(&r, Some(&d)) {
-                    export_err = Some(e);
-                }
-            }
-            if let (Some(l), None) = (logger.as_mut(), log_err.as_ref()) {
-                // Records come in time order: when a new minute starts, the
-                // previous ones are complete and go to disk (Azure writes one
-                // record per NSG per minute), so memory stays bounded and a
-                // crash loses at most the current minute.
-                let minute = r.at_ns.div_euclid(60_000_000_000);
-                let res = if minute > last_minute {
-                    last_minute = minute;
-                    l.flush_before(r.at_ns).map_err(anyhow::Error::from)
-                } else {
-                    Ok(())
-                }
-                .and_then(|_| l.record(&evaluator, &r).map_err(anyhow::Error::from));
-                if let Err(e) = res {
-                    log_err = Some(e);
-                }
-            }
+            let (nsg, rule) = records.record(&r);
             if !matches!(r.kind, FlowRecordKind::End(_)) {
                 return;
             }
-            flows += 1;
-            let b = r.forward.bytes + r.reverse.bytes;
-            bytes += b;
+            let v = r.user;
             let mut fr = row(&r);
             fr.direction = Some(v.direction.map_or("Transit", |d| d.as_str()));
             fr.access = v.direction.map(|_| v.access.as_str());
             fr.network_security_group = nsg;
             fr.rule_name = rule;
-            tally.flows += 1;
-            tally.packets += r.forward.packets + r.reverse.packets;
-            tally.bytes += b;
             out.write(fr);
         },
         a.capture.progress(),
     )?;
-    if let Some(e) = log_err {
-        return Err(e.context("writing flow logs"));
-    }
-    finish_export(exporter, export_err, a.capture.export.ipfix.as_deref())?;
-    if let Some(l) = logger.as_mut() {
-        let c = l.flush().context("writing flow logs")?;
+    let summary = records.finish()?;
+    if let Some(c) = summary.flow_logs {
         a.logs.report(c);
     }
+    report_export(summary.export, &a.capture.export);
     out.finish()?;
-    report_stats(&stats, flows, bytes);
+    report_stats(&stats, summary.flows(), summary.bytes());
     let mut rows = vec![["Direction", "Access", "NSG", "Rule", "Flows", "Packets", "Bytes"]
         .iter()
         .map(|s| s.to_string())
         .collect::<Vec<_>>()];
-    // Sorted by direction, NSG, rule and access, by name.
-    let mut summary: BTreeMap<(String, String, String, &'static str), Tally> = BTreeMap::new();
-    for (k, (_, t)) in verdicts {
-        if t.flows == 0 {
-            continue; // only Begin records so far (cannot happen after the final flush)
-        }
-        let v = k.verdict();
-        let (nsg, rule) = evaluator.names(&v);
-        let key = (
-            v.direction.map_or("Transit", |d| d.as_str()).to_string(),
-            nsg.unwrap_or_default(),
-            rule.unwrap_or_else(|| if v.direction.is_some() { "(no NSG)".into() } else { String::new() }),
-            if v.direction.is_none() {
-                ""
-            } else if v.access == Access::Allow {
-                "Allow"
-            } else {
-                "Deny"
-            },
-        );
-        let s = summary.entry(key).or_default();
-        s.flows += t.flows;
-        s.packets += t.packets;
-        s.bytes += t.bytes;
-    }
-    for ((dir, nsg, rule, access), t) in &summary {
+    for t in &summary.totals {
         rows.push(vec![
-            dir.clone(),
-            access.to_string(),
-            nsg.clone(),
-            rule.clone(),
+            t.direction.to_string(),
+            t.access.to_string(),
+            t.nsg.clone(),
+            t.rule.clone(),
             t.flows.to_string(),
             t.packets.to_string(),
             t.bytes.to_string(),
@@ -991,80 +892,24 @@ pub fn track_live(
     local: &[IpAddr],
     rx: std::sync::mpsc::Receiver<netwatch_capture::live::TapPacket>,
 ) -> Result<()> {
+    let local = (!local.is_empty()).then(|| host_addresses(local.iter().copied()));
     let prepared = match (env, &args.nic) {
-        (Some(env), Some(nic)) => {
-            let nic = find_nic(env, nic)?;
-            let view = NicView::for_nic(env, nic, None)?;
-            let local = if local.is_empty() {
-                nic_addresses(nic)
-            } else {
-                netwatch::watcher::replay::host_addresses(local.iter().copied())
-            };
-            let evaluator = NicEvaluator {
-                local,
-                inbound: view.compile(Direction::Inbound)?,
-                outbound: view.compile(Direction::Outbound)?,
-            };
-            Some((view, evaluator))
-        }
+        (Some(env), Some(nic)) => Some(prepare_nic(env, nic, local)?),
         _ => None,
     };
-    let mut logger = match &prepared {
+    let logger = match &prepared {
         Some((view, ev)) if args.logs.wanted() => Some(FlowLogger::new(view, ev, &args.logs.options())?),
         _ => None,
     };
     let evaluator = prepared.as_ref().map(|(_, e)| e);
-    let mut exporter = args.export.exporter(true)?;
-    let mut table: netwatch_flowlogs::FlowTable<Verdict> = netwatch_flowlogs::FlowTable::new(FlowTableConfig::default())?;
-    let mut fragments = netwatch_capture::FragmentTracker::new(4096);
-    let mut last_minute = i64::MIN;
-    let (mut flows, mut packets) = (0u64, 0u64);
-    let mut handle = |r: FlowRecord<Verdict>, logger: &mut Option<FlowLogger>, exporter: &mut Option<FlowExporter>| -> Result<()> {
-        if let Some(x) = exporter.as_mut() {
-            let v = r.user;
-            let (nsg, rule) = evaluator.map_or((None, None), |e| e.names(&v));
-            let d = NsgDecision {
-                direction: v.direction,
-                access: v.direction.map(|_| v.access),
-                nsg_name: nsg.as_deref().unwrap_or(""),
-                rule_name: rule.as_deref().unwrap_or(""),
-            };
-            x.export(&r, Some(&d)).context("exporting flows")?;
-        }
-        if let (Some(l), Some(e)) = (logger.as_mut(), evaluator) {
-            let minute = r.at_ns.div_euclid(60_000_000_000);
-            if minute > last_minute {
-                last_minute = minute;
-                l.flush_before(r.at_ns).context("writing flow logs")?;
-            }
-            l.record(e, &r)?;
-        }
-        if matches!(r.kind, FlowRecordKind::End(_)) {
-            flows += 1;
-        }
-        Ok(())
-    };
-    for p in rx {
-        packets += 1;
-        let mut meta = p.meta;
-        if meta.fragment.is_fragment {
-            fragments.process(&mut meta);
-        }
-        let info = netwatch::watcher::replay::packet_info(p.ts_ns, &meta);
-        table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
-        for r in table.drain_records() {
-            handle(r, &mut logger, &mut exporter)?;
-        }
-    }
-    table.finish();
-    for r in table.drain_records() {
-        handle(r, &mut logger, &mut exporter)?;
-    }
-    if let Some(l) = logger.as_mut() {
-        let c = l.flush().context("writing flow logs")?;
+    let exporter = args.export.exporter(true)?.map(|x| (x, args.export.target()));
+    let mut records = VerdictRecords::new(evaluator, logger, exporter);
+    let counts = track_packets(rx, evaluator, &mut records)?;
+    let summary = records.finish()?;
+    if let Some(c) = summary.flow_logs {
         args.logs.report(c);
     }
-    finish_export(exporter, None, args.export.ipfix.as_deref())?;
-    eprintln!("{flows} flows in {packets} IP packets tracked live");
+    report_export(summary.export, &args.export);
+    eprintln!("{} flows in {} IP packets tracked live", counts.flows, counts.packets);
     Ok(())
 }

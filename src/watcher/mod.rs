@@ -5,9 +5,11 @@
 pub mod context;
 pub mod flow_logging;
 pub mod ip_flow;
+pub mod packet_capture;
 pub mod replay;
 pub mod routes;
 pub mod security_view;
+pub mod verdicts;
 
 use thiserror::Error;
 

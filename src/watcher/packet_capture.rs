@@ -1,0 +1,248 @@
+//! Azure's PacketCapture request (spec §8.2, the body of
+//! `PUT .../networkWatchers/{nw}/packetCaptures/{name}`): what a live
+//! capture takes from it. Keys are matched without regard to case, as ARM
+//! does; `properties` may wrap the fields or not (a bare parameters object).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use netwatch_capture::filter::CaptureFilter;
+use serde_json::{Map, Value};
+
+use crate::azure::{LoadError, Location};
+
+/// The fields of a PacketCapture request that a capture on this machine
+/// uses (the target, storage account and VMSS scope name Azure resources
+/// and do not apply).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PacketCaptureRequest {
+    pub name: Option<String>,
+    pub id: Option<String>,
+    /// `bytesToCapturePerPacket`: 0..=4294967295, 0 = whole packet.
+    pub bytes_to_capture_per_packet: Option<u64>,
+    /// `totalBytesPerSession`: 0..=4294967295.
+    pub total_bytes_per_session: Option<u64>,
+    /// `timeLimitInSeconds`: 0..=18000.
+    pub time_limit_in_seconds: Option<u64>,
+    /// `filters`: OR'd; `None` when absent (capture everything).
+    pub filters: Option<Vec<CaptureFilter>>,
+    /// `storageLocation.filePath`, else `storageLocation.localPath`.
+    pub file_path: Option<PathBuf>,
+}
+
+impl PacketCaptureRequest {
+    /// Reads a request file.
+    pub fn from_file(path: &Path) -> Result<Self, LoadError> {
+        Self::from_json(path, &read_json(path)?)
+    }
+
+    /// A parsed request; `file` names it in errors.
+    pub fn from_json(file: &Path, v: &Value) -> Result<Self, LoadError> {
+        let file: Arc<Path> = Arc::from(file);
+        let Value::Object(top) = v else {
+            return Err(invalid(&file, "", "expected a JSON object (a PacketCapture request)"));
+        };
+        let (props, at) = match get(top, "properties") {
+            Some(Value::Object(p)) => (p, "properties."),
+            _ => (top, ""),
+        };
+        let s = |o: &Map<String, Value>, k: &str| get(o, k).and_then(Value::as_str).map(str::to_string);
+        let filters = match get(props, "filters") {
+            Some(f) => Some(filters_at(&file, &format!("{at}filters"), f)?),
+            None => None,
+        };
+        let file_path = match get(props, "storageLocation") {
+            Some(Value::Object(loc)) => s(loc, "filePath").or_else(|| s(loc, "localPath")).map(PathBuf::from),
+            _ => None,
+        };
+        Ok(PacketCaptureRequest {
+            name: s(top, "name"),
+            id: s(top, "id"),
+            bytes_to_capture_per_packet: integer(&file, at, props, "bytesToCapturePerPacket", 4_294_967_295)?,
+            total_bytes_per_session: integer(&file, at, props, "totalBytesPerSession", 4_294_967_295)?,
+            time_limit_in_seconds: integer(&file, at, props, "timeLimitInSeconds", 18_000)?,
+            filters,
+            file_path,
+        })
+    }
+}
+
+/// Capture filters from a file holding a JSON array of PacketCaptureFilter
+/// objects, or an object with a `filters` array (a request).
+pub fn capture_filters_from_file(path: &Path) -> Result<Vec<CaptureFilter>, LoadError> {
+    let v = read_json(path)?;
+    let file: Arc<Path> = Arc::from(path);
+    match &v {
+        Value::Object(o) => match get(o, "properties").and_then(|p| p.as_object()).and_then(|p| get(p, "filters")) {
+            Some(f) => filters_at(&file, "properties.filters", f),
+            None => match get(o, "filters") {
+                Some(f) => filters_at(&file, "filters", f),
+                None => Err(invalid(
+                    &file,
+                    "",
+                    "expected a JSON array of filters or an object with a \"filters\" array",
+                )),
+            },
+        },
+        v => filters_at(&file, "", v),
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| LoadError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
+    })
+}
+
+fn invalid(file: &Arc<Path>, path: &str, message: impl Into<String>) -> LoadError {
+    LoadError::Invalid {
+        at: Location {
+            file: Arc::clone(file),
+            path: path.to_string(),
+        },
+        message: message.into(),
+    }
+}
+
+/// Case-insensitive lookup of an object key; `null` counts as absent.
+fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
+/// An integer field (a JSON number or a string of digits) in `0..=max`.
+fn integer(file: &Arc<Path>, at: &str, props: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, LoadError> {
+    let Some(v) = get(props, key) else { return Ok(None) };
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n <= max => Ok(Some(n)),
+        _ => Err(invalid(file, &format!("{at}{key}"), format!("{v} is not an integer in 0..{max}"))),
+    }
+}
+
+/// The filters of a JSON array at `path`.
+fn filters_at(file: &Arc<Path>, path: &str, v: &Value) -> Result<Vec<CaptureFilter>, LoadError> {
+    let Value::Array(arr) = v else {
+        return Err(invalid(file, path, "expected a JSON array of filters"));
+    };
+    let mut out = Vec::with_capacity(arr.len());
+    for (i, f) in arr.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Value::Object(o) = f else {
+            return Err(invalid(file, &at, "expected a filter object"));
+        };
+        let mut fields: [Option<String>; 5] = Default::default();
+        for (k, v) in o {
+            let Some(canon) = CaptureFilter::canonical_field(k) else {
+                return Err(invalid(
+                    file,
+                    &format!("{at}.{k}"),
+                    "unknown field; expected protocol, localIPAddress, remoteIPAddress, localPort or remotePort",
+                ));
+            };
+            let s = match v {
+                Value::Null => continue,
+                Value::String(s) => s.clone(),
+                Value::Number(x) => x.to_string(),
+                _ => return Err(invalid(file, &format!("{at}.{k}"), "expected a string")),
+            };
+            let slot = ["protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort"]
+                .iter()
+                .position(|c| *c == canon)
+                .unwrap_or(0);
+            fields[slot] = Some(s);
+        }
+        let filter = CaptureFilter::from_fields(
+            fields[0].as_deref(),
+            fields[1].as_deref(),
+            fields[2].as_deref(),
+            fields[3].as_deref(),
+            fields[4].as_deref(),
+        )
+        .map_err(|e| invalid(file, &at, e.to_string()))?;
+        out.push(filter);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<PacketCaptureRequest, LoadError> {
+        PacketCaptureRequest::from_json(Path::new("req.json"), &v)
+    }
+
+    #[test]
+    fn azure_example_request() {
+        // spec §8.2 [EX-PC], with a name and id as a GET returns them.
+        let r = parse(serde_json::json!({
+            "name": "pc1",
+            "id": "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/networkWatchers/nw1/packetCaptures/pc1",
+            "properties": {
+                "target": "/subscriptions/subid/resourceGroups/rg2/providers/Microsoft.Compute/virtualMachines/vm1",
+                "bytesToCapturePerPacket": 10000, "totalBytesPerSession": 100000, "timeLimitInSeconds": 100,
+                "storageLocation": { "storageId": "x", "storagePath": "https://a/capture/pc1.cap", "filePath": "D:\\capture\\pc1.cap" },
+                "filters": [ { "protocol": "TCP", "localIPAddress": "10.0.0.4", "localPort": "80" } ]
+            }
+        }))
+        .expect("parse");
+        assert_eq!(r.name.as_deref(), Some("pc1"));
+        assert_eq!(r.bytes_to_capture_per_packet, Some(10000));
+        assert_eq!(r.total_bytes_per_session, Some(100000));
+        assert_eq!(r.time_limit_in_seconds, Some(100));
+        assert_eq!(r.file_path, Some(PathBuf::from("D:\\capture\\pc1.cap")));
+        let f = r.filters.expect("filters");
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            f[0],
+            CaptureFilter::from_fields(Some("TCP"), Some("10.0.0.4"), None, Some("80"), None).expect("filter")
+        );
+    }
+
+    #[test]
+    fn bare_parameters_and_case() {
+        let r = parse(serde_json::json!({ "TimeLimitInSeconds": "60", "FILTERS": [] })).expect("parse");
+        assert_eq!(r.time_limit_in_seconds, Some(60));
+        assert_eq!(r.filters, Some(vec![]));
+        assert_eq!(r.bytes_to_capture_per_packet, None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse(serde_json::json!({ "properties": { "timeLimitInSeconds": 18001 } }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("req.json: properties.timeLimitInSeconds") && e.contains("0..18000"),
+            "{e}"
+        );
+        let e = parse(serde_json::json!({ "properties": { "filters": [ {}, { "protocol": "TCP", "port": "80" } ] } }))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("properties.filters[1].port: unknown field"), "{e}");
+        let e = parse(serde_json::json!({ "filters": [ { "localPort": "80-85;90" } ] }))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("req.json: filters[0]:"), "{e}");
+        let e = parse(serde_json::json!({ "filters": [ { "protocol": 6.5e100 } ] }))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("filters[0]"), "{e}");
+        let e = parse(serde_json::json!([1, 2])).unwrap_err().to_string();
+        assert!(e.contains("expected a JSON object"), "{e}");
+    }
+}

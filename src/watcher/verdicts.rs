@@ -1,0 +1,315 @@
+//! What `evaluate` (flows of capture files) and live capture with flow logs
+//! share once flows carry NSG verdicts: the NIC's evaluator, built from the
+//! environment; every flow record handed to the flow logs and the flow
+//! export; and the flows, packets and bytes each rule decided.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use netwatch_capture::live::TapPacket;
+use netwatch_capture::FragmentTracker;
+use netwatch_flowlogs::{ExportStats, FlowExporter, FlowRecord, FlowRecordKind, FlowTable, FlowTableConfig, NsgDecision};
+use netwatch_rules::{Access, AddrSet, Direction};
+use thiserror::Error;
+
+use super::context::{find_nic, NicView};
+use super::flow_logging::{FlowLogCounts, FlowLogger};
+use super::replay::{nic_addresses, packet_info, NicEvaluator, Verdict};
+use super::WatcherError;
+use crate::Environment;
+
+/// The NIC `nic` (name or resource id) and its compiled inbound and
+/// outbound NSG chains. `local` replaces the NIC's own addresses as the
+/// ones whose traffic is outbound (`--local`); `None` keeps them.
+pub fn prepare_nic<'e>(env: &'e Environment, nic: &str, local: Option<AddrSet>) -> Result<(NicView<'e>, NicEvaluator<'e>), WatcherError> {
+    let nic = find_nic(env, nic)?;
+    let view = NicView::for_nic(env, nic, None)?;
+    let evaluator = NicEvaluator {
+        local: local.unwrap_or_else(|| nic_addresses(nic)),
+        inbound: view.compile(Direction::Inbound)?,
+        outbound: view.compile(Direction::Outbound)?,
+    };
+    Ok((view, evaluator))
+}
+
+/// A verdict's NSG name and qualified rule name (`securityRules/...`),
+/// shared by every record that prints them.
+pub type VerdictNames = (Option<Arc<str>>, Option<Arc<str>>);
+
+/// An output of [`VerdictRecords`] failed; it takes no more records.
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("writing flow logs: {0}")]
+    FlowLog(String),
+    #[error("exporting flows to {target}: {source}")]
+    Export { target: String, source: io::Error },
+    #[error("flow table: {0}")]
+    Table(String),
+}
+
+/// The flows, packets and bytes one verdict covers: a rule of an NSG, the
+/// absence of an NSG, or transit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleTotals {
+    /// `Inbound`, `Outbound` or `Transit`.
+    pub direction: &'static str,
+    /// `Allow` or `Deny`; empty for transit.
+    pub access: &'static str,
+    /// The deciding NSG's name; empty when none decided.
+    pub nsg: String,
+    /// `securityRules/NAME` or `defaultSecurityRules/NAME`; `(no NSG)` when
+    /// the NIC's path has no NSG; empty for transit.
+    pub rule: String,
+    pub flows: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// What [`VerdictRecords::finish`] reports.
+#[derive(Debug, Default)]
+pub struct VerdictSummary {
+    /// Per verdict, sorted by direction, NSG, rule and access.
+    pub totals: Vec<RuleTotals>,
+    /// Tuples written, when flow logs were written.
+    pub flow_logs: Option<FlowLogCounts>,
+    /// Records and messages sent, when flows were exported.
+    pub export: Option<ExportStats>,
+}
+
+impl VerdictSummary {
+    /// Flows that ended, over all verdicts.
+    pub fn flows(&self) -> u64 {
+        self.totals.iter().map(|t| t.flows).sum()
+    }
+
+    /// IP bytes of those flows, both ways.
+    pub fn bytes(&self) -> u64 {
+        self.totals.iter().map(|t| t.bytes).sum()
+    }
+}
+
+/// A verdict as a hash key (its NSG and rule by index).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct VerdictKey(Option<Direction>, Access, Option<(u8, u32)>);
+
+impl VerdictKey {
+    fn of(v: &Verdict) -> Self {
+        VerdictKey(v.direction, v.access, v.decided_by)
+    }
+
+    fn verdict(self) -> Verdict {
+        Verdict {
+            direction: self.0,
+            access: self.1,
+            decided_by: self.2,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    flows: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Where the records of evaluated flows go besides the caller's own output:
+/// NSG/VNet flow logs (written a minute at a time, as Azure does) and flow
+/// export; and the totals per verdict. Records must come in time order, as
+/// a [`FlowTable`] emits them.
+///
+/// An output that fails stops taking records and its error is kept: the
+/// first one is returned by [`Self::finish`] (and by [`Self::take_error`],
+/// for callers that stop at once).
+pub struct VerdictRecords<'a, 'e> {
+    /// `None`: no NSG verdicts (live capture without resources), every
+    /// flow is transit.
+    evaluator: Option<&'a NicEvaluator<'e>>,
+    /// Per verdict: its names (looked up once) and its totals; one lookup
+    /// per record (foldhash: this runs for every flow's records).
+    verdicts: HashMap<VerdictKey, (VerdictNames, Tally), foldhash::fast::RandomState>,
+    logger: Option<FlowLogger>,
+    exporter: Option<(FlowExporter, String)>,
+    last_minute: i64,
+    error: Option<RecordError>,
+}
+
+impl<'a, 'e> VerdictRecords<'a, 'e> {
+    /// `exporter` comes with its target's name, for errors.
+    pub fn new(evaluator: Option<&'a NicEvaluator<'e>>, logger: Option<FlowLogger>, exporter: Option<(FlowExporter, String)>) -> Self {
+        VerdictRecords {
+            evaluator,
+            verdicts: HashMap::default(),
+            logger,
+            exporter,
+            last_minute: i64::MIN,
+            error: None,
+        }
+    }
+
+    /// Hands one record to the flow logs and the export, counts it when it
+    /// ends its flow, and returns its verdict's names.
+    pub fn record(&mut self, r: &FlowRecord<Verdict>) -> VerdictNames {
+        let v = r.user;
+        let evaluator = self.evaluator;
+        let ((nsg, rule), tally) = self.verdicts.entry(VerdictKey::of(&v)).or_insert_with(|| {
+            let (n, r) = evaluator.map_or((None, None), |e| e.names(&v));
+            ((n.map(Arc::from), r.map(Arc::from)), Tally::default())
+        });
+        if let Some((x, target)) = &mut self.exporter {
+            let d = NsgDecision {
+                direction: v.direction,
+                access: v.direction.map(|_| v.access),
+                nsg_name: nsg.as_deref().unwrap_or(""),
+                rule_name: rule.as_deref().unwrap_or(""),
+            };
+            if let Err(source) = x.export(r, Some(&d)) {
+                let target = std::mem::take(target);
+                self.exporter = None;
+                self.error.get_or_insert(RecordError::Export { target, source });
+            }
+        }
+        if let (Some(l), Some(e)) = (&mut self.logger, evaluator) {
+            // Records come in time order: when a new minute starts, the
+            // previous ones are complete and go to disk (Azure writes one
+            // record per NSG per minute), so memory stays bounded and a
+            // crash loses at most the current minute.
+            let minute = r.at_ns.div_euclid(60_000_000_000);
+            let res = if minute > self.last_minute {
+                self.last_minute = minute;
+                l.flush_before(r.at_ns).map_err(|e| e.to_string())
+            } else {
+                Ok(())
+            }
+            .and_then(|()| l.record(e, r).map_err(|e| e.to_string()));
+            if let Err(e) = res {
+                self.logger = None;
+                self.error.get_or_insert(RecordError::FlowLog(e));
+            }
+        }
+        if matches!(r.kind, FlowRecordKind::End(_)) {
+            tally.flows += 1;
+            tally.packets += r.forward.packets + r.reverse.packets;
+            tally.bytes += r.forward.bytes + r.reverse.bytes;
+        }
+        (nsg.clone(), rule.clone())
+    }
+
+    /// The first error of an output, if one failed since the last call.
+    pub fn take_error(&mut self) -> Option<RecordError> {
+        self.error.take()
+    }
+
+    /// Writes what the flow logs and the export still hold; the totals per
+    /// verdict. The first error of an output, if one failed.
+    pub fn finish(mut self) -> Result<VerdictSummary, RecordError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let flow_logs = match &mut self.logger {
+            Some(l) => Some(l.flush().map_err(|e| RecordError::FlowLog(e.to_string()))?),
+            None => None,
+        };
+        let export = match &mut self.exporter {
+            Some((x, target)) => {
+                x.flush().map_err(|source| RecordError::Export {
+                    target: target.clone(),
+                    source,
+                })?;
+                Some(x.stats())
+            }
+            None => None,
+        };
+        Ok(VerdictSummary {
+            totals: self.totals(),
+            flow_logs,
+            export,
+        })
+    }
+
+    /// Totals per verdict of the flows ended so far, sorted by direction,
+    /// NSG, rule and access.
+    pub fn totals(&self) -> Vec<RuleTotals> {
+        let mut out: Vec<RuleTotals> = Vec::new();
+        for (k, (_, t)) in &self.verdicts {
+            if t.flows == 0 {
+                continue; // only Begin/Report records so far
+            }
+            let v = k.verdict();
+            let (nsg, rule) = self.evaluator.map_or((None, None), |e| e.names(&v));
+            out.push(RuleTotals {
+                direction: v.direction.map_or("Transit", |d| d.as_str()),
+                access: match (v.direction, v.access) {
+                    (None, _) => "",
+                    (Some(_), a) => a.as_str(),
+                },
+                nsg: nsg.unwrap_or_default(),
+                rule: rule.unwrap_or_else(|| if v.direction.is_some() { "(no NSG)".into() } else { String::new() }),
+                flows: t.flows,
+                packets: t.packets,
+                bytes: t.bytes,
+            });
+        }
+        // Verdicts whose names coincide (none in practice) are merged.
+        out.sort_by(|a, b| (a.direction, &a.nsg, &a.rule, a.access).cmp(&(b.direction, &b.nsg, &b.rule, b.access)));
+        out.dedup_by(|b, a| {
+            let same = (a.direction, &a.nsg, &a.rule, a.access) == (b.direction, &b.nsg, &b.rule, b.access);
+            if same {
+                a.flows += b.flows;
+                a.packets += b.packets;
+                a.bytes += b.bytes;
+            }
+            same
+        });
+        out
+    }
+}
+
+/// Counts of [`track_packets`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// IP packets tracked.
+    pub packets: u64,
+    /// Flows ended (all of them, once the packets end).
+    pub flows: u64,
+}
+
+/// Tracks the flows of decoded live packets until `packets` ends (a
+/// capture's tap channel closes): each new flow decided by `evaluator`
+/// (transit without one), every record handed to `records`. Stops at the
+/// first error of an output.
+pub fn track_packets(
+    packets: impl IntoIterator<Item = TapPacket>,
+    evaluator: Option<&NicEvaluator<'_>>,
+    records: &mut VerdictRecords<'_, '_>,
+) -> Result<LiveCounts, RecordError> {
+    let mut table: FlowTable<Verdict> = FlowTable::new(FlowTableConfig::default()).map_err(|e| RecordError::Table(e.to_string()))?;
+    let mut fragments = FragmentTracker::new(4096);
+    let mut counts = LiveCounts::default();
+    let mut handle = |table: &mut FlowTable<Verdict>, counts: &mut LiveCounts| -> Result<(), RecordError> {
+        for r in table.drain_records() {
+            if matches!(r.kind, FlowRecordKind::End(_)) {
+                counts.flows += 1;
+            }
+            records.record(&r);
+            if let Some(e) = records.take_error() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    for p in packets {
+        counts.packets += 1;
+        let mut meta = p.meta;
+        if meta.fragment.is_fragment {
+            fragments.process(&mut meta);
+        }
+        let info = packet_info(p.ts_ns, &meta);
+        table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
+        handle(&mut table, &mut counts)?;
+    }
+    table.finish();
+    handle(&mut table, &mut counts)?;
+    Ok(counts)
+}
