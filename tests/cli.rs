@@ -261,6 +261,25 @@ fn malformed_resources_get_one_line_errors() {
             &["ipConfigurations[0].privateIPAddress", "\"10.0.0.256\" is not an IP address"],
         ),
         ("bad-vnet-space.json", &["subnets[0].addressPrefix", "\"10.0.0.0/24x\""]),
+        // Azure refuses both (HTTP 400, "invalid Address prefix"): errors, not truncation.
+        (
+            "prefix-host-bits.json",
+            &[
+                "securityRules[0].sourceAddressPrefix",
+                "\"50.206.209.68/27\"",
+                "host bits are set",
+                "50.206.209.64/27",
+            ],
+        ),
+        (
+            "vnet-space-host-bits.json",
+            &[
+                "addressSpace.addressPrefixes[1]",
+                "\"10.1.2.3/16\"",
+                "host bits are set",
+                "10.1.0.0/16",
+            ],
+        ),
         (
             "subnet-prefix-array.json",
             &["subnets[0].addressPrefix", "expected a string, found an array"],

@@ -58,6 +58,15 @@ impl IpPrefix {
         Some(IpPrefix { addr, len })
     }
 
+    /// When `text` (the string this prefix was parsed from) is a CIDR whose
+    /// address has host bits set: the network it stands for (this prefix).
+    /// `None` for a clean CIDR and for a bare address.
+    pub fn host_bits_network(&self, text: &str) -> Option<IpPrefix> {
+        let (addr, _) = text.trim().split_once('/')?;
+        let addr: IpAddr = addr.trim().parse().ok()?;
+        (addr != self.addr).then_some(*self)
+    }
+
     /// The network address.
     pub fn addr(&self) -> IpAddr {
         self.addr

@@ -8,15 +8,15 @@ use thiserror::Error;
 #[error("{value:?} is not {expected}")]
 pub struct FieldError {
     pub value: String,
-    pub expected: &'static str,
+    pub expected: std::borrow::Cow<'static, str>,
 }
 
 impl FieldError {
     /// A new error for `value`.
-    pub fn new(value: &str, expected: &'static str) -> Self {
+    pub fn new(value: &str, expected: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         FieldError {
             value: value.to_string(),
-            expected,
+            expected: expected.into(),
         }
     }
 }

@@ -233,10 +233,20 @@ impl AddressPrefix {
         }
         let looks_numeric = t.contains(':') || t.bytes().next().is_some_and(|b| b.is_ascii_digit());
         if looks_numeric {
-            return t
+            let p = t
                 .parse::<IpPrefix>()
-                .map(AddressPrefix::Prefix)
-                .map_err(|_| FieldError::new(s, "an IP address or CIDR prefix such as 10.0.0.0/24"));
+                .map_err(|_| FieldError::new(s, "an IP address or CIDR prefix such as 10.0.0.0/24"))?;
+            // Azure refuses a rule whose prefix has host bits set ("Security
+            // rule ... has invalid Address prefix. Value provided:
+            // 50.206.209.68/27", HTTP 400): such a file was not written by
+            // Azure, and which network was meant is a guess.
+            if let Some(network) = p.host_bits_network(t) {
+                return Err(FieldError::new(
+                    s,
+                    format!("a CIDR prefix: its host bits are set, which Azure rejects (the network is {network})"),
+                ));
+            }
+            return Ok(AddressPrefix::Prefix(p));
         }
         if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
             return Err(FieldError::new(s, "an IP address, a CIDR prefix, * or a service tag"));

@@ -39,8 +39,17 @@ pub fn parent_id(id: &str) -> &str {
 }
 
 fn prefix(at: &Node<'_>, s: &str) -> Result<IpPrefix, LoadError> {
-    s.parse::<IpPrefix>()
-        .map_err(|_| at.error(format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16")))
+    let p = s
+        .parse::<IpPrefix>()
+        .map_err(|_| at.error(format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16")))?;
+    // Azure refuses address spaces and subnets with host bits set; which
+    // network was meant is a guess, so say so rather than truncate.
+    match p.host_bits_network(s) {
+        Some(network) => Err(at.error(format!(
+            "{s:?} is not a CIDR prefix: its host bits are set, which Azure rejects (the network is {network})"
+        ))),
+        None => Ok(p),
+    }
 }
 
 fn prefixes(node: &Node<'_>, key: &str) -> Result<Vec<IpPrefix>, LoadError> {

@@ -585,12 +585,10 @@ pub fn parse_local(list: &[String]) -> Result<AddrSet, String> {
             .map_err(|_| format!("--local {s:?} is not an IP address or CIDR prefix"))?;
         // As tcpdump's `net`: a prefix with host bits set is a mistake
         // (the address alone, or the network, was meant).
-        if let Some((addr, _)) = s.split_once('/') {
-            if addr.trim().parse::<IpAddr>().is_ok_and(|a| a != p.addr()) {
-                return Err(format!(
-                    "--local {s:?} has host bits set: use {p} for the network, or {addr} for the address alone"
-                ));
-            }
+        if let (Some(network), Some((addr, _))) = (p.host_bits_network(s), s.split_once('/')) {
+            return Err(format!(
+                "--local {s:?} has host bits set: use {network} for the network, or {addr} for the address alone"
+            ));
         }
         v.push(p);
     }
