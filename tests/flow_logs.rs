@@ -572,6 +572,44 @@ fn flow_logs_read_azure_samples() {
     assert_eq!(lines.iter().filter(|v| v["format"] == "NSG v2").count(), 12);
     assert_eq!(lines.iter().filter(|v| v["format"] == "VNet v4").count(), 21);
     assert!(String::from_utf8_lossy(&o.stderr).contains("4 file(s), 5 record(s), 33 tuple(s)"));
+    // Azure's epoch fields, and the same instant in RFC 3339 UTC.
+    for v in &lines {
+        let ms = v["timestamp"]
+            .as_i64()
+            .map(|s| s * 1000)
+            .or(v["timestampMs"].as_i64())
+            .expect("epoch time");
+        let t = v["tupleTime"].as_str().expect("tupleTime");
+        assert_eq!(netwatch_flowlogs::time::parse_rfc3339(t), Some(ms * 1_000_000), "{v}");
+        assert!(t.ends_with('Z') && t.len() == 24, "{t}");
+    }
+    // The same tuples as CSV and as a table, in the same order.
+    let read = |fmt: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+            .args(["flow-logs", "read", "-o", fmt])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let csv = read("csv");
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 34, "{csv}");
+    assert_eq!(rows[0][0], "time");
+    let table = read("table");
+    let trows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(trows.len(), 34, "{table}");
+    for ((v, r), t) in lines.iter().zip(&rows[1..]).zip(&trows[1..]) {
+        assert_eq!(r.len(), 14, "{r:?}");
+        assert_eq!(v["tupleTime"].as_str(), Some(r[0]));
+        assert_eq!(t[0], r[0]);
+        assert_eq!(v["rule"].as_str(), Some(r[2]));
+        let src = format!("{}:{}", v["source"].as_str().unwrap(), v["sourcePort"]);
+        assert_eq!(r[8], src);
+        let sent = v["packetsSourceToDestination"].as_u64().or(v["packetsSent"].as_u64());
+        assert_eq!(r[10], sent.map(|n| n.to_string()).unwrap_or_default(), "{v}");
+    }
 }
 
 /// A symbolic link back up the tree does not make `flow-logs read` read

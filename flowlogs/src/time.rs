@@ -122,6 +122,11 @@ impl Rfc3339Buf {
         // Only ASCII digits and punctuation are ever written.
         std::str::from_utf8(&self.0).unwrap_or("0000-00-00T00:00:00.0000000Z")
     }
+
+    /// The time to the millisecond, `YYYY-MM-DDTHH:MM:SS.fffZ`, for people.
+    pub fn millis(&self) -> String {
+        format!("{}Z", self.as_str().get(..23).unwrap_or("0000-00-00T00:00:00.000"))
+    }
 }
 
 /// [`Rfc3339Buf`] for a stream of times: the calendar date is computed

@@ -665,7 +665,7 @@ impl RowWriter {
                     r.bytes_sent.to_string(),
                     r.packets_received.to_string(),
                     r.bytes_received.to_string(),
-                    Rfc3339Buf::new(first).as_str().get(11..23).unwrap_or("").to_string(),
+                    Rfc3339Buf::new(first).millis(),
                     format!("{:.3}s", (last - first) as f64 / 1e9),
                     r.end_reason.to_string(),
                 ];
