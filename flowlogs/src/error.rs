@@ -37,12 +37,9 @@ pub enum ReadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{file}: invalid JSON: {source}")]
-    Json {
-        file: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    /// Worded as the resource loader words it: file, line, column, what.
+    #[error("{file}: line {}, column {}: not valid JSON: {}", .error.line(), .error.column(), json_message(.error))]
+    Json { file: PathBuf, error: serde_json::Error },
     #[error("{file}: record {record}: field `{field}`: {message}")]
     Field {
         file: PathBuf,
@@ -52,4 +49,14 @@ pub enum ReadError {
     },
     #[error("{file}: {message}")]
     Document { file: PathBuf, message: String },
+}
+
+/// serde_json's message without its own " at line L column C" suffix (the
+/// position is given separately).
+fn json_message(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    match m.rfind(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m,
+    }
 }

@@ -153,10 +153,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<FlowLogFile, ReadError> {
     let file = path.to_path_buf();
     let mut values = Vec::new();
     for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
-        values.push(v.map_err(|source| ReadError::Json {
-            file: file.clone(),
-            source,
-        })?);
+        values.push(v.map_err(|error| ReadError::Json { file: file.clone(), error })?);
     }
     let is_document = matches!(values.as_slice(), [Value::Object(o)] if o.contains_key("records"));
     let (layout, raw): (FileLayout, Vec<Value>) = if is_document {

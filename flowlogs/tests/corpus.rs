@@ -113,10 +113,11 @@ fn reader_errors_name_file_record_and_field() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("record 0: field `category`: missing"), "{msg}");
-    assert!(matches!(
-        parse_str("{\"records\":[", std::path::Path::new("x")),
-        Err(ReadError::Json { .. })
-    ));
+    let err = parse_str("{\"records\":[", std::path::Path::new("x"));
+    assert!(matches!(err, Err(ReadError::Json { .. })));
+    // Worded as resource files' syntax errors are: file, line, column, what.
+    let msg = err.unwrap_err().to_string();
+    assert_eq!(msg, "x: line 1, column 12: not valid JSON: EOF while parsing a list");
     assert!(matches!(read_file("/nonexistent/PT1H.json"), Err(ReadError::Io { .. })));
 }
 
