@@ -383,3 +383,63 @@ fn appliance_behind_express_route_invalidates_the_udr() {
     let vpn = demo_with(&["tests/data/express-route/rt-web.json"]);
     assert_eq!(hop_of(&vpn, "vm-web1", "10.1.1.4", "10.2.2.4").0, VirtualAppliance);
 }
+
+/// A user route to `VirtualNetworkGateway` needs a VPN gateway (spec §5.3:
+/// "only VPN-type gateways; not ExpressRoute, and not VPN+ER
+/// coexistence"): with the hub's gateway as ExpressRoute, rt-web's
+/// partner-via-gateway route is Invalid and its range falls back to the
+/// system routes; behind the demo's VPN gateway it is the next hop.
+#[test]
+fn gateway_udr_needs_a_vpn_gateway() {
+    let er = demo_with(&["tests/data/express-route"]);
+    assert_eq!(
+        hop_of(&er, "vm-web1", "10.1.1.4", "10.60.1.1"),
+        (NextHopType::None, Option::None, SYS.to_string())
+    );
+    let t = effective_routes(&er, "nic-web1").expect("effective routes");
+    let udr = t
+        .routes()
+        .iter()
+        .find(|r| r.route.name.as_deref() == Some("partner-via-gateway"))
+        .expect("the UDR is listed");
+    assert_eq!(udr.state, RouteState::Invalid);
+    assert!(
+        udr.invalid_reason
+            .as_ref()
+            .is_some_and(|r| r.to_string().contains("needs a VPN gateway")),
+        "{:?}",
+        udr.invalid_reason
+    );
+    let vpn = demo_with(&[]);
+    assert_eq!(
+        hop_of(&vpn, "vm-web1", "10.1.1.4", "10.60.1.1"),
+        (VirtualNetworkGateway, Option::None, RT_WEB.to_string())
+    );
+}
+
+/// Service-endpoint routes come in the families the VNet has: an
+/// IPv4-only VNet gets the service's IPv4 prefixes only, a dual-stack
+/// VNet both.
+#[test]
+fn service_endpoint_routes_follow_the_vnets_families() {
+    let endpoint_prefixes = |extra: &[&str], nic: &str| -> Vec<String> {
+        let mut env = demo_with(extra);
+        env.load_service_tags(&common::root().join("demo/ServiceTags_Demo.json"))
+            .expect("tags");
+        let t = effective_routes(&env, nic).expect("effective routes");
+        t.routes()
+            .iter()
+            .filter(|r| r.route.next_hop_type == VirtualNetworkServiceEndpoint)
+            .map(|r| r.route.address_prefix.to_string())
+            .collect()
+    };
+    // snet-app (IPv4 only) with a Storage endpoint.
+    assert_eq!(
+        endpoint_prefixes(&["tests/data/ipv4-endpoint"], "nic-app1"),
+        ["13.69.40.16/28", "13.95.96.176/28", "13.95.240.16/28"]
+    );
+    // snet-web (dual stack): the IPv6 prefix too.
+    let web = endpoint_prefixes(&[], "nic-web1");
+    assert_eq!(web.len(), 4, "{web:?}");
+    assert!(web.contains(&"2603:1020:207::/48".to_string()), "{web:?}");
+}

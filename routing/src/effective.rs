@@ -63,6 +63,10 @@ pub struct SubnetRoutingInput {
     /// `addressPrefix` (spec §5.3), keyed by tag name (matched
     /// case-insensitively, decision 4). Only needed when a route uses a tag.
     pub service_tags: BTreeMap<String, Vec<IpNet>>,
+    /// An ExpressRoute gateway serves the VNet (its own, or a peer's used
+    /// through `useRemoteGateways`), alone or beside a VPN gateway: user
+    /// routes to `VirtualNetworkGateway` are then not valid (spec §5.3).
+    pub express_route_gateway: bool,
 }
 
 /// A route through the virtual network gateway.
@@ -643,6 +647,9 @@ fn beats_more_specific_bgp(r: &Route) -> bool {
 ///   through an ExpressRoute gateway route is `Invalid` (spec §5.3: the
 ///   address must be directly reachable;
 ///   [`InvalidReason::NextHopThroughExpressRoute`]).
+/// * A VirtualNetworkGateway user route is `Invalid` when an ExpressRoute
+///   gateway serves the VNet, alone or beside a VPN gateway (spec §5.3:
+///   "only VPN-type gateways"; [`InvalidReason::GatewayNotVpn`]).
 pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTable, RouteError> {
     for p in &input.vnet_address_space {
         check_system_prefix("vnetAddressSpace", p)?;
@@ -822,6 +829,15 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
                 gateway_route: g,
                 next_hop_ip: ip,
             });
+        }
+    }
+    // A user route to the gateway needs a VPN gateway: not ExpressRoute,
+    // and not VPN and ExpressRoute coexisting (spec §5.3).
+    if input.express_route_gateway {
+        for (r, reason) in routes.iter().zip(reasons.iter_mut()) {
+            if r.source == RouteSource::User && r.next_hop_type == NextHopType::VirtualNetworkGateway && reason.is_none() {
+                *reason = Some(InvalidReason::GatewayNotVpn);
+            }
         }
     }
     // Same-prefix groups.

@@ -230,6 +230,11 @@ pub enum InvalidReason {
         /// The appliance's address.
         next_hop_ip: IpAddr,
     },
+    /// A user route to `VirtualNetworkGateway` while an ExpressRoute
+    /// gateway serves the VNet (alone or beside a VPN gateway): only VPN
+    /// gateways take user routes; ExpressRoute routes come from BGP
+    /// (spec §5.3).
+    GatewayNotVpn,
     /// Same prefix and same precedence as an earlier route, which wins.
     #[serde(rename_all = "camelCase")]
     DuplicatePrefix {
@@ -262,6 +267,9 @@ impl fmt::Display for InvalidReason {
             InvalidReason::NextHopThroughExpressRoute { gateway_route, next_hop_ip } => write!(
                 f,
                 "virtual appliance {next_hop_ip} is reachable only through an ExpressRoute gateway (route #{gateway_route}); the next hop must be directly reachable"
+            ),
+            InvalidReason::GatewayNotVpn => f.write_str(
+                "next hop VirtualNetworkGateway needs a VPN gateway, and an ExpressRoute gateway serves this VNet (alone or beside a VPN gateway); ExpressRoute takes routes from BGP only",
             ),
             InvalidReason::DuplicatePrefix { winner } => {
                 write!(f, "same prefix and precedence as earlier route #{winner}")

@@ -62,6 +62,7 @@ proptest! {
             service_endpoint_routes: se,
             route_table: Some(RouteTableInput { id: "rt".into(), disable_bgp_route_propagation: false, routes }),
             service_tags: Default::default(),
+            express_route_gateway: false,
         };
         let t = effective_routes(&input).unwrap();
         let mut active = std::collections::HashMap::new();

@@ -476,3 +476,25 @@ fn service_tag_user_routes() {
         Err(RouteError::TooManyServiceTagRoutes { count: 26, max: 25, .. })
     ));
 }
+
+#[test]
+fn gateway_user_route_needs_a_vpn_gateway() {
+    // §5.3: VirtualNetworkGateway next hops are for VPN gateways only, not
+    // ExpressRoute and not VPN+ER coexistence.
+    let routes = vec![UserRoute::new("to-gw", "10.60.0.0/16", T::VirtualNetworkGateway, None)];
+    let vpn = effective_routes(&with_table(vnet(&["10.1.0.0/16"]), routes.clone())).unwrap();
+    let r = find(&vpn, "10.60.0.0/16", S::User).unwrap();
+    assert_eq!(r.state, RouteState::Active);
+    assert_eq!(
+        vpn.next_hop_result(ip("10.60.1.1")).unwrap().next_hop_type,
+        T::VirtualNetworkGateway
+    );
+    let mut input = with_table(vnet(&["10.1.0.0/16"]), routes);
+    input.express_route_gateway = true;
+    let er = effective_routes(&input).unwrap();
+    let r = find(&er, "10.60.0.0/16", S::User).unwrap();
+    assert_eq!(r.state, RouteState::Invalid);
+    assert_eq!(r.invalid_reason, Some(netwatch_routing::InvalidReason::GatewayNotVpn));
+    // The range falls back to the reserved 10.0.0.0/8 None route.
+    assert_eq!(er.next_hop_result(ip("10.60.1.1")).unwrap().next_hop_type, T::None);
+}

@@ -38,6 +38,7 @@ fn base() -> SubnetRoutingInput {
         service_endpoint_routes: vec![],
         route_table: None,
         service_tags: Default::default(),
+        express_route_gateway: false,
     }
 }
 

@@ -49,6 +49,7 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
         let addresses = &g.bgp_peering_addresses;
         let hop = addresses.first().copied();
         let express_route = g.gateway_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("ExpressRoute"));
+        input.express_route_gateway |= express_route;
         for p in env.prefixes_behind(g) {
             if let Some(n) = net(&p) {
                 input.gateway_routes.push(GatewayRoute {
@@ -89,7 +90,14 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
             .and_then(|r| tags.and_then(|t| t.get(r)))
             .or_else(|| tags.and_then(|t| t.get(tag)));
         match set {
-            Some(set) => input.service_endpoint_routes.extend(set.to_prefixes().iter().filter_map(net)),
+            // Only the families the VNet has: an IPv4-only VNet gets no
+            // IPv6 endpoint routes (its subnets cannot send IPv6).
+            Some(set) => input.service_endpoint_routes.extend(
+                set.to_prefixes()
+                    .iter()
+                    .filter_map(net)
+                    .filter(|n| input.vnet_address_space.iter().any(|v| v.addr().is_ipv4() == n.addr().is_ipv4())),
+            ),
             None => tracing::warn!(
                 subnet = %subnet.name, service = %e,
                 "service endpoint routes need the service tags file (--service-tags); they are left out"
