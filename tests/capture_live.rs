@@ -834,3 +834,38 @@ fn print_bpf() {
          (dst host 10.0.0.3 and (src net 10.1.0.0/30 or src net 10.1.0.4/31))))) and (not port 22)"
     );
 }
+
+/// On loopback all of 127.0.0.0/8 is local (the kernel delivers it all to
+/// this host): a remote-port filter takes traffic between 127.0.0.2 and
+/// 127.0.0.3 as it takes 127.0.0.1's, and only the direction asked for.
+#[test]
+fn loopback_local_is_all_of_127_8() {
+    require_root_and_tools();
+    let dir = tmpdir("lo-127-8");
+    let rx = UdpSocket::bind("127.0.0.3:0").unwrap();
+    let u = port(&rx);
+    let nw = NwCapture::start(
+        &dir,
+        "lo-127-8",
+        &["--count", "3", "--filter", &format!("protocol=UDP,remotePort={u}")],
+    );
+    let tx = UdpSocket::bind("127.0.0.2:0").unwrap();
+    for _ in 0..3 {
+        tx.send_to(b"x", ("127.0.0.3", u)).unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    let (st, _, out) = nw.wait(Duration::from_secs(15));
+    assert_eq!(st["stopReason"], "PacketCountReached");
+    assert_eq!(tcpdump_count(&out, &format!("udp and src host 127.0.0.2 and dst port {u}")), 3);
+}
+
+/// `--count 0` is a usage error (tcpdump's -c takes 1 or more), not a
+/// capture that stops before it starts.
+#[test]
+fn count_zero_is_a_usage_error() {
+    let o = Command::new(BIN)
+        .args(["capture", "-i", "lo", "-w", "/tmp/never.pcap", "-c", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -128,6 +128,17 @@ fn sample(name: &str) -> Value {
 
 /// Every field of every record has Azure's form: same keys in the same
 /// order as the real sample, same constants, tuples of the same arity.
+/// A rule's tuples are listed by time, as in Azure's records.
+fn assert_in_time_order(tuples: &Value) {
+    let times: Vec<i64> = tuples
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "tuples out of time order: {times:?}");
+}
+
 fn check_nsg_structure(doc: &Value) {
     let s = sample("nsg_flowlog_v2__elastic_sample_testdata.json");
     let sr = &s["records"][0];
@@ -151,6 +162,7 @@ fn check_nsg_structure(doc: &Value) {
                 for tuple in m["flowTuples"].as_array().unwrap() {
                     assert_eq!(tuple.as_str().unwrap().split(',').count(), 13, "{tuple}");
                 }
+                assert_in_time_order(&m["flowTuples"]);
             }
         }
         let rid = r["resourceId"].as_str().unwrap();
@@ -178,6 +190,7 @@ fn check_vnet_structure(doc: &Value) {
                     assert!(parts[5].parse::<u8>().is_ok(), "IANA protocol number: {t}");
                     assert_eq!(parts[8], "NX");
                 }
+                assert_in_time_order(&g["flowTuples"]);
             }
         }
     }
@@ -653,4 +666,25 @@ fn local_prefix_with_host_bits_is_an_error() {
         err.starts_with("error: ") && err.contains("10.0.0.0/24") && err.contains("host bits"),
         "{err}"
     );
+}
+
+/// A region given as the portal shows it names the network watcher by its
+/// programmatic name, as Azure does (`NETWORKWATCHER_WESTEUROPE`).
+#[test]
+fn vnet_flow_log_region_display_name() {
+    let dir = tmpdir("region");
+    let out = dir.join("vnet");
+    let mut args = vec!["evaluate"];
+    args.extend_from_slice(ENV);
+    let out_s = out.to_str().unwrap().to_string();
+    args.extend_from_slice(&["--vnet-flow-logs", &out_s, "--flow-log-region", "West Europe", CAPTURE]);
+    let o = netwatch(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = pt1h_files(&out);
+    assert!(!files.is_empty());
+    for f in &files {
+        let p = f.to_string_lossy();
+        assert!(p.contains("/NETWORKWATCHER_WESTEUROPE/FLOWLOGS/"), "{p}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

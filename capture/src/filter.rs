@@ -206,8 +206,9 @@ impl CaptureFilter {
     }
 
     /// This filter as a tcpdump expression; the empty string matches everything.
-    /// `local` stands for the local address when the filter has no `localIPAddress`.
-    pub fn to_bpf(&self, local: &[IpAddr]) -> String {
+    /// `local` stands for the local addresses (any of them) when the filter
+    /// has no `localIPAddress`.
+    pub fn to_bpf(&self, local: &[IpMatch]) -> String {
         let proto = match self.protocol {
             Protocol::Tcp => Some("tcp"),
             Protocol::Udp => Some("udp"),
@@ -221,8 +222,8 @@ impl CaptureFilter {
             match &self.local_ip {
                 Some(m) => Some(ip_expr(dir, m)),
                 None if local.is_empty() => None,
-                None if local.len() == 1 => Some(ip_expr(dir, &IpMatch::Single(local[0]))),
-                None => Some(ip_expr(dir, &IpMatch::List(local.to_vec()))),
+                None if local.len() == 1 => Some(ip_expr(dir, &local[0])),
+                None => Some(or_group(local.iter().map(|m| ip_expr(dir, m)).collect())),
             }
         };
         let side = |l: &str, r: &str| -> String {
@@ -254,7 +255,7 @@ impl CaptureFilter {
 
 /// Several filters (OR'd) and an optional raw expression (AND'd with them) as
 /// one tcpdump expression; the empty string captures everything.
-pub fn compile_bpf(filters: &[CaptureFilter], local: &[IpAddr], raw: Option<&str>) -> String {
+pub fn compile_bpf(filters: &[CaptureFilter], local: &[IpMatch], raw: Option<&str>) -> String {
     let exprs: Vec<String> = filters.iter().map(|f| f.to_bpf(local)).collect();
     let combined = if exprs.iter().any(|e| e.is_empty()) {
         // One filter matches everything: so does the OR.
@@ -446,7 +447,12 @@ mod tests {
 
     #[test]
     fn protocol_only_and_any() {
-        assert_eq!(CaptureFilter::parse("protocol=UDP").unwrap().to_bpf(&[ip("10.0.0.1")]), "udp");
+        assert_eq!(
+            CaptureFilter::parse("protocol=UDP")
+                .unwrap()
+                .to_bpf(&[IpMatch::Single(ip("10.0.0.1"))]),
+            "udp"
+        );
         assert_eq!(CaptureFilter::parse("protocol=Any").unwrap().to_bpf(&[]), "");
         assert_eq!(CaptureFilter::parse("").unwrap().to_bpf(&[]), "");
     }
@@ -455,7 +461,7 @@ mod tests {
     fn interface_addresses_stand_for_local() {
         let f = CaptureFilter::parse("protocol=UDP,remotePort=53").unwrap();
         assert_eq!(
-            f.to_bpf(&[ip("10.0.0.4"), ip("fe80::1")]),
+            f.to_bpf(&[IpMatch::Single(ip("10.0.0.4")), IpMatch::Single(ip("fe80::1"))]),
             "udp and (((src host 10.0.0.4 or src host fe80::1) and dst port 53) or ((dst host 10.0.0.4 or dst host fe80::1) and src port 53))"
         );
         assert_eq!(f.to_bpf(&[]), "udp and ((dst port 53) or (src port 53))");
@@ -465,7 +471,7 @@ mod tests {
     fn ranges() {
         let f = CaptureFilter::parse("remoteIPAddress=10.0.0.1-10.0.0.6,localPort=8000-8080").unwrap();
         assert_eq!(
-            f.to_bpf(&[ip("10.1.0.4")]),
+            f.to_bpf(&[IpMatch::Single(ip("10.1.0.4"))]),
             "((src host 10.1.0.4 and (dst host 10.0.0.1 or dst net 10.0.0.2/31 or dst net 10.0.0.4/31 or dst host 10.0.0.6) and src portrange 8000-8080) or (dst host 10.1.0.4 and (src host 10.0.0.1 or src net 10.0.0.2/31 or src net 10.0.0.4/31 or src host 10.0.0.6) and dst portrange 8000-8080))"
         );
     }

@@ -231,7 +231,7 @@ impl NsgFlowLogWriter {
         rec.time_ns = rec.time_ns.max(ev.logged_ns);
         let text = tuple.to_string();
         match rec.rules.iter_mut().find(|(r, _)| r == rule) {
-            Some((_, tuples)) => tuples.push(text),
+            Some((_, tuples)) => crate::tuple::insert_by_time(tuples, text),
             None => rec.rules.push((rule.to_string(), vec![text])),
         }
         self.stats.tuples += 1;

@@ -155,25 +155,28 @@ pub fn parse_str(text: &str, path: &Path) -> Result<FlowLogFile, ReadError> {
     for v in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
         values.push(v.map_err(|error| ReadError::Json { file: file.clone(), error })?);
     }
-    let is_document = matches!(values.as_slice(), [Value::Object(o)] if o.contains_key("records"));
-    let (layout, raw): (FileLayout, Vec<Value>) = if is_document {
-        match values.pop() {
-            Some(Value::Object(mut o)) => match o.remove("records") {
-                Some(Value::Array(a)) => (FileLayout::Document, a),
+    // `{"records":[...]}` (a blob), or several of them one after the other
+    // (an Event Hub capture: one document per batch); else records, one
+    // per line.
+    let is_document = |v: &Value| matches!(v, Value::Object(o) if o.contains_key("records"));
+    let (layout, raw): (FileLayout, Vec<Value>) = if !values.is_empty() && values.iter().all(is_document) {
+        let mut raw = Vec::new();
+        for (d, v) in values.into_iter().enumerate() {
+            let records = match v {
+                Value::Object(mut o) => o.remove("records"),
+                _ => None,
+            };
+            match records {
+                Some(Value::Array(a)) => raw.extend(a),
                 _ => {
                     return Err(ReadError::Document {
                         file,
-                        message: "`records` is not an array".to_string(),
+                        message: format!("document {d}: `records` is not an array"),
                     })
                 }
-            },
-            _ => {
-                return Err(ReadError::Document {
-                    file,
-                    message: "expected a JSON object".to_string(),
-                })
             }
         }
+        (FileLayout::Document, raw)
     } else {
         (FileLayout::Lines, values)
     };
@@ -352,6 +355,12 @@ fn parse_vnet(cx: &Cx<'_>, o: &Map<String, Value>) -> Result<VnetRecord, ReadErr
         return Err(cx.err("operationName", format!("{operation_name:?}, expected {VNET_CATEGORY:?}")));
     }
     let flow_log_version = cx.uint(o, "", "flowLogVersion")?;
+    if flow_log_version != 4 {
+        return Err(cx.err(
+            "flowLogVersion",
+            format!("{flow_log_version}, expected 4 (VNet flow logs are version 4)"),
+        ));
+    }
     let fr = cx.obj(cx.get(o, "", "flowRecords")?, "flowRecords")?;
     let mut acls = Vec::new();
     for (i, av) in cx.arr(fr, "flowRecords", "flows")?.iter().enumerate() {

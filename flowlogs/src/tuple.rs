@@ -31,12 +31,27 @@ pub enum TupleError {
 
 fn field<T: FromStr>(parts: &[&str], index: usize, name: &'static str, expected: &'static str) -> Result<T, TupleError> {
     let value = parts.get(index).copied().unwrap_or("");
+    // Rust's integer parsers take a sign; Azure writes none (and no field
+    // here, address or number, starts with one).
+    if value.starts_with(['+', '-']) {
+        return Err(bad(parts, index, name, expected));
+    }
     value.parse().map_err(|_| TupleError::Field {
         index: index + 1,
         name,
         value: value.to_string(),
         expected,
     })
+}
+
+/// Adds a tuple's text to a rule's list, in time order (the leading
+/// field), after those of the same time: Azure's records list each rule's
+/// tuples by time, while flows end out of their start order.
+pub(crate) fn insert_by_time(tuples: &mut Vec<String>, text: String) {
+    let time = |t: &str| t.split(',').next().and_then(|f| f.parse::<i64>().ok()).unwrap_or(i64::MIN);
+    let t = time(&text);
+    let at = tuples.partition_point(|x| time(x) <= t);
+    tuples.insert(at, text);
 }
 
 fn bad(parts: &[&str], index: usize, name: &'static str, expected: &'static str) -> TupleError {
@@ -241,7 +256,20 @@ impl FromStr for NsgFlowTuple {
                 "E" => NsgFlowState::End,
                 _ => return Err(bad(&parts, 8, "flow state", "B, C or E")),
             };
-            (Some(state), TupleCounters::parse(&parts)?)
+            let counters = TupleCounters::parse(&parts)?;
+            // Spec §7.1: B tuples leave the counters empty, C and E carry
+            // them, and denied flows appear as B only.
+            match (state, counters.is_some()) {
+                (NsgFlowState::Begin, true) => return Err(bad(&parts, 9, "packets src→dst", "empty: a B tuple carries no counters")),
+                (NsgFlowState::Continuing | NsgFlowState::End, false) => {
+                    return Err(bad(&parts, 9, "packets src→dst", "a count: C and E tuples carry counters"))
+                }
+                _ => {}
+            }
+            if decision == Access::Deny && state != NsgFlowState::Begin {
+                return Err(bad(&parts, 8, "flow state", "B: a denied flow is logged as B only"));
+            }
+            (Some(state), counters)
         } else {
             (None, None)
         };
@@ -369,10 +397,21 @@ impl FromStr for VnetFlowTuple {
         let encryption = match parts[8] {
             "X" => Encryption::Encrypted,
             "NX" => Encryption::NotEncrypted,
-            other if other.starts_with("NX_") && other.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') => {
-                Encryption::Other(other.to_string())
+            // The reasons of spec §7.3.
+            other @ ("NX_HW_NOT_SUPPORTED"
+            | "NX_SW_NOT_READY"
+            | "NX_NOT_ACCEPTED"
+            | "NX_NOT_SUPPORTED"
+            | "NX_LOCAL_DST"
+            | "NX_FALLBACK") => Encryption::Other(other.to_string()),
+            _ => {
+                return Err(bad(
+                    &parts,
+                    8,
+                    "encryption",
+                    "X, NX, NX_HW_NOT_SUPPORTED, NX_SW_NOT_READY, NX_NOT_ACCEPTED, NX_NOT_SUPPORTED, NX_LOCAL_DST or NX_FALLBACK",
+                ))
             }
-            _ => return Err(bad(&parts, 8, "encryption", "X, NX or NX_<REASON>")),
         };
         Ok(VnetFlowTuple {
             time_ms: field(&parts, 0, "time stamp", "Unix epoch milliseconds")?,
@@ -439,5 +478,43 @@ mod tests {
             .parse::<VnetFlowTuple>()
             .unwrap_err();
         assert!(e.to_string().contains("field 6 (protocol)"), "{e}");
+        // Spec §7.3's encryption values only.
+        for bad in ["NX_", "NX_WHATEVER", "nx"] {
+            let s = format!("1663146003599,10.0.0.6,52.239.184.180,23956,443,6,O,B,{bad},0,0,0,0");
+            let e = s.parse::<VnetFlowTuple>().unwrap_err();
+            assert!(e.to_string().contains("field 9 (encryption)"), "{e}");
+        }
+    }
+
+    /// What Azure never writes in a v2 tuple is an error naming the field:
+    /// counters on B, none on C/E, a denied flow past B, signed numbers.
+    #[test]
+    fn nsg_v2_state_rules() {
+        for (s, field) in [
+            ("1542110402,94.102.49.190,10.5.16.4,28746,443,U,I,A,B,1,2,3,4", "field 10"),
+            ("1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,A,E,,,,", "field 10"),
+            ("1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,A,C,,,,", "field 10"),
+            (
+                "1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,D,C,1,2,3,4",
+                "field 9 (flow state)",
+            ),
+            (
+                "1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,D,E,1,2,3,4",
+                "field 9 (flow state)",
+            ),
+            ("+1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,D,B,,,,", "field 1"),
+            ("1542110402,94.102.49.190,10.5.16.4,+28746,443,T,I,D,B,,,,", "field 4"),
+            ("1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,A,E,1,2,-3,4", "field 12"),
+        ] {
+            let e = s.parse::<NsgFlowTuple>().unwrap_err();
+            assert!(e.to_string().contains(field), "{s}: {e}");
+        }
+        // And what it writes still reads.
+        for s in [
+            "1542110402,94.102.49.190,10.5.16.4,28746,443,U,I,D,B,,,,",
+            "1542110402,94.102.49.190,10.5.16.4,28746,443,T,I,A,C,1,2,3,4",
+        ] {
+            assert_eq!(s.parse::<NsgFlowTuple>().unwrap().to_string(), s);
+        }
     }
 }

@@ -228,7 +228,7 @@ impl VnetFlowLogWriter {
             }
         };
         match groups.iter_mut().find(|(r, _)| r == rule) {
-            Some((_, tuples)) => tuples.push(text),
+            Some((_, tuples)) => crate::tuple::insert_by_time(tuples, text),
             None => groups.push((rule.to_string(), vec![text])),
         }
         self.stats.tuples += 1;

@@ -109,6 +109,12 @@ fn reader_errors_name_file_record_and_field() {
         .replace("\"flowLogVersion\":4", "\"flowLogVersion\":\"4\"");
     let msg = parse_str(&text, std::path::Path::new("v.ndjson")).unwrap_err().to_string();
     assert!(msg.contains("v.ndjson: record 0: field `flowLogVersion`"), "{msg}");
+    // Only version 4 exists.
+    let text = std::fs::read_to_string(corpus(VNET_LINES))
+        .unwrap()
+        .replace("\"flowLogVersion\":4", "\"flowLogVersion\":99");
+    let msg = parse_str(&text, std::path::Path::new("v.ndjson")).unwrap_err().to_string();
+    assert!(msg.contains("field `flowLogVersion`: 99, expected 4"), "{msg}");
     let msg = parse_str("{\"records\":[{\"time\":1}]}", std::path::Path::new("x"))
         .unwrap_err()
         .to_string();
@@ -216,10 +222,11 @@ fn written_files_have_azure_paths_and_round_trip() {
     assert_eq!(
         text,
         [
-            // Record 12:00, rule of the first tuple first.
+            // Record 12:00, rule of the first tuple first, each rule's
+            // tuples by time.
             "1542110401,10.5.16.4,13.67.143.117,59932,443,T,O,A,B,,,,",
-            "1542110410,10.5.16.4,40.71.12.225,40000,443,T,O,A,B,,,,",
             "1542110404,10.5.16.4,13.67.143.117,59932,443,T,O,A,E,2,112,2,112",
+            "1542110410,10.5.16.4,40.71.12.225,40000,443,T,O,A,B,,,,",
             "1542110402,94.102.49.190,10.5.16.4,28746,8088,T,I,D,B,,,,",
             "1542110403,94.102.49.190,10.5.16.4,28746,443,U,I,D,B,,,,",
             // Record 12:05 (C at 5 minutes of flow time), then the flush.
@@ -367,4 +374,20 @@ fn scenario_records_use_kinds() {
     t.observe(&tcp(200.0, "10.0.0.1", 1, "10.0.0.2", 2, ACK, 60), |_, _| ());
     t.advance(301 * S);
     assert!(t.drain_records().any(|r| r.kind == FlowRecordKind::Report));
+}
+
+/// Several `{"records":[...]}` documents one after the other (an Event Hub
+/// capture, one document per batch) read as one file of all their records.
+#[test]
+fn concatenated_documents() {
+    let one = std::fs::read_to_string(corpus(NSG_DOC)).unwrap();
+    let single = parse_str(&one, std::path::Path::new("one.json")).unwrap();
+    let two = format!("{}\n{}\n", one.trim(), one.trim());
+    let both = parse_str(&two, std::path::Path::new("eh.json")).unwrap();
+    assert_eq!(both.layout, FileLayout::Document);
+    assert_eq!(both.records.len(), 2 * single.records.len());
+    assert_eq!(both.records[..single.records.len()], single.records[..]);
+    let bad = format!("{}\n{{\"records\": 5}}\n", one.trim());
+    let msg = parse_str(&bad, std::path::Path::new("eh.json")).unwrap_err().to_string();
+    assert!(msg.contains("eh.json: document 1: `records` is not an array"), "{msg}");
 }

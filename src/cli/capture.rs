@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::packet_capture::{capture_filters_from_file, PacketCaptureRequest};
-use netwatch_capture::filter::{compile_bpf, CaptureFilter};
+use netwatch_capture::filter::{compile_bpf, CaptureFilter, IpMatch};
 use netwatch_capture::live::{self, LiveConfig, Output, OutputFormat, Progress, Rotation};
 use serde_json::{json, Map, Value};
 
@@ -23,8 +23,9 @@ use serde_json::{json, Map, Value};
 /// case-insensitive; addresses and ports as `a`, `a-b` or `a;b;`). Several
 /// filters are OR'd, the fields of one filter AND'd, an absent field matches
 /// anything; protocol Any (the default) is all traffic. "Local" is the
-/// interface's own addresses unless `--local-ip` is given. Everything becomes
-/// ONE kernel BPF expression (see `--print-bpf`).
+/// interface's own addresses unless `--local-ip` is given (on loopback all of
+/// 127.0.0.0/8; on `any`, every interface's). Everything becomes ONE kernel
+/// BPF expression (see `--print-bpf`).
 ///
 /// Limits: 0 means no limit. `--total-bytes` counts every byte written in the
 /// session (headers and rotated files included) and the capture stops before
@@ -73,8 +74,8 @@ pub struct CaptureArgs {
     /// Time limit in seconds (timeLimitInSeconds); 0 = none. [default: 18000]
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=18_000))]
     pub time_limit: Option<u64>,
-    /// Stop after this many packets.
-    #[arg(short = 'c', long, value_name = "N")]
+    /// Stop after this many packets (1 or more, as tcpdump's -c).
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Kernel capture buffer size in bytes [default: 32 MiB].
     #[arg(short = 'B', long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..))]
@@ -138,16 +139,25 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         Some(p) => PacketCaptureRequest::from_file(p).context("--request")?,
         None => PacketCaptureRequest::default(),
     };
+    for field in &req.ignored {
+        tracing::warn!(field = %field, "--request: not applied by a local capture (see --rotate-bytes, --max-files)");
+    }
     let filters = collect_filters(&args, &req)?;
 
     let iface = match &args.interface {
         Some(name) => Some(live::find_interface(name)?),
         None => None,
     };
-    let local: Vec<IpAddr> = if !args.local_ip.is_empty() {
-        args.local_ip.clone()
+    // "Local" in filters: --local-ip, else the interface's own addresses
+    // (all of 127.0.0.0/8 on loopback; every interface's for `any`).
+    let local: Vec<IpMatch> = if !args.local_ip.is_empty() {
+        args.local_ip.iter().map(|a| IpMatch::Single(*a)).collect()
     } else {
-        iface.as_ref().map(|i| i.addresses.clone()).unwrap_or_default()
+        match &iface {
+            Some(i) if i.local_addresses().is_empty() => live::local_addresses(i, &live::list_interfaces()?),
+            Some(i) => i.local_addresses(),
+            None => Vec::new(),
+        }
     };
     let bpf = compile_bpf(&filters, &local, args.bpf.as_deref());
     live::check_bpf(&bpf, None)?;
@@ -160,7 +170,11 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let Some(iface) = iface else {
         bail!("give the interface with --interface IF (see `ip link`; e.g. lo, eth0 or any)");
     };
-    let output = match args.output.clone().or(req.file_path.clone()) {
+    let request_file = match &args.output {
+        Some(_) => None,
+        None => req.file_path().context("--request")?,
+    };
+    let output = match args.output.clone().or(request_file) {
         Some(p) if p.as_os_str() == "-" => Output::Stdout,
         Some(p) => Output::File(p),
         None => bail!("give the capture file with -w/--write FILE (or `-` for stdout)"),

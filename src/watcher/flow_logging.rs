@@ -113,6 +113,13 @@ impl FlowLogger {
                         "the flow log target {target_name:?} has no location; give the region with --flow-log-region"
                     ))
                 })?;
+                // The programmatic name (`westeurope`) names the region's
+                // network watcher, also when given as shown (`West Europe`).
+                let region: String = region
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_lowercase();
                 let subscription = subscription_of(&target_id)
                     .ok_or_else(|| WatcherError::Invalid(format!("cannot find the subscription in resource id {target_id:?}")))?;
                 let name = opts.vnet_flow_log_name.clone().unwrap_or_else(|| format!("{target_name}-flowlog"));

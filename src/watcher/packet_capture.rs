@@ -26,8 +26,14 @@ pub struct PacketCaptureRequest {
     pub time_limit_in_seconds: Option<u64>,
     /// `filters`: OR'd; `None` when absent (capture everything).
     pub filters: Option<Vec<CaptureFilter>>,
-    /// `storageLocation.filePath`, else `storageLocation.localPath`.
-    pub file_path: Option<PathBuf>,
+    /// `storageLocation.filePath`, else `storageLocation.localPath`, as
+    /// written, with its JSON path (see [`Self::file_path`]).
+    pub storage_path: Option<(String, String)>,
+    /// The request file, for errors.
+    source: Option<Arc<Path>>,
+    /// Fields of the request this capture does not apply (JSON paths), for
+    /// a warning: `continuousCapture`, `captureSettings`, `scope`.
+    pub ignored: Vec<String>,
 }
 
 impl PacketCaptureRequest {
@@ -51,10 +57,19 @@ impl PacketCaptureRequest {
             Some(f) => Some(filters_at(&file, &format!("{at}filters"), f)?),
             None => None,
         };
-        let file_path = match get(props, "storageLocation") {
-            Some(Value::Object(loc)) => s(loc, "filePath").or_else(|| s(loc, "localPath")).map(PathBuf::from),
+        let storage_path = match get(props, "storageLocation") {
+            Some(Value::Object(loc)) => match (s(loc, "filePath"), s(loc, "localPath")) {
+                (Some(p), _) => Some((p, format!("{at}storageLocation.filePath"))),
+                (None, Some(p)) => Some((p, format!("{at}storageLocation.localPath"))),
+                (None, None) => None,
+            },
             _ => None,
         };
+        let ignored = ["continuousCapture", "captureSettings", "scope"]
+            .iter()
+            .filter(|k| get(props, k).is_some_and(|v| v != &Value::Bool(false)))
+            .map(|k| format!("{at}{k}"))
+            .collect();
         Ok(PacketCaptureRequest {
             name: s(top, "name"),
             id: s(top, "id"),
@@ -62,8 +77,28 @@ impl PacketCaptureRequest {
             total_bytes_per_session: integer(&file, at, props, "totalBytesPerSession", 4_294_967_295)?,
             time_limit_in_seconds: integer(&file, at, props, "timeLimitInSeconds", 18_000)?,
             filters,
-            file_path,
+            storage_path,
+            source: Some(file),
+            ignored,
         })
+    }
+
+    /// The capture file the request names, for this machine. A Windows
+    /// path (`D:\capture\pc1.cap`, the VM's disk in Azure's example) would
+    /// become a file of that odd name here: an error naming the field.
+    pub fn file_path(&self) -> Result<Option<PathBuf>, LoadError> {
+        let Some((p, at)) = &self.storage_path else { return Ok(None) };
+        let b = p.as_bytes();
+        let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+        if cfg!(not(windows)) && (drive || p.contains('\\')) {
+            let file = self.source.clone().unwrap_or_else(|| Arc::from(Path::new("")));
+            return Err(invalid(
+                &file,
+                at,
+                format!("{p:?} is a Windows path; give the capture file for this machine with -w/--write"),
+            ));
+        }
+        Ok(Some(PathBuf::from(p)))
     }
 }
 
@@ -195,7 +230,7 @@ mod tests {
             "properties": {
                 "target": "/subscriptions/subid/resourceGroups/rg2/providers/Microsoft.Compute/virtualMachines/vm1",
                 "bytesToCapturePerPacket": 10000, "totalBytesPerSession": 100000, "timeLimitInSeconds": 100,
-                "storageLocation": { "storageId": "x", "storagePath": "https://a/capture/pc1.cap", "filePath": "D:\\capture\\pc1.cap" },
+                "storageLocation": { "storageId": "x", "storagePath": "https://a/capture/pc1.cap", "filePath": "/var/captures/pc1.cap" },
                 "filters": [ { "protocol": "TCP", "localIPAddress": "10.0.0.4", "localPort": "80" } ]
             }
         }))
@@ -204,7 +239,7 @@ mod tests {
         assert_eq!(r.bytes_to_capture_per_packet, Some(10000));
         assert_eq!(r.total_bytes_per_session, Some(100000));
         assert_eq!(r.time_limit_in_seconds, Some(100));
-        assert_eq!(r.file_path, Some(PathBuf::from("D:\\capture\\pc1.cap")));
+        assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/var/captures/pc1.cap")));
         let f = r.filters.expect("filters");
         assert_eq!(f.len(), 1);
         assert_eq!(
@@ -244,5 +279,27 @@ mod tests {
         assert!(e.contains("filters[0]"), "{e}");
         let e = parse(serde_json::json!([1, 2])).unwrap_err().to_string();
         assert!(e.contains("expected a JSON object"), "{e}");
+        // Azure's example stores on the VM's D: drive: not a path here.
+        let r = parse(serde_json::json!({ "properties": { "storageLocation": { "filePath": "D:\\capture\\pc1.cap" } } })).expect("parse");
+        let e = r.file_path().unwrap_err().to_string();
+        assert!(
+            e.contains("properties.storageLocation.filePath") && e.contains("Windows path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn settings_not_applied_are_listed() {
+        let r = parse(serde_json::json!({ "properties": {
+            "continuousCapture": true, "captureSettings": { "fileCount": 2 }, "scope": { "include": [] },
+            "storageLocation": { "localPath": "/var/captures/ring.cap" } } }))
+        .expect("parse");
+        assert_eq!(
+            r.ignored,
+            ["properties.continuousCapture", "properties.captureSettings", "properties.scope"]
+        );
+        assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/var/captures/ring.cap")));
+        let r = parse(serde_json::json!({ "continuousCapture": false })).expect("parse");
+        assert!(r.ignored.is_empty());
     }
 }

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod sink;
 
+use crate::filter::IpMatch;
 use sink::{Sink, Written};
 
 /// Largest snap length libpcap accepts (MAXIMUM_SNAPLEN).
@@ -271,6 +272,46 @@ pub struct Interface {
     pub addresses: Vec<IpAddr>,
     pub loopback: bool,
     pub up: bool,
+}
+
+impl Interface {
+    /// The addresses that count as this interface's own ("local" in
+    /// capture filters): its addresses, and on a loopback interface all of
+    /// 127.0.0.0/8, which the kernel delivers locally whatever the
+    /// interface lists (RFC 1122 §3.2.1.3).
+    pub fn local_addresses(&self) -> Vec<IpMatch> {
+        let in_127 = |a: &IpAddr| matches!(a, IpAddr::V4(v) if v.octets()[0] == 127);
+        let mut out = Vec::new();
+        if self.loopback {
+            out.push(IpMatch::Range(IpAddr::from([127, 0, 0, 0]), IpAddr::from([127, 255, 255, 255])));
+        }
+        for a in &self.addresses {
+            let covered = self.loopback && in_127(a);
+            let m = IpMatch::Single(*a);
+            if !covered && !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
+/// The local addresses of a capture on `iface`: its own; for an interface
+/// without addresses of its own (Linux `any`, which captures on every
+/// interface), those of every interface, so that filters keep their
+/// local/remote meaning.
+pub fn local_addresses(iface: &Interface, all: &[Interface]) -> Vec<IpMatch> {
+    let own = iface.local_addresses();
+    if !own.is_empty() {
+        return own;
+    }
+    let mut out: Vec<IpMatch> = Vec::new();
+    for m in all.iter().flat_map(Interface::local_addresses) {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// The interfaces libpcap knows (pcap_findalldevs).
@@ -692,9 +733,13 @@ mod tests {
 
     #[test]
     fn compiled_filters_are_valid_tcpdump_expressions() {
-        use crate::filter::{compile_bpf, CaptureFilter};
+        use crate::filter::{compile_bpf, CaptureFilter, IpMatch};
         let f = |t: &str| CaptureFilter::parse(t).unwrap();
-        let local: Vec<IpAddr> = vec!["10.0.0.4".parse().unwrap(), "fe80::1".parse().unwrap()];
+        let local: Vec<IpMatch> = vec![
+            IpMatch::Range("127.0.0.0".parse().unwrap(), "127.255.255.255".parse().unwrap()),
+            IpMatch::Single("10.0.0.4".parse().unwrap()),
+            IpMatch::Single("fe80::1".parse().unwrap()),
+        ];
         let filters = [
             f("protocol=TCP,localIPAddress=10.0.0.3,remotePort=80;443;"),
             f("protocol=UDP,remoteIPAddress=10.0.0.1-10.0.0.77,localPort=1000-2000"),
