@@ -187,6 +187,7 @@ pub struct FlowsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 pub struct EvaluateArgs {
     #[command(flatten)]
     resources: ResourceArgs,
@@ -848,12 +849,9 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
 /// Flow tracking of live traffic: `capture --flow-logs / --vnet-flow-logs / --ipfix`.
 #[derive(Args, Debug)]
 pub struct LiveFlowArgs {
-    /// Azure resource JSON for NSG verdicts of the captured flows (needed with --flow-logs and --vnet-flow-logs). Repeatable.
-    #[arg(long = "resources", value_name = "PATH")]
-    resources: Vec<PathBuf>,
-    /// A ServiceTags_*.json download for service tags in rules.
-    #[arg(long = "service-tags", value_name = "FILE")]
-    service_tags: Option<PathBuf>,
+    /// NSG verdicts of the captured flows come from these resources (needed with --flow-logs and --vnet-flow-logs).
+    #[command(flatten)]
+    resources: ResourceArgs,
     /// The NIC whose NSGs judge the captured traffic, by name or resource id.
     #[arg(long = "nic", value_name = "NAME|ID")]
     nic: Option<String>,
@@ -872,14 +870,10 @@ impl LiveFlowArgs {
     /// The environment, when verdicts are wanted.
     pub fn load(&self) -> Result<Option<netwatch::Environment>> {
         // Flow logs come with --resources and --nic (clap requires them).
-        if self.resources.is_empty() || self.nic.is_none() {
+        if self.resources.resources.is_empty() || self.nic.is_none() {
             return Ok(None);
         }
-        let r = ResourceArgs {
-            resources: self.resources.clone(),
-            service_tags: self.service_tags.clone(),
-        };
-        Ok(Some(r.load()?))
+        Ok(Some(self.resources.load()?))
     }
 }
 

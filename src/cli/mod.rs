@@ -57,7 +57,7 @@ enum Command {
 #[derive(Args, Debug)]
 pub(crate) struct ResourceArgs {
     /// Azure resource JSON: a file or a directory of .json files (az CLI or REST shape). Repeatable.
-    #[arg(long = "resources", value_name = "PATH", required = true)]
+    #[arg(long = "resources", value_name = "PATH")]
     pub(crate) resources: Vec<PathBuf>,
     /// A ServiceTags_*.json download (.json or .json.gz) for service tags in rules.
     #[arg(long = "service-tags", value_name = "FILE")]
@@ -86,6 +86,7 @@ impl ResourceArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 struct IpFlowVerifyArgs {
     #[command(flatten)]
     resources: ResourceArgs,
@@ -116,6 +117,7 @@ struct IpFlowVerifyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 struct SecurityGroupViewArgs {
     #[command(flatten)]
     resources: ResourceArgs,
@@ -128,6 +130,7 @@ struct SecurityGroupViewArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 struct EffectiveSecurityRulesArgs {
     #[command(flatten)]
     resources: ResourceArgs,
@@ -140,6 +143,7 @@ struct EffectiveSecurityRulesArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 struct NextHopArgs {
     #[command(flatten)]
     resources: ResourceArgs,
@@ -164,6 +168,7 @@ struct NextHopArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 struct EffectiveRoutesArgs {
     #[command(flatten)]
     resources: ResourceArgs,
