@@ -187,7 +187,15 @@ fn effective_security_rules_normalise_like_azure() {
 
 #[test]
 fn security_group_view_has_associations() {
-    let o = netwatch(&["security-group-view", "--resources", "tests/data/hub-spoke-cli", "--vm", "vm-web1"]);
+    let o = netwatch(&[
+        "security-group-view",
+        "--resources",
+        "tests/data/hub-spoke-cli",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-web1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let nic = &v["networkInterfaces"][0];
@@ -270,6 +278,10 @@ fn malformed_resources_get_one_line_errors() {
                 "host bits are set",
                 "50.206.209.64/27",
             ],
+        ),
+        (
+            "prefix-and-asg.json",
+            &["securityRules[0].destinationApplicationSecurityGroups", "not both"],
         ),
         (
             "vnet-space-host-bits.json",
@@ -508,4 +520,55 @@ fn resources_directory_with_a_link_loop_loads_once() {
     };
     assert_eq!(files(&looped), files(&plain));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The views resolve tags and application security groups as evaluation
+/// does: an unknown one is an error naming the NSG, the rule and the tag
+/// (spec decision 4), not an empty expansion.
+#[test]
+fn views_refuse_unknown_tags() {
+    for args in [
+        &["effective-security-rules", "--resources", "demo/hub-spoke", "--nic", "nic-web1"][..],
+        &["security-group-view", "--resources", "demo/hub-spoke", "--vm", "vm-web1"][..],
+    ] {
+        let o = netwatch(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("nsg-web-subnet")
+                && err.contains("Allow-Storage-WestEurope-Out")
+                && err.contains("unknown service tag \"Storage.WestEurope\""),
+            "{err}"
+        );
+    }
+}
+
+/// `--vm` and `--nic` together must agree.
+#[test]
+fn vm_and_nic_must_agree() {
+    let o = netwatch(&[
+        "ip-flow-verify",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-app1",
+        "--nic",
+        "nic-web1",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:443",
+        "--remote",
+        "52.178.4.10:1000",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\"nic-web1\" is not one of virtual machine \"vm-app1\"'s (nic-app1)"),
+        "{err}"
+    );
 }

@@ -248,3 +248,29 @@ fn names_and_ids_match_case_insensitively() {
     );
     assert_eq!(ip_flow_verify(&env, &p).unwrap().0.access, Allow);
 }
+
+/// An application security group's members sit in one VNet: a NIC of
+/// another VNet with the same address (both VNets are 10.0.0.0/16, not
+/// peered) is not matched by a rule on the group, though the NSG is
+/// shared.
+#[test]
+fn asg_membership_is_per_vnet() {
+    let env = Environment::load(&[common::root().join("tests/data/asg-two-vnets")]).expect("load");
+    let p = |nic: &str| IpFlowVerifyParameters {
+        vm: None,
+        nic: Some(nic.to_string()),
+        direction: In,
+        protocol: Tcp,
+        local_ip: "10.0.1.4".parse().unwrap(),
+        local_port: 80,
+        remote_ip: "8.8.8.8".parse().unwrap(),
+        remote_port: 1000,
+    };
+    let (a, _) = ip_flow_verify(&env, &p("nicA")).expect("nicA");
+    assert_eq!((a.access, a.rule_name.as_deref()), (Allow, Some("securityRules/allow-web-asg")));
+    let (b, _) = ip_flow_verify(&env, &p("nicB")).expect("nicB");
+    assert_eq!(
+        (b.access, b.rule_name.as_deref()),
+        (Deny, Some("defaultSecurityRules/DenyAllInBound"))
+    );
+}

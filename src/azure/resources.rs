@@ -255,6 +255,16 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
     };
     let src_asgs = asgs("sourceApplicationSecurityGroups")?;
     let dst_asgs = asgs("destinationApplicationSecurityGroups")?;
+    // One kind of side: with both, which one Azure applies is not
+    // documented (evaluation took the groups and dropped the prefixes).
+    for (prefixes, groups, key) in [
+        (&src, &src_asgs, "sourceApplicationSecurityGroups"),
+        (&dst, &dst_asgs, "destinationApplicationSecurityGroups"),
+    ] {
+        if !prefixes.is_empty() && !groups.is_empty() {
+            return Err(n.field_error(key, "a side of a rule is address prefixes or application security groups, not both"));
+        }
+    }
     if src.is_empty() && src_asgs.is_empty() {
         return Err(n.field_error(
             "sourceAddressPrefix",

@@ -2,10 +2,11 @@
 //! VNet-to-VNet prefixes behind them, members of application security groups.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use netwatch_rules::{AddrSet, IpPrefix};
 
-use super::{id_key, Environment, Subnet, VirtualNetwork, VirtualNetworkGateway};
+use super::{id_key, Environment, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkGateway};
 
 impl Environment {
     /// Gateways in a VNet's own `GatewaySubnet`.
@@ -121,20 +122,32 @@ impl Environment {
     }
 
     /// Private IPs of the member NICs of every application security group,
-    /// keyed by lower-case ASG id. Loaded ASGs without members map to the
-    /// empty set.
-    pub fn application_security_group_members(&self) -> HashMap<String, AddrSet> {
+    /// keyed by lower-case ASG id, as seen from `nic`. Loaded ASGs without
+    /// members map to the empty set. The other end of a flow is known only
+    /// by its address, so membership goes by IP; but `nic`'s own addresses
+    /// are members exactly of `nic`'s groups: another NIC with the same
+    /// address (overlapping, unpeered VNets) does not make a rule on its
+    /// group apply to `nic` (spec §1.7: a rule with a destination ASG "is
+    /// skipped for other NICs").
+    pub fn application_security_group_members(&self, nic: &NetworkInterface) -> HashMap<String, AddrSet> {
+        let host = |ip: IpAddr| IpPrefix::new(ip, if ip.is_ipv4() { 32 } else { 128 });
         let mut ips: HashMap<String, Vec<IpPrefix>> = HashMap::new();
         for a in &self.application_security_groups {
             ips.entry(id_key(&a.id)).or_default();
         }
-        for nic in &self.network_interfaces {
-            for c in &nic.ip_configurations {
+        let own: Vec<IpPrefix> = nic
+            .ip_configurations
+            .iter()
+            .filter_map(|c| c.private_ip_address)
+            .filter_map(host)
+            .collect();
+        for n in &self.network_interfaces {
+            let is_nic = std::ptr::eq(n, nic);
+            for c in &n.ip_configurations {
                 for a in &c.application_security_group_ids {
                     let e = ips.entry(id_key(a)).or_default();
-                    if let Some(ip) = c.private_ip_address {
-                        let len = if ip.is_ipv4() { 32 } else { 128 };
-                        if let Some(p) = IpPrefix::new(ip, len) {
+                    if let Some(p) = c.private_ip_address.and_then(host) {
+                        if is_nic || !own.contains(&p) {
                             e.push(p);
                         }
                     }

@@ -67,7 +67,7 @@ impl<'e> NicView<'e> {
         let addresses = AddressContext {
             virtual_network: env.virtual_network_tag(vnet, subnet),
             service_tags: env.service_tags.as_ref(),
-            application_security_groups: env.application_security_group_members(),
+            application_security_groups: env.application_security_group_members(nic),
         };
         Ok(NicView {
             env,
@@ -264,7 +264,25 @@ pub fn select_nic<'e>(
     local_ip: Option<IpAddr>,
 ) -> Result<&'e NetworkInterface, WatcherError> {
     if let Some(n) = nic {
-        return find_nic(env, n);
+        let nic = find_nic(env, n)?;
+        // Both given: they must agree, or the answer is for another VM.
+        if let Some(vm) = vm {
+            let vm = find_vm(env, vm)?;
+            if !nics_of_vm(env, vm).iter().any(|x| std::ptr::eq(*x, nic)) {
+                let own: Vec<&str> = nics_of_vm(env, vm).iter().map(|x| x.name.as_str()).collect();
+                return Err(WatcherError::Invalid(format!(
+                    "network interface {:?} is not one of virtual machine {:?}'s ({})",
+                    nic.name,
+                    vm.name,
+                    if own.is_empty() {
+                        "none loaded".to_string()
+                    } else {
+                        own.join(", ")
+                    }
+                )));
+            }
+        }
+        return Ok(nic);
     }
     let Some(vm) = vm else {
         return Err(WatcherError::Invalid("give the target with --vm NAME|ID or --nic NAME|ID".into()));

@@ -160,26 +160,31 @@ pub fn effective_rule(
     }
 }
 
+/// The NSG's rules in effective form. An unknown tag or application
+/// security group is an error naming the NSG, the rule and the tag (spec,
+/// decision 4), as in evaluation, not an empty expansion.
 fn effective_rules(
     ctx: &AddressContext<'_>,
     nsg: &NetworkSecurityGroup,
     tag_map: &mut BTreeMap<String, Vec<String>>,
-) -> Vec<EffectiveNetworkSecurityRule> {
+) -> Result<Vec<EffectiveNetworkSecurityRule>, WatcherError> {
+    ctx.resolve(nsg)?;
     let mut user: Vec<&SecurityRule> = nsg.security_rules.iter().collect();
     user.sort_by_key(|r| (r.direction == Direction::Outbound, r.priority));
-    user.into_iter()
+    Ok(user
+        .into_iter()
         .chain(nsg.default_security_rules.iter())
         .map(|r| effective_rule(ctx, r, tag_map))
-        .collect()
+        .collect())
 }
 
-fn group(view: &NicView<'_>, attachment: Attachment, nsg: &NetworkSecurityGroup) -> EffectiveNetworkSecurityGroup {
+fn group(view: &NicView<'_>, attachment: Attachment, nsg: &NetworkSecurityGroup) -> Result<EffectiveNetworkSecurityGroup, WatcherError> {
     let mut tag_map = BTreeMap::new();
-    let rules = effective_rules(&view.addresses, nsg, &mut tag_map);
+    let rules = effective_rules(&view.addresses, nsg, &mut tag_map)?;
     let id = SubResource {
         id: view.applied_to(attachment).to_string(),
     };
-    EffectiveNetworkSecurityGroup {
+    Ok(EffectiveNetworkSecurityGroup {
         network_security_group: SubResource { id: nsg.id.clone() },
         association: match attachment {
             Attachment::Subnet => EffectiveNetworkSecurityGroupAssociation {
@@ -193,7 +198,7 @@ fn group(view: &NicView<'_>, attachment: Attachment, nsg: &NetworkSecurityGroup)
         },
         effective_security_rules: rules,
         tag_map,
-    }
+    })
 }
 
 /// `NetworkInterfaces_ListEffectiveNetworkSecurityGroups` for one NIC: one
@@ -205,10 +210,10 @@ pub fn effective_security_rules(
     let view = NicView::for_nic(env, nic, None)?;
     let mut value = Vec::new();
     if let Some(n) = view.subnet_nsg {
-        value.push(group(&view, Attachment::Subnet, n));
+        value.push(group(&view, Attachment::Subnet, n)?);
     }
     if let Some(n) = view.nic_nsg {
-        value.push(group(&view, Attachment::NetworkInterface, n));
+        value.push(group(&view, Attachment::NetworkInterface, n)?);
     }
     Ok(EffectiveNetworkSecurityGroupListResult { value })
 }
@@ -276,7 +281,7 @@ pub fn security_group_view(env: &Environment, vm: &str) -> Result<SecurityGroupV
         let mut effective = Vec::new();
         let mut tag_map = BTreeMap::new();
         for n in view.subnet_nsg.into_iter().chain(view.nic_nsg) {
-            effective.extend(effective_rules(&view.addresses, n, &mut tag_map));
+            effective.extend(effective_rules(&view.addresses, n, &mut tag_map)?);
         }
         out.push(SecurityGroupNetworkInterface {
             id: nic.id.clone(),
