@@ -237,43 +237,80 @@ fn table_output_is_for_people() {
 }
 
 /// Every malformed resource file: exit 1, one `error:` line naming the file
-/// and the JSON path, no panic.
+/// and the JSON path as jq would address it (`properties.` included in the
+/// ARM shape), no panic.
 #[test]
 fn malformed_resources_get_one_line_errors() {
     let cases: &[(&str, &[&str])] = &[
-        ("bad-port.json", &["securityRules[3].destinationPortRange", "\"80-\" is not a port"]),
-        ("port-too-big.json", &["securityRules[0].destinationPortRange", "\"70000\""]),
+        (
+            "bad-port.json",
+            &[
+                "properties.securityRules[3].properties.destinationPortRange",
+                "\"80-\" is not a port",
+            ],
+        ),
+        (
+            "port-too-big.json",
+            &["properties.securityRules[0].properties.destinationPortRange", "\"70000\""],
+        ),
         (
             "bad-priority.json",
-            &["securityRules[0].priority", "5000 is not a priority from 100 to 4096"],
+            &[
+                "properties.securityRules[0].properties.priority",
+                "5000 is not a priority from 100 to 4096",
+            ],
         ),
         (
             "duplicate-priority.json",
-            &["securityRules[1].priority", "already used by rule \"a\""],
+            &["properties.securityRules[1].properties.priority", "already used by rule \"a\""],
         ),
         (
             "bad-protocol.json",
-            &["securityRules[0].protocol", "\"Sctp\" is not one of Tcp, Udp, Icmp, Esp, Ah, *"],
+            &[
+                "properties.securityRules[0].properties.protocol",
+                "\"Sctp\" is not one of Tcp, Udp, Icmp, Esp, Ah, *",
+            ],
         ),
-        ("bad-access.json", &["securityRules[0].access", "Allow or Deny"]),
-        ("missing-direction.json", &["securityRules[0].direction", "missing required field"]),
-        ("bad-prefix.json", &["securityRules[0].sourceAddressPrefix", "\"10.0.0.0/33\""]),
+        (
+            "bad-access.json",
+            &["properties.securityRules[0].properties.access", "Allow or Deny"],
+        ),
+        (
+            "missing-direction.json",
+            &["properties.securityRules[0].properties.direction", "missing required field"],
+        ),
+        (
+            "bad-prefix.json",
+            &["properties.securityRules[0].properties.sourceAddressPrefix", "\"10.0.0.0/33\""],
+        ),
         (
             "bad-plural-prefix.json",
-            &["securityRules[0].sourceAddressPrefixes[1]", "\"300.1.1.1\""],
+            &["properties.securityRules[0].properties.sourceAddressPrefixes[1]", "\"300.1.1.1\""],
         ),
-        ("rules-not-array.json", &["securityRules", "expected an array, found an object"]),
-        ("priority-string.json", &["securityRules[0].priority", "\"high\""]),
+        (
+            "rules-not-array.json",
+            &["properties.securityRules:", "expected an array, found an object"],
+        ),
+        (
+            "priority-string.json",
+            &["properties.securityRules[0].properties.priority", "\"high\""],
+        ),
         (
             "bad-nic-ip.json",
-            &["ipConfigurations[0].privateIPAddress", "\"10.0.0.256\" is not an IP address"],
+            &[
+                "properties.ipConfigurations[0].properties.privateIPAddress",
+                "\"10.0.0.256\" is not an IP address",
+            ],
         ),
-        ("bad-vnet-space.json", &["subnets[0].addressPrefix", "\"10.0.0.0/24x\""]),
+        (
+            "bad-vnet-space.json",
+            &["properties.subnets[0].properties.addressPrefix", "\"10.0.0.0/24x\""],
+        ),
         // Azure refuses both (HTTP 400, "invalid Address prefix"): errors, not truncation.
         (
             "prefix-host-bits.json",
             &[
-                "securityRules[0].sourceAddressPrefix",
+                "properties.securityRules[0].properties.sourceAddressPrefix",
                 "\"50.206.209.68/27\"",
                 "host bits are set",
                 "50.206.209.64/27",
@@ -281,12 +318,15 @@ fn malformed_resources_get_one_line_errors() {
         ),
         (
             "prefix-and-asg.json",
-            &["securityRules[0].destinationApplicationSecurityGroups", "not both"],
+            &[
+                "properties.securityRules[0].properties.destinationApplicationSecurityGroups",
+                "not both",
+            ],
         ),
         (
             "vnet-space-host-bits.json",
             &[
-                "addressSpace.addressPrefixes[1]",
+                "properties.addressSpace.addressPrefixes[1]",
                 "\"10.1.2.3/16\"",
                 "host bits are set",
                 "10.1.0.0/16",
@@ -294,22 +334,28 @@ fn malformed_resources_get_one_line_errors() {
         ),
         (
             "subnet-prefix-array.json",
-            &["subnets[0].addressPrefix", "expected a string, found an array"],
+            &[
+                "properties.subnets[0].properties.addressPrefix",
+                "expected a string, found an array",
+            ],
         ),
         (
             "default-rule-priority.json",
             &[
-                "defaultSecurityRules[0].priority",
+                "properties.defaultSecurityRules[0].properties.priority",
                 "100 is not a default rule priority from 65000 to 65500",
             ],
         ),
         (
             "bad-bgp-address.json",
-            &["bgpSettings.bgpPeeringAddress", "\"10.1.255.30x\" is not an IP address"],
+            &["properties.bgpSettings.bgpPeeringAddress", "\"10.1.255.30x\" is not an IP address"],
         ),
         (
             "duplicate-default-priority.json",
-            &["defaultSecurityRules[1].priority", "already used by rule \"AllowVnetInBound\""],
+            &[
+                "properties.defaultSecurityRules[1].properties.priority",
+                "already used by rule \"AllowVnetInBound\"",
+            ],
         ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),

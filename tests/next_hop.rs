@@ -204,11 +204,15 @@ fn next_hop_cli_prints_azure_shape() {
 #[test]
 fn bad_route_data_names_table_route_and_field() {
     for (file, route, needle) in [
-        ("rt-web-appliance-without-ip.json", "routes[1]", "nextHopIpAddress is required"),
-        ("rt-web-bad-prefix.json", "routes[2]", "\"100.64.0.0/33\""),
+        (
+            "rt-web-appliance-without-ip.json",
+            "properties.routes[1]",
+            "nextHopIpAddress is required",
+        ),
+        ("rt-web-bad-prefix.json", "properties.routes[2]", "\"100.64.0.0/33\""),
         (
             "rt-web-ip-on-none.json",
-            "routes[3]",
+            "properties.routes[3]",
             "nextHopIpAddress \"10.0.1.4\" is allowed only when nextHopType is VirtualAppliance",
         ),
     ] {

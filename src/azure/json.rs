@@ -492,10 +492,11 @@ fn dedup_entries(b: &Builder<'_>, all: &mut Vec<(Str, Json)>, mark: usize) {
 enum Seg<'a> {
     /// The path of the root, as given.
     Root(&'a str),
-    /// `.key` (no dot at the start).
-    Key(&'a str),
-    /// `.key[i]`.
-    KeyIndex(&'a str, usize),
+    /// `.key` (no dot at the start); `.properties.key` when the flag is set
+    /// (the ARM shape, where a resource's fields sit under `properties`).
+    Key(&'a str, bool),
+    /// `.key[i]`, or `.properties.key[i]`.
+    KeyIndex(&'a str, bool, usize),
 }
 
 /// A JSON path: a segment and the path it extends, rendered on demand.
@@ -517,9 +518,9 @@ impl JsonPath<'_> {
         for s in segs.iter().rev() {
             match *s {
                 Seg::Root(r) => out.push_str(r),
-                Seg::Key(k) => push_key(&mut out, k),
-                Seg::KeyIndex(k, i) => {
-                    push_key(&mut out, k);
+                Seg::Key(k, p) => push_field(&mut out, k, p),
+                Seg::KeyIndex(k, p, i) => {
+                    push_field(&mut out, k, p);
                     let _ = write!(out, "[{i}]");
                 }
             }
@@ -527,12 +528,19 @@ impl JsonPath<'_> {
         out
     }
 
-    /// This path extended by `key`, rendered.
-    fn render_with(&self, key: &str) -> String {
+    /// This path extended by `key` (under `properties` when `props`), rendered.
+    fn render_with(&self, key: &str, props: bool) -> String {
         let mut out = self.render();
-        push_key(&mut out, key);
+        push_field(&mut out, key, props);
         out
     }
+}
+
+fn push_field(out: &mut String, key: &str, props: bool) {
+    if props {
+        push_key(out, "properties");
+    }
+    push_key(out, key);
 }
 
 fn push_key(out: &mut String, key: &str) {
@@ -607,10 +615,23 @@ impl<'a> Node<'a> {
         LoadError::Invalid {
             at: Location {
                 file: self.file.clone(),
-                path: self.path.render_with(key),
+                path: self.path.render_with(key, self.in_properties(key)),
             },
             message: message.into(),
         }
+    }
+
+    /// Whether field `key` is, or (missing) belongs, under `properties`:
+    /// it is not at the top level, and this object has a `properties`
+    /// object (ARM shape). Paths in errors then name it as jq would.
+    fn in_properties(&self, key: &str) -> bool {
+        let Json::Object(_) = self.value else { return false };
+        let top = self
+            .doc
+            .members(self.value)
+            .iter()
+            .any(|(k, v)| !matches!(v, Json::Null) && self.doc.bytes(*k).eq_ignore_ascii_case(key.as_bytes()));
+        !top && matches!(self.doc.get(self.value, "properties"), Some(Json::Object(_)))
     }
 
     /// The value of field `key` (see [`lookup`]).
@@ -628,7 +649,7 @@ impl<'a> Node<'a> {
             file: self.file,
             path: JsonPath {
                 parent: Some(&self.path),
-                seg: Seg::Key(key),
+                seg: Seg::Key(key, self.in_properties(key)),
             },
         })
     }
@@ -695,7 +716,7 @@ impl<'a> Node<'a> {
                     file: self.file,
                     path: JsonPath {
                         parent: Some(&self.path),
-                        seg: Seg::KeyIndex(key, i),
+                        seg: Seg::KeyIndex(key, self.in_properties(key), i),
                     },
                 })
                 .collect()),
@@ -720,7 +741,7 @@ impl<'a> Node<'a> {
                     file: self.file,
                     path: JsonPath {
                         parent: Some(&self.path),
-                        seg: Seg::KeyIndex(key, i),
+                        seg: Seg::KeyIndex(key, self.in_properties(key), i),
                     },
                 };
                 match v {
@@ -745,7 +766,7 @@ impl<'a> Node<'a> {
                         file: self.file,
                         path: JsonPath {
                             parent: Some(&self.path),
-                            seg: Seg::Key(key),
+                            seg: Seg::Key(key, self.in_properties(key)),
                         },
                     };
                     Err(c.field_error("id", format!("expected a string, found {}", kind(other))))

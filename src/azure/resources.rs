@@ -159,13 +159,16 @@ fn check_priorities(node: &Node<'_>, list: &str, rules: &[SecurityRule]) -> Resu
     for (i, a) in rules.iter().enumerate() {
         let b = *first.entry((a.priority, a.direction)).or_insert(i);
         if b != i {
-            return Err(node.field_error(
-                &format!("{list}[{i}].priority"),
-                format!(
-                    "{} is already used by rule {:?} in the same direction; priorities must be unique",
-                    a.priority, rules[b].name
-                ),
-            ));
+            let message = format!(
+                "{} is already used by rule {:?} in the same direction; priorities must be unique",
+                a.priority, rules[b].name
+            );
+            // The rule's own node, so that the path is the rule's field.
+            let items = node.array(list)?;
+            return Err(match items.get(i) {
+                Some(rule) => rule.field_error("priority", message),
+                None => node.field_error(&format!("{list}[{i}].priority"), message),
+            });
         }
     }
     Ok(())
