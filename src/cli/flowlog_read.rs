@@ -53,7 +53,8 @@ const COLUMNS: [&str; 14] = [
 /// A tuple as printed: its JSON object and its flat cells.
 struct Tuple {
     json: Value,
-    cells: [String; 14],
+    /// One per [`COLUMNS`] entry.
+    cells: Vec<String>,
 }
 
 fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
@@ -63,8 +64,17 @@ fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
     }
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
+/// Packets and bytes each way as cells; empty when the tuple has none.
+fn counter_cells(c: Option<netwatch_flowlogs::TupleCounters>) -> [String; 4] {
+    match c {
+        Some(c) => [
+            c.packets_src_to_dst.to_string(),
+            c.bytes_src_to_dst.to_string(),
+            c.packets_dst_to_src.to_string(),
+            c.bytes_dst_to_src.to_string(),
+        ],
+        None => Default::default(),
+    }
 }
 
 /// RFC 3339 UTC of epoch milliseconds (`...T12:00:00.000Z`).
@@ -90,7 +100,7 @@ fn tuples(rec: &FlowLogRecord, mut each: impl FnMut(Tuple)) {
                     "packetsSourceToDestination": c.map(|c| c.packets_src_to_dst), "bytesSourceToDestination": c.map(|c| c.bytes_src_to_dst),
                     "packetsDestinationToSource": c.map(|c| c.packets_dst_to_src), "bytesDestinationToSource": c.map(|c| c.bytes_dst_to_src),
                 });
-                let cells = [
+                let mut cells = vec![
                     time,
                     format,
                     rule.to_string(),
@@ -101,11 +111,8 @@ fn tuples(rec: &FlowLogRecord, mut each: impl FnMut(Tuple)) {
                     t.protocol.number().to_string(),
                     endpoint(t.src, t.src_port),
                     endpoint(t.dst, t.dst_port),
-                    opt(c.map(|c| c.packets_src_to_dst)),
-                    opt(c.map(|c| c.bytes_src_to_dst)),
-                    opt(c.map(|c| c.packets_dst_to_src)),
-                    opt(c.map(|c| c.bytes_dst_to_src)),
                 ];
+                cells.extend(counter_cells(c));
                 each(Tuple { json, cells });
             }
         }
@@ -125,7 +132,7 @@ fn tuples(rec: &FlowLogRecord, mut each: impl FnMut(Tuple)) {
                     "packetsSent": c.map(|c| c.packets_src_to_dst), "bytesSent": c.map(|c| c.bytes_src_to_dst),
                     "packetsReceived": c.map(|c| c.packets_dst_to_src), "bytesReceived": c.map(|c| c.bytes_dst_to_src),
                 });
-                let cells = [
+                let mut cells = vec![
                     time,
                     format,
                     rule.to_string(),
@@ -138,11 +145,8 @@ fn tuples(rec: &FlowLogRecord, mut each: impl FnMut(Tuple)) {
                     t.protocol.to_string(),
                     endpoint(t.src, t.src_port),
                     endpoint(t.dst, t.dst_port),
-                    opt(c.map(|c| c.packets_src_to_dst)),
-                    opt(c.map(|c| c.bytes_src_to_dst)),
-                    opt(c.map(|c| c.packets_dst_to_src)),
-                    opt(c.map(|c| c.bytes_dst_to_src)),
                 ];
+                cells.extend(counter_cells(c));
                 each(Tuple { json, cells });
             }
         }
@@ -188,7 +192,7 @@ pub fn run(cmd: FlowLogsCommand) -> Result<()> {
                         writeln!(out, "{}", line.join(","))
                     }
                     FlowFormat::Table => {
-                        table.push(t.cells.to_vec());
+                        table.push(t.cells);
                         Ok(())
                     }
                 };

@@ -15,7 +15,7 @@ use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScop
 use netwatch::watcher::replay::{
     host_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, PacketStream, ReplayOptions, ReplayProgress,
 };
-use netwatch::watcher::verdicts::{prepare_nic, track_packets, VerdictRecords};
+use netwatch::watcher::verdicts::{prepare_nic, track_packets, RuleTotals, VerdictRecords};
 use netwatch_flowlogs::text::push_ip;
 use netwatch_flowlogs::time::{Rfc3339Buf, Rfc3339Cache};
 use netwatch_flowlogs::{
@@ -817,21 +817,8 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     report_export(summary.export, &a.capture.export);
     out.finish()?;
     report_stats(&stats, summary.flows(), summary.bytes());
-    let mut rows = vec![["Direction", "Access", "NSG", "Rule", "Flows", "Packets", "Bytes"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
-    for t in &summary.totals {
-        rows.push(vec![
-            t.direction.to_string(),
-            t.access.to_string(),
-            t.nsg.clone(),
-            t.rule.clone(),
-            t.flows.to_string(),
-            t.packets.to_string(),
-            t.bytes.to_string(),
-        ]);
-    }
+    let mut rows = vec![RuleTotals::HEADER.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+    rows.extend(summary.totals.iter().map(|t| t.cells().to_vec()));
     let stderr = io::stderr();
     let mut e = stderr.lock();
     write_columns(&mut e, &rows).context("writing the summary")?;

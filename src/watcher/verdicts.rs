@@ -66,6 +66,24 @@ pub struct RuleTotals {
     pub bytes: u64,
 }
 
+impl RuleTotals {
+    /// Column names of a summary table, in [`Self::cells`] order.
+    pub const HEADER: [&'static str; 7] = ["Direction", "Access", "NSG", "Rule", "Flows", "Packets", "Bytes"];
+
+    /// The row of a summary table.
+    pub fn cells(&self) -> [String; 7] {
+        [
+            self.direction.to_string(),
+            self.access.to_string(),
+            self.nsg.clone(),
+            self.rule.clone(),
+            self.flows.to_string(),
+            self.packets.to_string(),
+            self.bytes.to_string(),
+        ]
+    }
+}
+
 /// What [`VerdictRecords::finish`] reports.
 #[derive(Debug, Default)]
 pub struct VerdictSummary {
