@@ -586,6 +586,11 @@ fn views_refuse_unknown_tags() {
                 && err.contains("unknown service tag \"Storage.WestEurope\""),
             "{err}"
         );
+        // Where the tag is written, as jq addresses it.
+        assert!(
+            err.contains("demo/hub-spoke/rg-spokes/networkSecurityGroups.json: value[0].properties.securityRules[6].properties.destinationAddressPrefix: "),
+            "{err}"
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use netwatch_rules::{
 };
 use serde_json::{Map, Value};
 
-use super::json::{Document, Json, Node};
+use super::json::{Document, Json, Location, Node};
 use super::LoadError;
 
 /// Lower-cases an id for case-insensitive matching (Azure ids are).
@@ -135,6 +135,47 @@ impl NsgJson {
             .iter()
             .map(|c| arm_shape(&self.doc, c.value))
             .collect()
+    }
+
+    /// Where rule `rule` of the NSG writes `value` (a tag, or an ASG id) in
+    /// a source or destination field: the file and the JSON path, for
+    /// errors about that value. `None` when not found as written.
+    pub fn locate_rule_value(&self, rule: &str, value: &str) -> Option<Location> {
+        let v = self.doc.at(&self.positions)?;
+        let root = match self.positions.as_slice() {
+            [] => String::new(),
+            [i] => format!("[{i}]"),
+            [_, i] => format!("value[{i}]"),
+            _ => return None,
+        };
+        let node = Node::new(&self.doc, v, &self.file, &root);
+        for list in ["securityRules", "defaultSecurityRules"] {
+            for r in node.array(list).ok()? {
+                if !r.str("name").ok().flatten().is_some_and(|n| n.eq_ignore_ascii_case(rule)) {
+                    continue;
+                }
+                for side in ["source", "destination"] {
+                    let single = format!("{side}AddressPrefix");
+                    if let Some(f) = r
+                        .field(&single)
+                        .filter(|f| f.as_str().is_some_and(|x| x.trim().eq_ignore_ascii_case(value)))
+                    {
+                        return Some(f.location());
+                    }
+                    for (x, at) in r.str_array(&format!("{side}AddressPrefixes")).ok()? {
+                        if x.trim().eq_ignore_ascii_case(value) {
+                            return Some(at.location());
+                        }
+                    }
+                    for g in r.array(&format!("{side}ApplicationSecurityGroups")).ok()? {
+                        if let Some(id) = g.field("id").filter(|f| f.as_str().is_some_and(|x| x.eq_ignore_ascii_case(value))) {
+                            return Some(id.location());
+                        }
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// `securityRules`, as written (in the ARM shape).

@@ -131,7 +131,7 @@ impl<'e> NicView<'e> {
     pub fn compile(&self, direction: Direction) -> Result<NsgChain<'e>, WatcherError> {
         let mut links = Vec::new();
         for (attachment, nsg) in self.chain(direction) {
-            let resolved = self.resolved(attachment, nsg)?;
+            let resolved = self.resolved(attachment, nsg).map_err(|e| WatcherError::locate(self.env, nsg, e))?;
             let rules: Vec<ResolvedRule> = resolved.rules(direction).to_vec();
             let classifier = build_classifier(&rules);
             links.push(CompiledLink {

@@ -27,4 +27,26 @@ pub enum WatcherError {
     Invalid(String),
     #[error(transparent)]
     Resolve(#[from] netwatch_rules::ResolveError),
+    /// A resolve error with the file and JSON path of the value it is about.
+    #[error("{at}: {source}")]
+    Located {
+        at: crate::azure::Location,
+        source: netwatch_rules::ResolveError,
+    },
+}
+
+impl WatcherError {
+    /// `e`, about a rule of `nsg`, with the place in the resource files of
+    /// the tag or group it names, when found there.
+    pub fn locate(env: &crate::Environment, nsg: &netwatch_rules::NetworkSecurityGroup, e: netwatch_rules::ResolveError) -> Self {
+        use netwatch_rules::ResolveError::{UnknownAsg, UnknownTag};
+        let (rule, value) = match &e {
+            UnknownTag { rule, tag, .. } => (rule, tag),
+            UnknownAsg { rule, asg, .. } => (rule, asg),
+        };
+        match env.nsg_json(&nsg.id).and_then(|j| j.locate_rule_value(rule, value)) {
+            Some(at) => WatcherError::Located { at, source: e },
+            None => WatcherError::Resolve(e),
+        }
+    }
 }

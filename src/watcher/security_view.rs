@@ -164,11 +164,12 @@ pub fn effective_rule(
 /// security group is an error naming the NSG, the rule and the tag (spec,
 /// decision 4), as in evaluation, not an empty expansion.
 fn effective_rules(
-    ctx: &AddressContext<'_>,
+    view: &NicView<'_>,
     nsg: &NetworkSecurityGroup,
     tag_map: &mut BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<EffectiveNetworkSecurityRule>, WatcherError> {
-    ctx.resolve(nsg)?;
+    let ctx = &view.addresses;
+    ctx.resolve(nsg).map_err(|e| WatcherError::locate(view.env, nsg, e))?;
     let mut user: Vec<&SecurityRule> = nsg.security_rules.iter().collect();
     user.sort_by_key(|r| (r.direction == Direction::Outbound, r.priority));
     Ok(user
@@ -180,7 +181,7 @@ fn effective_rules(
 
 fn group(view: &NicView<'_>, attachment: Attachment, nsg: &NetworkSecurityGroup) -> Result<EffectiveNetworkSecurityGroup, WatcherError> {
     let mut tag_map = BTreeMap::new();
-    let rules = effective_rules(&view.addresses, nsg, &mut tag_map)?;
+    let rules = effective_rules(view, nsg, &mut tag_map)?;
     let id = SubResource {
         id: view.applied_to(attachment).to_string(),
     };
@@ -281,7 +282,7 @@ pub fn security_group_view(env: &Environment, vm: &str) -> Result<SecurityGroupV
         let mut effective = Vec::new();
         let mut tag_map = BTreeMap::new();
         for n in view.subnet_nsg.into_iter().chain(view.nic_nsg) {
-            effective.extend(effective_rules(&view.addresses, n, &mut tag_map)?);
+            effective.extend(effective_rules(&view, n, &mut tag_map)?);
         }
         out.push(SecurityGroupNetworkInterface {
             id: nic.id.clone(),
