@@ -623,3 +623,102 @@ fn vm_and_nic_must_agree() {
         "{err}"
     );
 }
+
+/// `topology` (spec §9): a VNet contains its subnets, a VM its NICs; a
+/// subnet is associated with its NSG and route table, a NIC with its
+/// subnet and NSG; every association points at a resource of the answer.
+#[test]
+fn topology_of_a_vnet_a_subnet_and_a_group() {
+    let run = |target: &[&str]| -> serde_json::Value {
+        let mut args = vec!["topology", "--resources", "demo/hub-spoke"];
+        args.extend_from_slice(target);
+        let o = netwatch(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let assocs = |v: &serde_json::Value, name: &str| -> Vec<(String, String)> {
+        let r = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        r["associations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_string(),
+                    a["associationType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |n: &str, t: &str| (n.to_string(), t.to_string());
+    let web = run(&["--vnet", "vnet-web"]);
+    let mut got = names(&web);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "nic-web1",
+            "nic-web2",
+            "nsg-web-nic",
+            "nsg-web-subnet",
+            "rt-web",
+            "snet-web",
+            "vm-web1",
+            "vm-web2",
+            "vnet-web"
+        ]
+    );
+    assert_eq!(assocs(&web, "vnet-web"), [pair("snet-web", "Contains")]);
+    assert_eq!(
+        assocs(&web, "snet-web"),
+        [pair("nsg-web-subnet", "Associated"), pair("rt-web", "Associated")]
+    );
+    assert_eq!(assocs(&web, "vm-web1"), [pair("nic-web1", "Contains")]);
+    assert_eq!(
+        assocs(&web, "nic-web1"),
+        [pair("snet-web", "Associated"), pair("nsg-web-nic", "Associated")]
+    );
+    assert!(assocs(&web, "nsg-web-subnet").is_empty());
+    let ids: Vec<&str> = web["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for r in web["resources"].as_array().unwrap() {
+        assert_eq!(r["location"], "westeurope", "{r}");
+        for a in r["associations"].as_array().unwrap() {
+            assert!(ids.contains(&a["resourceId"].as_str().unwrap()), "{a} points outside the answer");
+        }
+    }
+    // Azure's envelope: a GUID, times with 7 fractional digits.
+    let id = web["id"].as_str().unwrap();
+    assert_eq!(id.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{id}");
+    let t = web["createdDateTime"].as_str().unwrap();
+    assert!(t.len() == 28 && t.ends_with('Z'), "{t}");
+    assert_eq!(run(&["--vnet", "vnet-web"])["id"], web["id"], "same input, same id");
+    // A subnet alone: no VNet resource.
+    let db = run(&["--subnet", "vnet-app/snet-db"]);
+    assert_eq!(names(&db)[0], "snet-db");
+    assert!(!names(&db).contains(&"vnet-app".to_string()));
+    assert!(names(&db).contains(&"nic-db1".to_string()));
+    // A resource group: its VNets whole.
+    let hub = run(&["-g", "rg-hub"]);
+    assert_eq!(assocs(&hub, "vnet-hub").len(), 3, "{:?}", assocs(&hub, "vnet-hub"));
+    // No target: a usage error.
+    let o = netwatch(&["topology", "--resources", "demo/hub-spoke"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

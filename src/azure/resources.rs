@@ -652,6 +652,7 @@ pub struct ApplicationSecurityGroup {
 pub struct RouteTable {
     pub id: String,
     pub name: String,
+    pub location: Option<String>,
     pub disable_bgp_route_propagation: bool,
     pub routes: Vec<Route>,
 }
@@ -692,6 +693,7 @@ pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
     Ok(RouteTable {
         id,
         name,
+        location: n.str("location")?.map(str::to_string),
         disable_bgp_route_propagation: n.bool("disableBgpRoutePropagation")?.unwrap_or(false),
         routes,
     })

@@ -42,6 +42,8 @@ enum Command {
     NextHop(NextHopArgs),
     /// The effective routes of a NIC's subnet: system, gateway and user routes, Active or Invalid.
     EffectiveRoutes(EffectiveRoutesArgs),
+    /// The topology of a resource group, VNet or subnet: resources and their associations.
+    Topology(TopologyArgs),
     /// The flows of capture files: packets and bytes each way, times, state.
     Flows(flows::FlowsArgs),
     /// Replay captures through a NIC's NSGs: the verdict and rule of every flow.
@@ -180,6 +182,26 @@ struct EffectiveRoutesArgs {
     output: OutputFormat,
 }
 
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
+#[command(group(clap::ArgGroup::new("target").args(["resource_group", "vnet", "subnet"]).required(true).multiple(true)))]
+struct TopologyArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// Every loaded resource of this resource group (targetResourceGroupName).
+    #[arg(long = "resource-group", short = 'g', value_name = "NAME")]
+    resource_group: Option<String>,
+    /// A virtual network, by name or resource id, and what is in it (targetVirtualNetwork).
+    #[arg(long, value_name = "NAME|ID")]
+    vnet: Option<String>,
+    /// A subnet, by resource id or VNET/SUBNET, and what is in it (targetSubnet).
+    #[arg(long, value_name = "ID|VNET/SUBNET")]
+    subnet: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
 fn parse_direction(s: &str) -> Result<Direction, String> {
     Direction::parse(s).map_err(|e| e.to_string())
 }
@@ -249,6 +271,16 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::EffectiveRoutes(a) => {
             let env = a.resources.load()?;
             let t = watcher::routes::effective_routes(&env, &a.nic)?;
+            print_value(&serde_json::to_value(t)?, a.output)
+        }
+        Command::Topology(a) => {
+            let env = a.resources.load()?;
+            let p = watcher::topology::TopologyParameters {
+                target_resource_group_name: a.resource_group.clone(),
+                target_virtual_network: a.vnet.clone(),
+                target_subnet: a.subnet.clone(),
+            };
+            let t = watcher::topology::topology(&env, &p, std::time::SystemTime::now()).context("topology")?;
             print_value(&serde_json::to_value(t)?, a.output)
         }
         Command::Flows(a) => flows::flows(a),

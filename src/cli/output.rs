@@ -83,7 +83,38 @@ fn rows(v: &Value) -> Vec<Value> {
         }
         return out;
     }
+    if let Some(resources) = v.get("resources").and_then(Value::as_array) {
+        // Topology: one row per association (a resource without any: one
+        // row of its own).
+        let mut out = Vec::new();
+        for r in resources {
+            let base = |a: Option<&Value>| {
+                serde_json::json!({
+                    "resource": r.get("name"),
+                    "type": r.get("id").and_then(Value::as_str).map(resource_type),
+                    "location": r.get("location"),
+                    "associationType": a.and_then(|a| a.get("associationType")),
+                    "associated": a.and_then(|a| a.get("name")),
+                })
+            };
+            match r.get("associations").and_then(Value::as_array) {
+                Some(list) if !list.is_empty() => out.extend(list.iter().map(|a| base(Some(a)))),
+                _ => out.push(base(None)),
+            }
+        }
+        return out;
+    }
     vec![v.clone()]
+}
+
+/// `virtualNetworks/subnets` from `.../providers/Microsoft.Network/virtualNetworks/v/subnets/s`.
+fn resource_type(id: &str) -> String {
+    let Some((_, rest)) = id.split_once("/providers/") else {
+        return String::new();
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    // Namespace, then type/name pairs.
+    parts.iter().skip(1).step_by(2).copied().collect::<Vec<_>>().join("/")
 }
 
 fn short(id: &str) -> String {

@@ -222,6 +222,11 @@ impl NsgChain<'_> {
 }
 
 /// Finds a VM by name or id.
+pub fn find_vnet<'e>(env: &'e Environment, key: &str) -> Result<&'e crate::azure::VirtualNetwork, WatcherError> {
+    env.find(&env.virtual_networks, "virtual network", |v| &v.id, |v| &v.name, key)
+        .map_err(WatcherError::NotFound)
+}
+
 pub fn find_vm<'e>(env: &'e Environment, key: &str) -> Result<&'e VirtualMachine, WatcherError> {
     env.find(&env.virtual_machines, "virtual machine", |v| &v.id, |v| &v.name, key)
         .map_err(WatcherError::NotFound)

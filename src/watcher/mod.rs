@@ -9,6 +9,7 @@ pub mod packet_capture;
 pub mod replay;
 pub mod routes;
 pub mod security_view;
+pub mod topology;
 pub mod verdicts;
 
 use thiserror::Error;
