@@ -25,6 +25,18 @@ pub fn name_of(id: &str) -> &str {
     id.trim_end_matches('/').rsplit('/').next().unwrap_or(id)
 }
 
+/// The segment after `key` in a resource id (`subscriptions`,
+/// `resourceGroups`, matched without regard to case), if any.
+pub fn id_part<'a>(id: &'a str, key: &str) -> Option<&'a str> {
+    let mut it = id.split('/');
+    while let Some(seg) = it.next() {
+        if seg.eq_ignore_ascii_case(key) {
+            return it.next().filter(|s| !s.is_empty());
+        }
+    }
+    None
+}
+
 /// The id of the parent resource: `/.../virtualNetworks/v/subnets/s` -> `/.../virtualNetworks/v`.
 pub fn parent_id(id: &str) -> &str {
     let t = id.trim_end_matches('/');

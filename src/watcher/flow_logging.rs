@@ -120,7 +120,7 @@ impl FlowLogger {
                     .filter(|c| !c.is_whitespace())
                     .collect::<String>()
                     .to_ascii_lowercase();
-                let subscription = subscription_of(&target_id)
+                let subscription = crate::azure::id_part(&target_id, "subscriptions")
                     .ok_or_else(|| WatcherError::Invalid(format!("cannot find the subscription in resource id {target_id:?}")))?;
                 let name = opts.vnet_flow_log_name.clone().unwrap_or_else(|| format!("{target_name}-flowlog"));
                 let id = VnetLogTarget::default_flow_log_id(subscription, &region, &name);
@@ -188,14 +188,4 @@ impl FlowLogger {
         }
         Ok(c)
     }
-}
-
-fn subscription_of(id: &str) -> Option<&str> {
-    let mut it = id.split('/');
-    while let Some(seg) = it.next() {
-        if seg.eq_ignore_ascii_case("subscriptions") {
-            return it.next().filter(|s| !s.is_empty());
-        }
-    }
-    None
 }

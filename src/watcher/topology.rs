@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::context::find_vnet;
 use super::WatcherError;
-use crate::azure::{id_key, parent_id, Environment, NetworkInterface, Subnet, VirtualNetwork};
+use crate::azure::{id_key, id_part, parent_id, Environment, NetworkInterface, Subnet};
 
 /// `TopologyParameters`: what to draw. At least one target.
 #[derive(Clone, Debug, Default)]
@@ -69,17 +69,6 @@ fn assoc(id: &str, t: AssociationType) -> TopologyAssociation {
     }
 }
 
-/// The resource group of a resource id (`.../resourceGroups/{rg}/...`).
-fn resource_group(id: &str) -> Option<&str> {
-    let mut parts = id.split('/');
-    while let Some(p) = parts.next() {
-        if p.eq_ignore_ascii_case("resourceGroups") {
-            return parts.next();
-        }
-    }
-    None
-}
-
 /// What to draw, as resource ids (lower-case keys).
 #[derive(Default)]
 struct Selection {
@@ -112,7 +101,7 @@ pub fn topology(env: &Environment, p: &TopologyParameters, now: std::time::Syste
     let in_group = |id: &str| {
         whole_group
             .as_deref()
-            .is_some_and(|g| resource_group(id).is_some_and(|r| r.eq_ignore_ascii_case(g)))
+            .is_some_and(|g| id_part(id, "resourceGroups").is_some_and(|r| r.eq_ignore_ascii_case(g)))
     };
     // A resource group takes its own VNets whole (their subnets are theirs).
     for v in &env.virtual_networks {
@@ -139,11 +128,10 @@ pub fn topology(env: &Environment, p: &TopologyParameters, now: std::time::Syste
             resources.push(r);
         }
     };
-    let vnets: Vec<&VirtualNetwork> = env.virtual_networks.iter().filter(|v| sel.vnets.contains(&id_key(&v.id))).collect();
-    // Subnets of VNets not drawn whole (a subnet target) still come first.
+    // Each VNet drawn, then its subnets drawn (a subnet target's alone).
     for v in &env.virtual_networks {
         let subnets: Vec<&Subnet> = v.subnets.iter().filter(|s| sel.subnets.contains(&id_key(&s.id))).collect();
-        if vnets.iter().any(|x| std::ptr::eq(*x, v)) {
+        if sel.vnets.contains(&id_key(&v.id)) {
             push(
                 TopologyResource {
                     name: v.name.clone(),
