@@ -718,7 +718,15 @@ fn topology_of_a_vnet_a_subnet_and_a_group() {
     // A resource group: its VNets whole.
     let hub = run(&["-g", "rg-hub"]);
     assert_eq!(assocs(&hub, "vnet-hub").len(), 3, "{:?}", assocs(&hub, "vnet-hub"));
-    // No target: a usage error.
+    // No target: a usage error; a group with no loaded resource: an error
+    // naming the groups there are.
     let o = netwatch(&["topology", "--resources", "demo/hub-spoke"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = netwatch(&["topology", "--resources", "demo/hub-spoke", "-g", "rg-nope"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resource group \"rg-nope\" (groups: rg-hub, rg-spokes)"),
+        "{}",
+        stderr(&o)
+    );
 }

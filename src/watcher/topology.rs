@@ -80,10 +80,7 @@ struct Selection {
 /// The topology of the target (spec §9).
 pub fn topology(env: &Environment, p: &TopologyParameters, now: std::time::SystemTime) -> Result<Topology, WatcherError> {
     let mut sel = Selection::default();
-    let mut whole_group: Option<String> = None;
-    if let Some(rg) = &p.target_resource_group_name {
-        whole_group = Some(rg.to_ascii_lowercase());
-    }
+    let whole_group = p.target_resource_group_name.as_deref().map(str::trim);
     if let Some(v) = &p.target_virtual_network {
         let vnet = find_vnet(env, v)?;
         sel.vnets.insert(id_key(&vnet.id));
@@ -98,11 +95,31 @@ pub fn topology(env: &Environment, p: &TopologyParameters, now: std::time::Syste
             "give the target: a resource group, a virtual network or a subnet".into(),
         ));
     }
-    let in_group = |id: &str| {
-        whole_group
-            .as_deref()
-            .is_some_and(|g| id_part(id, "resourceGroups").is_some_and(|r| r.eq_ignore_ascii_case(g)))
-    };
+    let in_group = |id: &str| whole_group.is_some_and(|g| id_part(id, "resourceGroups").is_some_and(|r| r.eq_ignore_ascii_case(g)));
+    // A group none of the loaded resources belongs to is a mistake (Azure
+    // answers 404), not an empty topology.
+    if let Some(g) = whole_group {
+        let ids = env
+            .virtual_networks
+            .iter()
+            .map(|x| x.id.as_str())
+            .chain(env.network_interfaces.iter().map(|x| x.id.as_str()))
+            .chain(env.virtual_machines.iter().map(|x| x.id.as_str()))
+            .chain(env.network_security_groups.iter().map(|x| x.id.as_str()))
+            .chain(env.route_tables.iter().map(|x| x.id.as_str()));
+        let mut groups: BTreeSet<String> = BTreeSet::new();
+        let mut found = false;
+        for id in ids {
+            found |= in_group(id);
+            groups.extend(id_part(id, "resourceGroups").map(str::to_string));
+        }
+        if !found {
+            return Err(WatcherError::NotFound(format!(
+                "no loaded resource is in resource group {g:?} (groups: {})",
+                groups.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
     // A resource group takes its own VNets whole (their subnets are theirs).
     for v in &env.virtual_networks {
         if in_group(&v.id) {
