@@ -16,20 +16,9 @@ const CAPTURE: &str = "../shared/corpus/pcap-bulk/pcapplusplus__example.pcap";
 /// The command's summary table (stderr), as rows of cells.
 fn cli_summary() -> Vec<Vec<String>> {
     let out = Command::new(env!("CARGO_BIN_EXE_netwatch"))
-        .args([
-            "evaluate",
-            "--resources",
-            "demo/hub-spoke",
-            "--resources",
-            "tests/data/nsg-web-nic-strict.json",
-            "--service-tags",
-            "demo/ServiceTags_Demo.json",
-            "--nic",
-            "nic-web1",
-            "--local",
-            "10.0.0.6/32",
-            CAPTURE,
-        ])
+        .arg("evaluate")
+        .args(common::STRICT_WEB_NIC)
+        .arg(CAPTURE)
         .current_dir(common::root())
         .output()
         .expect("run netwatch");

@@ -64,21 +64,7 @@ struct Evaluated {
 }
 
 const CAPTURE: &str = "../shared/corpus/pcap-bulk/pcapplusplus__example.pcap";
-/// The demo environment, with nic-web1's NSG replaced by a stricter copy
-/// (a later file wins) that denies HTTP to half the Internet, so both NSGs
-/// decide some of the capture's flows.
-const ENV: &[&str] = &[
-    "--resources",
-    "demo/hub-spoke",
-    "--resources",
-    "tests/data/nsg-web-nic-strict.json",
-    "--service-tags",
-    "demo/ServiceTags_Demo.json",
-    "--nic",
-    "nic-web1",
-    "--local",
-    "10.0.0.6/32",
-];
+const ENV: &[&str] = common::STRICT_WEB_NIC;
 
 fn evaluate(extra: &[&str]) -> Evaluated {
     evaluate_files(extra, &[CAPTURE])

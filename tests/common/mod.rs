@@ -39,3 +39,20 @@ pub fn cli_env() -> Environment {
     env.load_service_tags(&real_service_tags()).expect("load service tags");
     env
 }
+
+/// The demo environment with nic-web1's NSG replaced by a stricter copy (a
+/// later file wins) that denies HTTP to half the Internet, so both NSGs
+/// decide some flows of the corpus capture; the NIC taken as 10.0.0.6.
+/// `evaluate` arguments before the capture files.
+pub const STRICT_WEB_NIC: &[&str] = &[
+    "--resources",
+    "demo/hub-spoke",
+    "--resources",
+    "tests/data/nsg-web-nic-strict.json",
+    "--service-tags",
+    "demo/ServiceTags_Demo.json",
+    "--nic",
+    "nic-web1",
+    "--local",
+    "10.0.0.6/32",
+];
