@@ -652,7 +652,10 @@ impl<K: LpmKey> Poptrie<K> {
         let s = K::TOP_BITS;
         let n = keys.len().min(out.len());
         let (keys, out) = (&keys[..n], &mut out[..n]);
-        let (top, nodes, leaves) = (&self.top, &self.nodes, &self.leaves);
+        // Exactly 2^s entries: every key's slot is in bounds, so the
+        // compiler drops the check.
+        let top = &self.top[..1 << s];
+        let (nodes, leaves) = (&self.nodes, &self.leaves);
         #[derive(Clone, Copy)]
         struct Stage {
             start: usize,
@@ -679,16 +682,20 @@ impl<K: LpmKey> Poptrie<K> {
                 let end = (start + BATCH_LANES).min(n);
                 let next = keys.get(end..).unwrap_or(&[]);
                 st.start = start;
-                st.m = 0;
+                // A local count: kept in `st`, it went through memory on
+                // every key (the byte store below may alias it).
+                let mut m = 0usize;
                 for (i, (o, k)) in out[start..end].iter_mut().zip(&keys[start..end]).enumerate() {
                     if let Some(nk) = next.get(i) {
                         fast::prefetch(top.as_ptr().wrapping_add(nk.slot(0, s)));
                     }
                     let e = top[k.slot(0, s)];
                     *o = e;
-                    st.walking[st.m] = i as u8;
-                    st.m += (e >> 31) as usize;
+                    // i < BATCH_LANES and m <= i.
+                    st.walking[m & (BATCH_LANES - 1)] = i as u8;
+                    m += (e >> 31) as usize;
                 }
+                st.m = m;
                 for &i in &st.walking[..st.m] {
                     fast::prefetch(nodes.as_ptr().wrapping_add((out[start + usize::from(i)] & !NODE_FLAG) as usize));
                 }
