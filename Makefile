@@ -47,6 +47,8 @@ demo: build
 	@echo; echo "== Next hop: vm-web1 to the app spoke (user route to the firewall) and to on-premises (peer's VPN gateway)"
 	$(BIN) next-hop $(DEMO_ARGS) --vm vm-web1 --source 10.1.1.4 --destination 10.2.1.4
 	$(BIN) next-hop $(DEMO_ARGS) --vm vm-web1 --source 10.1.1.4 --destination 192.168.3.3
+	@echo; echo "== Connection troubleshoot: vm-web1 to vm-db1 on SQL, through the hub firewall, dropped at the database subnet"
+	$(BIN) connectivity-check $(DEMO_ARGS) --source-vm vm-web1 --dest-vm vm-db1 --dest-port 1433 -o table
 	@echo; echo "== Effective security rules of nic-db1"
 	$(BIN) effective-security-rules $(DEMO_ARGS) --nic nic-db1 -o table
 	@echo; echo "== Effective routes of nic-app1 (BGP propagation disabled, 0.0.0.0/0 to the firewall)"

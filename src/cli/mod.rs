@@ -44,6 +44,9 @@ enum Command {
     EffectiveRoutes(EffectiveRoutesArgs),
     /// The topology of a resource group, VNet or subnet: resources and their associations.
     Topology(TopologyArgs),
+    /// Can the VM reach that VM or address? The path hop by hop, with the NSG or route that blocks it (connection troubleshoot).
+    #[command(visible_alias = "test-connectivity")]
+    ConnectivityCheck(ConnectivityCheckArgs),
     /// The flows of capture files: packets and bytes each way, times, state.
     Flows(flows::FlowsArgs),
     /// Replay captures through a NIC's NSGs: the verdict and rule of every flow.
@@ -171,6 +174,38 @@ struct NextHopArgs {
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
+#[command(group(clap::ArgGroup::new("destination").args(["dest_vm", "dest_address"]).required(true)))]
+struct ConnectivityCheckArgs {
+    #[command(flatten)]
+    resources: ResourceArgs,
+    /// The source VM, by name or resource id (this or --source-nic is required).
+    #[arg(long, value_name = "NAME|ID", required_unless_present = "source_nic")]
+    source_vm: Option<String>,
+    /// The source NIC, by name or resource id (when the VM has several).
+    #[arg(long, value_name = "NAME|ID")]
+    source_nic: Option<String>,
+    /// The destination VM, by name or resource id (its primary NIC's address).
+    #[arg(long, value_name = "NAME|ID")]
+    dest_vm: Option<String>,
+    /// The destination address.
+    #[arg(long, value_name = "IP")]
+    dest_address: Option<IpAddr>,
+    /// The destination port (Http and Https default to 80 and 443).
+    #[arg(long, value_name = "PORT")]
+    dest_port: Option<u16>,
+    /// The source port [default: 49152, the first dynamic port].
+    #[arg(long, value_name = "PORT")]
+    source_port: Option<u16>,
+    /// Tcp, Http, Https or Icmp.
+    #[arg(long, value_name = "PROTOCOL", default_value = "Tcp", value_parser = watcher::connectivity::ConnectivityProtocol::parse)]
+    protocol: watcher::connectivity::ConnectivityProtocol,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
+    output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("resource-files").arg("resources").required(true)))]
 struct EffectiveRoutesArgs {
     #[command(flatten)]
     resources: ResourceArgs,
@@ -282,6 +317,26 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             let t = watcher::topology::topology(&env, &p, std::time::SystemTime::now()).context("topology")?;
             print_value(&serde_json::to_value(t)?, a.output)
+        }
+        Command::ConnectivityCheck(a) => {
+            use watcher::connectivity::{check_connectivity, ConnectivityDestination, ConnectivityParameters};
+            let env = a.resources.load()?;
+            let destination = match (a.dest_vm, a.dest_address) {
+                (Some(vm), _) => ConnectivityDestination::VirtualMachine(vm),
+                (None, Some(ip)) => ConnectivityDestination::Address(ip),
+                // clap's "destination" group requires one of them.
+                (None, None) => anyhow::bail!("give the destination with --dest-vm or --dest-address"),
+            };
+            let p = ConnectivityParameters {
+                source_vm: a.source_vm,
+                source_nic: a.source_nic,
+                source_port: a.source_port,
+                destination,
+                destination_port: a.dest_port,
+                protocol: a.protocol,
+            };
+            let info = check_connectivity(&env, &p).context("connectivity-check")?;
+            print_value(&serde_json::to_value(info)?, a.output)
         }
         Command::Flows(a) => flows::flows(a),
         Command::Evaluate(a) => flows::evaluate(a),

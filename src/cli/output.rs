@@ -83,6 +83,46 @@ fn rows(v: &Value) -> Vec<Value> {
         }
         return out;
     }
+    if let Some(hops) = v.get("hops").and_then(Value::as_array) {
+        // Connectivity check: one row per hop, its issues in words.
+        let status = v.get("connectionStatus").cloned().unwrap_or(Value::Null);
+        return hops
+            .iter()
+            .map(|h| {
+                let nic = h.get("resourceId").and_then(Value::as_str).map(|id| {
+                    netwatch::azure::id_part(id, "networkInterfaces")
+                        .map(str::to_string)
+                        .unwrap_or_else(|| short(id))
+                });
+                let issues: Vec<String> = h
+                    .get("issues")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|i| {
+                        let field = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                        let context: Vec<String> = i
+                            .get("context")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| Some((c.get("key")?.as_str()?, c.get("value")?)))
+                            .filter(|(k, _)| *k != "NetworkSecurityGroupId" && *k != "RouteTableId")
+                            .map(|(k, v)| format!("{k}={}", cell(v)))
+                            .collect();
+                        format!("{} {} {}: {}", field("severity"), field("origin"), field("type"), context.join(" "))
+                    })
+                    .collect();
+                serde_json::json!({
+                    "type": h.get("type"),
+                    "address": h.get("address"),
+                    "nic": nic,
+                    "issues": issues.join("; "),
+                    "connectionStatus": status,
+                })
+            })
+            .collect();
+    }
     if let Some(resources) = v.get("resources").and_then(Value::as_array) {
         // Topology: one row per association (a resource without any: one
         // row of its own).

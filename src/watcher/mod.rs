@@ -2,6 +2,7 @@
 //! Each is a plain function returning a value in Azure's response shape;
 //! the CLI only parses arguments and prints.
 
+pub mod connectivity;
 pub mod context;
 pub mod flow_logging;
 pub mod ip_flow;
