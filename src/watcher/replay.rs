@@ -352,7 +352,9 @@ impl Decoder<'_> {
         if meta.truncated || meta.malformed {
             stats.truncated_packets += 1;
         }
-        if meta.fragment.is_fragment {
+        // Fragments, and packets decapsulated out of a fragmented tunnel
+        // datagram (the tracker tells them apart).
+        if meta.fragment.is_fragment || meta.outer_fragment.is_some() {
             self.fragments.process(&mut meta);
         }
         Some(packet_info(ts_ns, &meta))

@@ -320,7 +320,7 @@ pub fn track_packets(
     for p in packets {
         counts.packets += 1;
         let mut meta = p.meta;
-        if meta.fragment.is_fragment {
+        if meta.fragment.is_fragment || meta.outer_fragment.is_some() {
             fragments.process(&mut meta);
         }
         let info = packet_info(p.ts_ns, &meta);

@@ -118,6 +118,7 @@ fn meta(
         tunnel: None,
         encap_depth: 0,
         ip_offset,
+        outer_fragment: None,
     }
 }
 

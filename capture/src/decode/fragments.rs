@@ -1,43 +1,90 @@
 //! Attribution of non-first IP fragments to the flow of their first fragment.
 //!
 //! Only the first fragment (offset 0) of a fragmented datagram carries the
-//! transport header, so later fragments have no ports. [`FragmentTracker`]
-//! remembers the ports of first fragments, keyed on (source, destination,
-//! protocol, identification) — the datagram identity of RFC 791 §2.3 and
-//! RFC 8200 §4.5 — and fills them into later fragments. It is bounded: when
+//! transport header, so later fragments have no ports (and, for IPv6, may
+//! even name another next header: a destination options or AH header that
+//! follows the fragment header is only in the first fragment).
+//! [`FragmentTracker`] remembers the flow identity of first fragments
+//! (addresses, protocol, ports, ICMP fields), keyed on the datagram identity
+//! — (source, destination, protocol, identification) for IPv4 (RFC 791
+//! §2.3), (source, destination, identification) for IPv6 (RFC 8200 §4.5) —
+//! and gives it to later fragments. With decapsulation the key is the outer
+//! datagram's: its later fragments carry no inner header at all, and belong
+//! to the inner flow the first one was reported as. It is bounded: when
 //! full, the oldest datagram is forgotten. Fragments that arrive before their
-//! first fragment (or after it was evicted) keep ports 0.
+//! first fragment (or after it was evicted) keep their own header's fields.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
-use super::PacketMeta;
+use super::{IcmpInfo, IpVersion, PacketMeta};
 
 /// Identity of a fragmented datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FragmentKey {
     pub src: IpAddr,
     pub dst: IpAddr,
+    /// The IPv4 protocol field; 0 for IPv6, whose datagram identity leaves
+    /// it out.
     pub protocol: u8,
     pub id: u32,
 }
 
 impl FragmentKey {
-    /// The key of a fragment, `None` if `meta` is not a fragment.
+    /// The key of the fragment `meta` reports, `None` if it is not one.
     pub fn of(meta: &PacketMeta) -> Option<FragmentKey> {
         meta.fragment.is_fragment.then_some(FragmentKey {
             src: meta.src,
             dst: meta.dst,
-            protocol: meta.protocol,
+            protocol: match meta.ip_version {
+                IpVersion::V4 => meta.protocol,
+                IpVersion::V6 => 0,
+            },
             id: meta.fragment.id,
         })
     }
 }
 
-/// Bounded map from first fragments to their ports. See the [module docs](self).
+/// What a first fragment tells its later fragments.
+#[derive(Clone, Copy, Debug)]
+struct FlowIdentity {
+    ip_version: IpVersion,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+    icmp: Option<IcmpInfo>,
+}
+
+impl FlowIdentity {
+    fn of(m: &PacketMeta) -> Self {
+        FlowIdentity {
+            ip_version: m.ip_version,
+            src: m.src,
+            dst: m.dst,
+            protocol: m.protocol,
+            src_port: m.src_port,
+            dst_port: m.dst_port,
+            icmp: m.icmp,
+        }
+    }
+
+    fn apply(&self, m: &mut PacketMeta) {
+        m.ip_version = self.ip_version;
+        m.src = self.src;
+        m.dst = self.dst;
+        m.protocol = self.protocol;
+        m.src_port = self.src_port;
+        m.dst_port = self.dst_port;
+        m.icmp = self.icmp;
+    }
+}
+
+/// Bounded map from first fragments to their flow. See the [module docs](self).
 #[derive(Debug)]
 pub struct FragmentTracker {
-    ports: HashMap<FragmentKey, (u16, u16)>,
+    flows: HashMap<FragmentKey, FlowIdentity>,
     order: VecDeque<FragmentKey>,
     capacity: usize,
 }
@@ -48,7 +95,7 @@ impl FragmentTracker {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         FragmentTracker {
-            ports: HashMap::with_capacity(capacity),
+            flows: HashMap::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
             capacity,
         }
@@ -56,39 +103,44 @@ impl FragmentTracker {
 
     /// Number of datagrams remembered.
     pub fn len(&self) -> usize {
-        self.ports.len()
+        self.flows.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.ports.is_empty()
+        self.flows.is_empty()
     }
 
-    /// Records the ports of a first fragment, or fills the ports of a later
-    /// fragment from its first fragment. Returns true when ports were filled
-    /// in. Non-fragments are left alone.
+    /// Records the flow of a first fragment, or gives a later fragment the
+    /// flow of its first fragment (addresses, protocol, ports, ICMP fields).
+    /// Returns true when a later fragment was attributed. Non-fragments are
+    /// left alone.
     pub fn process(&mut self, meta: &mut PacketMeta) -> bool {
-        let Some(key) = FragmentKey::of(meta) else {
-            return false;
+        // A decapsulated packet out of a fragmented datagram is always its
+        // first fragment (later ones have no inner header to report).
+        let (key, first) = match (meta.outer_fragment, FragmentKey::of(meta)) {
+            (Some(outer), _) => (outer, true),
+            (None, Some(own)) => (own, meta.fragment.first),
+            (None, None) => return false,
         };
-        if meta.fragment.first {
-            if let Some(v) = self.ports.get_mut(&key) {
-                *v = (meta.src_port, meta.dst_port);
+        if first {
+            let flow = FlowIdentity::of(meta);
+            if let Some(v) = self.flows.get_mut(&key) {
+                *v = flow;
                 return false;
             }
-            if self.ports.len() >= self.capacity {
+            if self.flows.len() >= self.capacity {
                 while let Some(old) = self.order.pop_front() {
-                    if self.ports.remove(&old).is_some() {
+                    if self.flows.remove(&old).is_some() {
                         break;
                     }
                 }
             }
-            self.ports.insert(key, (meta.src_port, meta.dst_port));
+            self.flows.insert(key, flow);
             self.order.push_back(key);
             false
-        } else if let Some(&(s, d)) = self.ports.get(&key) {
-            meta.src_port = s;
-            meta.dst_port = d;
+        } else if let Some(flow) = self.flows.get(&key) {
+            flow.apply(meta);
             true
         } else {
             false

@@ -125,6 +125,11 @@ pub struct PacketMeta {
     pub encap_depth: u8,
     /// Offset of the reported IP header in the frame.
     pub ip_offset: usize,
+    /// With `decap`: the outer datagram this inner packet came out of, when
+    /// that datagram is fragmented (this is its first fragment), so that
+    /// [`FragmentTracker`] can attribute its later fragments, which carry
+    /// no inner header, to the inner flow.
+    pub outer_fragment: Option<FragmentKey>,
 }
 
 /// Why a frame yields no [`PacketMeta`].
@@ -297,6 +302,17 @@ fn llc(data: &[u8], off: usize) -> NotIp {
     }
 }
 
+/// An IEEE 802.2 LLC header at `off` (after an 802.3 length field): SNAP
+/// with an ethertype (RFC 1042: DSAP/SSAP 0xAA, UI control, OUI 00-00-00;
+/// 802.1H's 00-00-F8 the same) continues with that ethertype, anything
+/// else is not IP.
+fn llc_snap(data: &[u8], off: usize) -> Result<(Next, usize), NotIp> {
+    match data.get(off..off + 8) {
+        Some([0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00 | 0xF8, t0, t1]) => Ok((Next::EtherType(u16::from_be_bytes([*t0, *t1])), off + 8)),
+        _ => Err(llc(data, off)),
+    }
+}
+
 /// Walks link-layer encapsulations to the IP header and decodes it.
 fn walk(mut next: Next, data: &[u8], mut off: usize, ctx: &mut Ctx) -> Result<PacketMeta, NotIp> {
     for _ in 0..MAX_L2_STEPS {
@@ -309,9 +325,12 @@ fn walk(mut next: Next, data: &[u8], mut off: usize, ctx: &mut Ctx) -> Result<Pa
                 off += 14;
                 if et <= 1500 {
                     // IEEE 802.3 length field: an LLC frame follows.
-                    return Err(llc(data, off));
+                    let (n, o) = llc_snap(data, off)?;
+                    off = o;
+                    n
+                } else {
+                    Next::EtherType(et)
                 }
-                Next::EtherType(et)
             }
             Next::EtherType(et) => match et {
                 0x0800 => Next::Ipv4,
@@ -324,9 +343,12 @@ fn walk(mut next: Next, data: &[u8], mut off: usize, ctx: &mut Ctx) -> Result<Pa
                     ctx.vlan.get_or_insert(tci & 0x0FFF);
                     off += 4;
                     if inner <= 1500 {
-                        return Err(llc(data, off));
+                        let (n, o) = llc_snap(data, off)?;
+                        off = o;
+                        n
+                    } else {
+                        Next::EtherType(inner)
                     }
-                    Next::EtherType(inner)
                 }
                 0x8847 | 0x8848 => {
                     // MPLS label stack entries (RFC 3032 §2.1) until bottom of stack.
@@ -428,6 +450,7 @@ fn new_meta(ip_version: IpVersion, src: IpAddr, dst: IpAddr, ctx: &Ctx, ip_offse
         tunnel: None,
         encap_depth: ctx.depth,
         ip_offset,
+        outer_fragment: None,
     }
 }
 
@@ -489,9 +512,13 @@ fn ipv4(data: &[u8], off: usize, ctx: &mut Ctx) -> Result<PacketMeta, NotIp> {
         total.min(rest.len())
     } else {
         // Total length below the header length: 0 is TCP segmentation
-        // offload on the capturing host, anything else is bogus.
+        // offload on the capturing host (the NIC fills it in later), and
+        // the packet is what was captured from the IP header on, as tshark
+        // presumes; anything else is bogus.
         if total != 0 {
             m.malformed = true;
+        } else {
+            m.ip_total_len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
         }
         rest.len()
     };
@@ -742,6 +769,10 @@ fn tunnel(mut m: PacketMeta, data: &[u8], start: usize, end: usize, ctx: &mut Ct
         Ok(mut i) => {
             if i.tunnel.is_none() {
                 i.tunnel = Some(kind);
+            }
+            // The outermost fragmented datagram names the later fragments.
+            if let Some(k) = FragmentKey::of(&m) {
+                i.outer_fragment = Some(k);
             }
             i
         }

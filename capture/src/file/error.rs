@@ -81,16 +81,25 @@ pub enum ReadError {
         got: u64,
     },
     /// A pcapng block whose total length is impossible.
-    #[error("block {block} at byte offset {offset}: block total length {len} is invalid: {why}")]
+    #[error("{} at byte offset {offset}: block total length {len} is invalid: {why}", BlockLabel(*.block, *.packet))]
     BadBlockLength {
         block: u64,
+        /// The packet's number when the block is a packet block.
+        packet: Option<u64>,
         offset: u64,
         len: u64,
         why: &'static str,
     },
     /// The trailing copy of a pcapng block length differs from the leading one.
-    #[error("block {block} at byte offset {offset}: trailing block total length {trailer} != leading {len}")]
-    BlockLengthMismatch { block: u64, offset: u64, len: u32, trailer: u32 },
+    #[error("{} at byte offset {offset}: trailing block total length {trailer} != leading {len}", BlockLabel(*.block, *.packet))]
+    BlockLengthMismatch {
+        block: u64,
+        /// The packet's number when the block is a packet block.
+        packet: Option<u64>,
+        offset: u64,
+        len: u32,
+        trailer: u32,
+    },
     /// A pcapng packet block names an interface that has no IDB in its section.
     #[error("packet {packet} (block {block}) at byte offset {offset}: interface id {interface} is not defined; the section has {defined} interface description blocks")]
     UnknownInterface {
@@ -110,10 +119,16 @@ pub enum ReadError {
         body: u64,
     },
     /// A pcapng block that is otherwise malformed.
-    #[error("block {block} at byte offset {offset}: {what}")]
-    MalformedBlock { block: u64, offset: u64, what: &'static str },
+    #[error("{} at byte offset {offset}: {what}", BlockLabel(*.block, *.packet))]
+    MalformedBlock {
+        block: u64,
+        /// The packet's number when the block is a packet block.
+        packet: Option<u64>,
+        offset: u64,
+        what: &'static str,
+    },
     /// Too many interface description blocks (memory bound).
-    #[error("block {block} at byte offset {offset}: more than {max} interface description blocks")]
+    #[error("block {block} at byte offset {offset}: more than {max} interface description blocks in one section")]
     TooManyInterfaces { block: u64, offset: u64, max: usize },
 }
 
@@ -201,6 +216,19 @@ impl Warning {
             | Warning::SubsecondOutOfRange { offset, .. }
             | Warning::TimestampOverflow { offset, .. }
             | Warning::BadOption { offset, .. } => Some(*offset),
+        }
+    }
+}
+
+/// "packet P (block B)" for a packet block, else "block B": how errors
+/// name a pcapng block.
+struct BlockLabel(u64, Option<u64>);
+
+impl std::fmt::Display for BlockLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(packet) => write!(f, "packet {packet} (block {})", self.0),
+            None => write!(f, "block {}", self.0),
         }
     }
 }

@@ -103,7 +103,10 @@ pub struct InterfaceInfo {
 /// reader's buffer until the next call.
 #[derive(Clone, Copy, Debug)]
 pub struct PacketRef<'a> {
-    /// 1-based packet number (as tshark's `frame.number`).
+    /// 1-based packet number: the count of packet records (tcpdump's
+    /// numbering; tshark's `frame.number` is the same except that tshark
+    /// also numbers some non-packet pcapng blocks, such as custom blocks,
+    /// as frames).
     pub number: u64,
     /// Byte offset of the record (pcap record header / pcapng block) in the input.
     pub offset: u64,
@@ -118,7 +121,10 @@ pub struct PacketRef<'a> {
     pub orig_len: u32,
     /// Link type of `data`.
     pub link_type: LinkType,
-    /// Index into [`CaptureReader::interfaces`] (global across pcapng sections).
+    /// The interface's number in the whole file, counted across pcapng
+    /// sections (the index into [`CaptureReader::interfaces`] unless earlier
+    /// sections' interfaces were forgotten; see
+    /// [`ReaderOptions::max_interfaces`]).
     pub interface_id: u32,
     /// The captured bytes.
     pub data: &'a [u8],
@@ -138,7 +144,9 @@ pub struct ReaderOptions {
     /// Keep at most this many warnings (the rest are only counted; a
     /// [`Warning::Stopped`] is always kept).
     pub max_warnings: usize,
-    /// Accept at most this many pcapng interfaces in a file.
+    /// Accept at most this many pcapng interfaces in a section (memory
+    /// stays bounded over any number of sections: the interfaces of earlier
+    /// sections are forgotten once this many are kept).
     pub max_interfaces: usize,
 }
 
@@ -287,6 +295,9 @@ pub struct CaptureReader<R: Read> {
     /// pcapng blocks seen so far (1-based number of the current block).
     blocks: u64,
     interfaces: Vec<InterfaceInfo>,
+    /// Interfaces of earlier sections no longer kept in `interfaces` (the
+    /// file-wide number of `interfaces[0]`).
+    interfaces_dropped: usize,
     /// Index in `interfaces` of the current pcapng section's interface 0.
     section_base: usize,
     section: u32,
@@ -326,6 +337,7 @@ impl<R: Read> CaptureReader<R> {
             packets: 0,
             blocks: 0,
             interfaces: Vec::new(),
+            interfaces_dropped: 0,
             section_base: 0,
             section: 0,
             last_ts: 0,
@@ -367,7 +379,10 @@ impl<R: Read> CaptureReader<R> {
         self.format
     }
 
-    /// All interfaces seen so far (for classic pcap exactly one).
+    /// The interfaces seen so far (for classic pcap exactly one); after
+    /// more than [`ReaderOptions::max_interfaces`] in several pcapng
+    /// sections, those of the current section and the ones after the last
+    /// forgetting.
     pub fn interfaces(&self) -> &[InterfaceInfo] {
         &self.interfaces
     }
@@ -477,7 +492,7 @@ impl<R: Read> CaptureReader<R> {
                     caplen: data.len() as u32,
                     orig_len: rec.orig_len,
                     link_type,
-                    interface_id: rec.interface as u32,
+                    interface_id: (self.interfaces_dropped + rec.interface) as u32,
                     data,
                 }))
             }
@@ -755,9 +770,10 @@ impl<R: Read> CaptureReader<R> {
             });
         };
         let len = endian.u32(&h, 0);
-        self.check_block_len(block, offset, len, 28)?;
+        self.check_block_len(block, None, offset, len, 28)?;
         if u64::from(len) > self.max_block() {
             return Err(ReadError::BadBlockLength {
+                packet: None,
                 block,
                 offset,
                 len: len.into(),
@@ -778,6 +794,7 @@ impl<R: Read> CaptureReader<R> {
         let trailer = endian.u32(&self.buf, rest - 4);
         if trailer != len {
             return Err(ReadError::BlockLengthMismatch {
+                packet: None,
                 block,
                 offset,
                 len,
@@ -798,20 +815,33 @@ impl<R: Read> CaptureReader<R> {
         // Options start after version (4) and section length (8).
         let body_end = rest - 4;
         if let Err(what) = walk_options(endian, self.buf.get(12..body_end).unwrap_or(&[]), |_, _| {}) {
-            return Err(ReadError::MalformedBlock { block, offset, what });
+            return Err(ReadError::MalformedBlock {
+                block,
+                packet: None,
+                offset,
+                what,
+            });
         }
         if self.blocks > 1 {
             self.section += 1;
         }
         self.endian = endian;
+        // Packets of a new section cannot refer to earlier sections'
+        // interfaces: forget them when they are many (concatenated ring
+        // buffer files have a section each).
+        if self.interfaces.len() >= self.opts.max_interfaces {
+            self.interfaces_dropped += self.interfaces.len();
+            self.interfaces.clear();
+        }
         self.section_base = self.interfaces.len();
         self.format = FileFormat::Pcapng;
         Ok(())
     }
 
-    fn check_block_len(&self, block: u64, offset: u64, len: u32, min: u32) -> Result<(), ReadError> {
+    fn check_block_len(&self, block: u64, packet: Option<u64>, offset: u64, len: u32, min: u32) -> Result<(), ReadError> {
         if len < min {
             return Err(ReadError::BadBlockLength {
+                packet,
                 block,
                 offset,
                 len: len.into(),
@@ -820,6 +850,7 @@ impl<R: Read> CaptureReader<R> {
         }
         if len % 4 != 0 {
             return Err(ReadError::BadBlockLength {
+                packet,
                 block,
                 offset,
                 len: len.into(),
@@ -866,8 +897,9 @@ impl<R: Read> CaptureReader<R> {
             let e = self.endian;
             let btype = e.u32(&h, 0);
             let len = e.u32(&h, 4);
-            self.check_block_len(block, offset, len, 12)?;
             let is_packet = matches!(btype, PCAPNG_EPB | PCAPNG_SPB | PCAPNG_PB);
+            let packet_block = is_packet.then_some(packet);
+            self.check_block_len(block, packet_block, offset, len, 12)?;
             if !(is_packet || btype == PCAPNG_IDB) {
                 // Skip NRB, ISB, DSB, custom and unknown blocks unbuffered.
                 let body = u64::from(len) - 12;
@@ -886,6 +918,7 @@ impl<R: Read> CaptureReader<R> {
                 let trailer = e.u32(&t, 0);
                 if trailer != len {
                     return Err(ReadError::BlockLengthMismatch {
+                        packet: None,
                         block,
                         offset,
                         len,
@@ -917,6 +950,7 @@ impl<R: Read> CaptureReader<R> {
             let trailer = e.u32(&self.buf, rest - 4);
             if trailer != len {
                 return Err(ReadError::BlockLengthMismatch {
+                    packet: packet_block,
                     block,
                     offset,
                     len,
@@ -935,12 +969,13 @@ impl<R: Read> CaptureReader<R> {
     fn parse_idb(&mut self, block: u64, offset: u64, body_len: usize) -> Result<(), ReadError> {
         if body_len < 8 {
             return Err(ReadError::MalformedBlock {
+                packet: None,
                 block,
                 offset,
                 what: "interface description block shorter than 20 bytes",
             });
         }
-        if self.interfaces.len() >= self.opts.max_interfaces {
+        if self.interfaces.len() - self.section_base >= self.opts.max_interfaces {
             return Err(ReadError::TooManyInterfaces {
                 block,
                 offset,
@@ -1006,6 +1041,7 @@ impl<R: Read> CaptureReader<R> {
     fn parse_epb(&mut self, btype: u32, packet: u64, block: u64, offset: u64, body_len: usize) -> Result<Record, ReadError> {
         if body_len < 20 {
             return Err(ReadError::MalformedBlock {
+                packet: Some(packet),
                 block,
                 offset,
                 what: "packet block shorter than its 20 fixed bytes",
@@ -1079,6 +1115,7 @@ impl<R: Read> CaptureReader<R> {
     fn parse_spb(&mut self, packet: u64, block: u64, offset: u64, body_len: usize) -> Result<Record, ReadError> {
         if body_len < 4 {
             return Err(ReadError::MalformedBlock {
+                packet: Some(packet),
                 block,
                 offset,
                 what: "simple packet block shorter than 16 bytes",

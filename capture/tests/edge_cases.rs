@@ -1,0 +1,280 @@
+//! Frames and files the corpus lacks, each checked against what tshark
+//! (4.0) reports for the same bytes: IPv6 fragments whose first fragment
+//! has a destination options or AH header after the fragment header, IPv4
+//! with total length 0 (TCP segmentation offload), fragmented GRE tunnels
+//! with `decap`, 802.3 frames carrying IP in LLC/SNAP (RFC 1042), pcapng
+//! files of thousands of sections, and a damaged packet block's error
+//! naming the packet.
+
+use std::net::IpAddr;
+
+use netwatch_capture::decode::{decode, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
+use netwatch_capture::file::{CaptureReader, LinkType};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, flags_frag: u16, total: u16, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x45, 0];
+    h.extend(total.to_be_bytes());
+    h.extend(id.to_be_bytes());
+    h.extend(flags_frag.to_be_bytes());
+    h.extend([64, proto, 0, 0]);
+    h.extend(src);
+    h.extend(dst);
+    h.extend(payload);
+    h
+}
+
+fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend(sport.to_be_bytes());
+    u.extend(dport.to_be_bytes());
+    u.extend(((8 + data.len()) as u16).to_be_bytes());
+    u.extend([0, 0]);
+    u.extend(data);
+    u
+}
+
+fn tcp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend(sport.to_be_bytes());
+    t.extend(dport.to_be_bytes());
+    t.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend(data);
+    t
+}
+
+fn ipv6(src: &str, dst: &str, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend((payload.len() as u16).to_be_bytes());
+    h.extend([next, 64]);
+    h.extend(src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    h.extend(dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    h.extend(payload);
+    h
+}
+
+/// IPv6 fragment header (RFC 8200 §4.5).
+fn frag6(next: u8, offset_units: u16, more: bool, id: u32) -> Vec<u8> {
+    let mut f = vec![next, 0];
+    f.extend(((offset_units << 3) | u16::from(more)).to_be_bytes());
+    f.extend(id.to_be_bytes());
+    f
+}
+
+fn raw(frame: &[u8]) -> PacketMeta {
+    decode(LinkType::RAW, frame, DecodeOptions::default()).unwrap()
+}
+
+/// The first fragment has [Fragment, Destination Options, UDP] or
+/// [Fragment, AH, TCP]; the later one's fragment header names the
+/// destination options / AH header that only the first carries. Both are
+/// one datagram (RFC 8200 §4.5: addresses and identification), one flow.
+#[test]
+fn ipv6_later_fragments_after_extension_headers_join_their_flow() {
+    let (a, b) = ("2001:db8::1", "2001:db8::2");
+    for (ext, ext_bytes, transport, proto, ports) in [
+        (
+            60u8,
+            vec![17u8, 0, 1, 4, 0, 0, 0, 0],
+            udp(8888, 8889, &[0; 16]),
+            17u8,
+            (8888u16, 8889u16),
+        ),
+        (
+            51u8,
+            vec![6u8, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+            tcp(1234, 443, &[0; 16]),
+            6u8,
+            (1234, 443),
+        ),
+    ] {
+        let mut first = frag6(ext, 0, true, 77);
+        first.extend(&ext_bytes);
+        first.extend(&transport);
+        let later = [frag6(ext, 4, false, 77), vec![0xAB; 16]].concat();
+        let mut tracker = FragmentTracker::new(8);
+        let mut m1 = raw(&ipv6(a, b, 44, &first));
+        let mut m2 = raw(&ipv6(a, b, 44, &later));
+        assert_eq!((m1.protocol, m1.src_port, m1.dst_port), (proto, ports.0, ports.1));
+        assert_eq!(
+            m2.protocol, ext,
+            "the later fragment alone names the header after the fragment header"
+        );
+        assert!(!tracker.process(&mut m1));
+        assert!(tracker.process(&mut m2), "later fragment attributed");
+        assert_eq!((m2.protocol, m2.src_port, m2.dst_port), (proto, ports.0, ports.1));
+    }
+}
+
+/// Total length 0 is TCP segmentation offload on the capturing host:
+/// tshark presumes the captured length ("Total Length: 140 bytes (reported
+/// as 0 ...)"), and so do the byte counters.
+#[test]
+fn ipv4_total_length_zero_counts_the_captured_packet() {
+    let f = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 0x4000, 0, &tcp(1000, 80, &[0x55; 100]));
+    let m = raw(&f);
+    assert_eq!((m.src_port, m.dst_port), (1000, 80));
+    assert_eq!(m.ip_total_len, 140);
+    assert!(!m.malformed && !m.truncated);
+}
+
+/// With `decap`, a fragmented GRE datagram's first fragment is reported as
+/// the inner packet; its later fragment (no inner header) must join the
+/// inner flow rather than make an outer GRE flow of its own.
+#[test]
+fn later_fragments_of_a_decapsulated_tunnel_join_the_inner_flow() {
+    let inner = ipv4([192, 168, 0, 1], [192, 168, 0, 2], 6, 9, 0, 140, &tcp(5555, 80, &[0x11; 100]));
+    let gre = [vec![0, 0, 0x08, 0x00], inner].concat();
+    // Outer datagram: 144 bytes of GRE payload in two fragments (64 + 80).
+    let (p1, p2) = gre.split_at(64);
+    let outer = |ff: u16, part: &[u8]| ipv4([10, 4, 0, 1], [10, 4, 0, 2], 47, 4242, ff, 20 + part.len() as u16, part);
+    let first = outer(0x2000, p1);
+    let later = outer(64 / 8, p2);
+    let opts = DecodeOptions { decap: true };
+    let mut m1 = decode(LinkType::RAW, &first, opts).unwrap();
+    let mut m2 = decode(LinkType::RAW, &later, opts).unwrap();
+    assert_eq!((m1.src, m1.protocol, m1.src_port, m1.dst_port), (ip("192.168.0.1"), 6, 5555, 80));
+    assert_eq!(
+        (m2.src, m2.protocol),
+        (ip("10.4.0.1"), 47),
+        "alone, the later fragment is the outer packet"
+    );
+    let mut tracker = FragmentTracker::new(8);
+    assert!(!tracker.process(&mut m1));
+    assert!(tracker.process(&mut m2));
+    assert_eq!(
+        (m2.src, m2.dst, m2.protocol, m2.src_port, m2.dst_port),
+        (ip("192.168.0.1"), ip("192.168.0.2"), 6, 5555, 80)
+    );
+    // Without decap the later fragment joins the outer GRE flow, as before.
+    let mut tracker = FragmentTracker::new(8);
+    let mut o1 = decode(LinkType::RAW, &first, DecodeOptions::default()).unwrap();
+    let mut o2 = decode(LinkType::RAW, &later, DecodeOptions::default()).unwrap();
+    tracker.process(&mut o1);
+    assert!(tracker.process(&mut o2));
+    assert_eq!((o2.src, o2.protocol), (ip("10.4.0.1"), 47));
+}
+
+/// IEEE 802.3 with an LLC/SNAP header carrying an ethertype (RFC 1042),
+/// untagged and under an 802.1Q tag, is IP; other LLC frames are not.
+#[test]
+fn llc_snap_frames_carry_ip() {
+    let packet = ipv4([10, 8, 0, 1], [10, 8, 0, 2], 17, 1, 0, 32, &udp(1500, 1501, &[0; 4]));
+    let snap = [vec![0xAA, 0xAA, 0x03, 0, 0, 0, 0x08, 0x00], packet.clone()].concat();
+    let macs = [[0x02u8; 6], [0x04; 6]].concat();
+    let untagged = [macs.clone(), (snap.len() as u16).to_be_bytes().to_vec(), snap.clone()].concat();
+    let tagged = [
+        macs.clone(),
+        vec![0x81, 0x00, 0x00, 0x07],
+        (snap.len() as u16).to_be_bytes().to_vec(),
+        snap,
+    ]
+    .concat();
+    for frame in [&untagged, &tagged] {
+        let m = decode(LinkType::ETHERNET, frame, DecodeOptions::default()).unwrap();
+        assert_eq!(
+            (m.src, m.dst, m.src_port, m.dst_port, m.ip_total_len),
+            (ip("10.8.0.1"), ip("10.8.0.2"), 1500, 1501, 32)
+        );
+    }
+    // Spanning tree (DSAP 0x42) stays non-IP.
+    let stp = [macs, vec![0x00, 0x26, 0x42, 0x42, 0x03, 0, 0, 0, 0, 0]].concat();
+    assert_eq!(
+        decode(LinkType::ETHERNET, &stp, DecodeOptions::default()),
+        Err(NotIp::Llc { dsap: 0x42 })
+    );
+}
+
+fn le32(v: u32) -> [u8; 4] {
+    v.to_le_bytes()
+}
+
+/// A pcapng section: SHB, one Ethernet IDB, one EPB with a UDP packet.
+fn section(packet_ts: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    // SHB: type, len 28, BOM, version 1.0, section length -1, len.
+    out.extend(le32(0x0A0D0D0A));
+    out.extend(le32(28));
+    out.extend(le32(0x1A2B3C4D));
+    out.extend([1, 0, 0, 0]);
+    out.extend(u64::MAX.to_le_bytes());
+    out.extend(le32(28));
+    // IDB: link type 1, snaplen 0.
+    out.extend(le32(1));
+    out.extend(le32(20));
+    out.extend([1, 0, 0, 0]);
+    out.extend(le32(0));
+    out.extend(le32(20));
+    // EPB.
+    let ip = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, 1, 0, 31, &udp(1000, 53, &[0; 3]));
+    let frame = [vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00], ip].concat();
+    let padded = frame.len().div_ceil(4) * 4;
+    let len = (32 + padded) as u32;
+    out.extend(le32(6));
+    out.extend(le32(len));
+    out.extend(le32(0));
+    out.extend(le32((packet_ts >> 32) as u32));
+    out.extend(le32(packet_ts as u32));
+    out.extend(le32(frame.len() as u32));
+    out.extend(le32(frame.len() as u32));
+    out.extend(&frame);
+    out.resize(out.len() + padded - frame.len(), 0);
+    out.extend(le32(len));
+    out
+}
+
+/// `cat`-concatenated ring-buffer files: one section each. More sections
+/// than the per-section interface limit (4096) must all be read, with
+/// interface numbers counted across the file.
+#[test]
+fn thousands_of_pcapng_sections_are_all_read() {
+    let n = 5000;
+    let file: Vec<u8> = (0..n).flat_map(|i| section(1_700_000_000_000_000 + i)).collect();
+    let mut r = CaptureReader::new(std::io::Cursor::new(file)).unwrap();
+    let mut count = 0u64;
+    let mut last_interface = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        assert_eq!(p.interface_id, count as u32, "packet {}", p.number);
+        last_interface = p.interface_id;
+        count += 1;
+    }
+    assert_eq!(count, n);
+    assert_eq!(last_interface, n as u32 - 1);
+    assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    assert!(
+        r.interfaces().len() <= 4096,
+        "memory stays bounded: {} interfaces kept",
+        r.interfaces().len()
+    );
+}
+
+/// A packet block whose trailing length is damaged: the warning names the
+/// packet number as well as the block and byte offset.
+#[test]
+fn a_damaged_packet_block_is_named_by_its_packet_number() {
+    let mut file = [section(1), section(2)].concat();
+    let one = section(1).len();
+    // The second section's EPB trailer: the last 4 bytes of the file.
+    let at = file.len() - 4;
+    file[at] ^= 0x55;
+    let mut r = CaptureReader::new(std::io::Cursor::new(file)).unwrap();
+    let mut good = 0;
+    while let Some(p) = r.next_packet() {
+        if p.is_ok() {
+            good += 1;
+        }
+    }
+    assert_eq!(good, 1);
+    let w: Vec<String> = r.warnings().iter().map(|w| w.to_string()).collect();
+    let epb_offset = one + 28 + 20;
+    assert!(
+        w.iter().any(|w| w.contains(&format!(
+            "packet 2 (block 6) at byte offset {epb_offset}: trailing block total length"
+        ))),
+        "{w:?}"
+    );
+}
