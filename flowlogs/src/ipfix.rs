@@ -241,7 +241,9 @@ pub struct ExportOptions {
     /// always has them). Default 20; 0 = not by count.
     pub template_refresh_messages: u32,
     /// Templates are also resent when this much export time passed since
-    /// they were last sent. Default `None`.
+    /// they were last sent. Default 10 minutes: over UDP a collector keeps
+    /// a template only for a while after it last saw it (RFC 7011 §8.4), so
+    /// a quiet exporter must refresh by time, not only by message count.
     pub template_refresh_interval: Option<Duration>,
     /// Header times. Default [`ExportClock::Wall`].
     pub clock: ExportClock,
@@ -253,7 +255,7 @@ impl Default for ExportOptions {
             mtu: 1400,
             observation_domain_id: 0,
             template_refresh_messages: 20,
-            template_refresh_interval: None,
+            template_refresh_interval: Some(Duration::from_secs(600)),
             clock: ExportClock::Wall,
         }
     }

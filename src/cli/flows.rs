@@ -885,7 +885,7 @@ pub fn track_live(
     let evaluator = prepared.as_ref().map(|(_, e)| e);
     let exporter = args.export.exporter(true)?.map(|x| (x, args.export.target()));
     let mut records = VerdictRecords::new(evaluator, logger, exporter);
-    let counts = track_packets(rx, evaluator, &mut records)?;
+    let counts = track_packets(&rx, evaluator, &mut records)?;
     let summary = records.finish()?;
     if let Some(c) = summary.flow_logs {
         args.logs.report(c);

@@ -569,6 +569,13 @@ impl NicEvaluator<'_> {
         }
     }
 
+    /// The deciding rule of a verdict in the flow-log spelling
+    /// (`UserRule_x` / `DefaultRule_x`, spec §7.1), as IPFIX exports it.
+    pub fn flow_log_rule_name(&self, v: &Verdict) -> Option<String> {
+        let (d, (link, rule)) = (v.direction?, v.decided_by?);
+        self.chain(d).rule(link as usize, rule as usize).map(|r| r.flow_log_name())
+    }
+
     /// The chain of a direction.
     pub fn chain(&self, d: Direction) -> &NsgChain<'_> {
         match d {

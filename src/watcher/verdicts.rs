@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netwatch_capture::live::TapPacket;
 use netwatch_capture::FragmentTracker;
@@ -146,7 +148,7 @@ pub struct VerdictRecords<'a, 'e> {
     evaluator: Option<&'a NicEvaluator<'e>>,
     /// Per verdict: its names (looked up once) and its totals; one lookup
     /// per record (foldhash: this runs for every flow's records).
-    verdicts: HashMap<VerdictKey, (VerdictNames, Tally), foldhash::fast::RandomState>,
+    verdicts: HashMap<VerdictKey, (VerdictNames, Option<Arc<str>>, Tally), foldhash::fast::RandomState>,
     logger: Option<FlowLogger>,
     exporter: Option<(FlowExporter, String)>,
     last_minute: i64,
@@ -171,16 +173,17 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
     pub fn record(&mut self, r: &FlowRecord<Verdict>) -> VerdictNames {
         let v = r.user;
         let evaluator = self.evaluator;
-        let ((nsg, rule), tally) = self.verdicts.entry(VerdictKey::of(&v)).or_insert_with(|| {
+        let ((nsg, rule), export_rule, tally) = self.verdicts.entry(VerdictKey::of(&v)).or_insert_with(|| {
             let (n, r) = evaluator.map_or((None, None), |e| e.names(&v));
-            ((n.map(Arc::from), r.map(Arc::from)), Tally::default())
+            let export_rule = evaluator.and_then(|e| e.flow_log_rule_name(&v)).map(Arc::from);
+            ((n.map(Arc::from), r.map(Arc::from)), export_rule, Tally::default())
         });
         if let Some((x, target)) = &mut self.exporter {
             let d = NsgDecision {
                 direction: v.direction,
                 access: v.direction.map(|_| v.access),
                 nsg_name: nsg.as_deref().unwrap_or(""),
-                rule_name: rule.as_deref().unwrap_or(""),
+                rule_name: export_rule.as_deref().unwrap_or(""),
             };
             if let Err(source) = x.export(r, Some(&d)) {
                 let target = std::mem::take(target);
@@ -219,6 +222,19 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
         self.error.take()
     }
 
+    /// Sends the records the export holds in a partly filled message (live
+    /// capture sends them every [`LIVE_TICK`] instead of waiting for a full
+    /// message, which on a quiet link could take hours).
+    pub fn flush_export(&mut self) {
+        if let Some((x, target)) = &mut self.exporter {
+            if let Err(source) = x.flush() {
+                let target = std::mem::take(target);
+                self.exporter = None;
+                self.error.get_or_insert(RecordError::Export { target, source });
+            }
+        }
+    }
+
     /// Writes what the flow logs and the export still hold; the totals per
     /// verdict. The first error of an output, if one failed.
     pub fn finish(mut self) -> Result<VerdictSummary, RecordError> {
@@ -250,7 +266,7 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
     /// NSG, rule and access.
     pub fn totals(&self) -> Vec<RuleTotals> {
         let mut out: Vec<RuleTotals> = Vec::new();
-        for (k, (_, t)) in &self.verdicts {
+        for (k, (_, _, t)) in &self.verdicts {
             if t.flows == 0 {
                 continue; // only Begin/Report records so far
             }
@@ -293,41 +309,75 @@ pub struct LiveCounts {
     pub flows: u64,
 }
 
-/// Tracks the flows of decoded live packets until `packets` ends (a
-/// capture's tap channel closes): each new flow decided by `evaluator`
-/// (transit without one), every record handed to `records`. Stops at the
-/// first error of an output.
+/// How often live tracking looks at the clock when no packet comes: flows
+/// idle past their timeouts end on a quiet link too, and exported records
+/// leave at least this often.
+pub const LIVE_TICK: Duration = Duration::from_secs(1);
+
+/// How far behind the wall clock the flow table's clock is moved on a quiet
+/// link: packets still in the capture buffer (libpcap delivers them up to
+/// its buffer timeout late) must not find their flow already ended.
+const LIVE_CLOCK_SLACK: Duration = Duration::from_secs(2);
+
+/// Tracks the flows of decoded live packets until the capture's tap
+/// channel closes: each new flow decided by `evaluator` (transit without
+/// one), every record handed to `records`. The table's clock is packet
+/// time, and on a quiet link the wall clock (less [`LIVE_CLOCK_SLACK`]),
+/// checked every [`LIVE_TICK`]; records exported are sent at least as
+/// often. Stops at the first error of an output.
 pub fn track_packets(
-    packets: impl IntoIterator<Item = TapPacket>,
+    packets: &Receiver<TapPacket>,
     evaluator: Option<&NicEvaluator<'_>>,
     records: &mut VerdictRecords<'_, '_>,
 ) -> Result<LiveCounts, RecordError> {
     let mut table: FlowTable<Verdict> = FlowTable::new(FlowTableConfig::default()).map_err(|e| RecordError::Table(e.to_string()))?;
     let mut fragments = FragmentTracker::new(4096);
     let mut counts = LiveCounts::default();
-    let mut handle = |table: &mut FlowTable<Verdict>, counts: &mut LiveCounts| -> Result<(), RecordError> {
-        for r in table.drain_records() {
-            if matches!(r.kind, FlowRecordKind::End(_)) {
-                counts.flows += 1;
+    let mut last_tick = Instant::now();
+    loop {
+        match packets.recv_timeout(LIVE_TICK) {
+            Ok(p) => {
+                counts.packets += 1;
+                let mut meta = p.meta;
+                if meta.fragment.is_fragment || meta.outer_fragment.is_some() {
+                    fragments.process(&mut meta);
+                }
+                let info = packet_info(p.ts_ns, &meta);
+                table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
             }
-            records.record(&r);
+            Err(RecvTimeoutError::Timeout) => {
+                let wall = SystemTime::now()
+                    .checked_sub(LIVE_CLOCK_SLACK)
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                table.advance(wall);
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        drain_live(&mut table, &mut counts, records)?;
+        if last_tick.elapsed() >= LIVE_TICK {
+            last_tick = Instant::now();
+            records.flush_export();
             if let Some(e) = records.take_error() {
                 return Err(e);
             }
         }
-        Ok(())
-    };
-    for p in packets {
-        counts.packets += 1;
-        let mut meta = p.meta;
-        if meta.fragment.is_fragment || meta.outer_fragment.is_some() {
-            fragments.process(&mut meta);
-        }
-        let info = packet_info(p.ts_ns, &meta);
-        table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
-        handle(&mut table, &mut counts)?;
     }
     table.finish();
-    handle(&mut table, &mut counts)?;
+    drain_live(&mut table, &mut counts, records)?;
     Ok(counts)
+}
+
+/// Hands the records `table` produced to `records`, counting ended flows.
+fn drain_live(table: &mut FlowTable<Verdict>, counts: &mut LiveCounts, records: &mut VerdictRecords<'_, '_>) -> Result<(), RecordError> {
+    for r in table.drain_records() {
+        if matches!(r.kind, FlowRecordKind::End(_)) {
+            counts.flows += 1;
+        }
+        records.record(&r);
+        if let Some(e) = records.take_error() {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
