@@ -68,16 +68,6 @@ impl FlowLogEvent {
     }
 }
 
-/// Rule name as NSG flow logs write it: `DefaultRule_<name>` /
-/// `UserRule_<name>` (spec §7.1, §13.1). Same as
-/// [`SecurityRule::flow_log_name`].
-pub fn nsg_rule_name(kind: RuleKind, name: &str) -> String {
-    match kind {
-        RuleKind::Default => format!("DefaultRule_{name}"),
-        RuleKind::User => format!("UserRule_{name}"),
-    }
-}
-
 /// Rule name as VNet flow logs write it: `DefaultRule_<name>` for default
 /// rules, the plain name for custom rules (spec §7.3, §13.1).
 pub fn vnet_rule_name(kind: RuleKind, name: &str) -> String {

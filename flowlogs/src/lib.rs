@@ -32,7 +32,7 @@ pub mod tuple;
 pub mod vnet;
 
 pub use error::{FlowLogError, ReadError};
-pub use event::{nsg_rule_name, vnet_rule_name, vnet_rule_name_of, FlowLogEvent, FlowLogState};
+pub use event::{vnet_rule_name, vnet_rule_name_of, FlowLogEvent, FlowLogState};
 pub use ids::{derived_guid, IdError, MacAddress};
 pub use ipfix::{ExportClock, ExportOptions, ExportProtocol, ExportStats, FlowExporter, NsgDecision};
 pub use nsg::{NsgFlowLogVersion, NsgFlowLogWriter, NsgLogTarget, NsgWriterStats};
