@@ -14,7 +14,7 @@ use std::process::Command;
 
 use netwatch::watcher::connectivity::{
     check_connectivity, ConnectionStatus, ConnectivityDestination, ConnectivityInformation, ConnectivityParameters, ConnectivityProtocol,
-    IssueOrigin, IssueSeverity, IssueType, DEFAULT_SOURCE_PORT,
+    IssueOrigin, IssueSeverity, IssueType, PreferredIpVersion, DEFAULT_SOURCE_PORT,
 };
 use netwatch::watcher::{ip_flow_verify, IpFlowProtocol, IpFlowVerifyParameters};
 use netwatch::Environment;
@@ -33,6 +33,7 @@ fn params(
         destination,
         destination_port: port,
         protocol,
+        preferred_ip_version: None,
     }
 }
 
@@ -430,4 +431,132 @@ fn cli_prints_azures_shape_and_a_table() {
         .output()
         .unwrap();
     assert!(out.status.success());
+}
+
+/// The demo with files of tests/data/connectivity laid over it (a later
+/// file's resource replaces the earlier one with the same id).
+fn env_with(files: &[&str]) -> Environment {
+    let mut paths = vec![common::root().join("demo/hub-spoke")];
+    paths.extend(files.iter().map(|f| common::root().join("tests/data/connectivity").join(f)));
+    let mut env = Environment::load(&paths).unwrap();
+    env.load_service_tags(&common::real_service_tags()).unwrap();
+    env
+}
+
+fn vm_to_vm(env: &Environment, src: &str, dst: &str, port: u16) -> ConnectivityInformation {
+    check_connectivity(
+        env,
+        &params(
+            src,
+            ConnectivityDestination::VirtualMachine(dst.into()),
+            Some(port),
+            ConnectivityProtocol::Tcp,
+        ),
+    )
+    .unwrap()
+}
+
+/// A VnetLocal user route for vnet-legacy's range: the packet stays in
+/// vnet-web (not peered with vnet-legacy), so nic-legacy is not reached.
+#[test]
+fn a_nic_in_an_unpeered_vnet_is_not_reached() {
+    let env = env_with(&["rt-web-legacy.json"]);
+    let info = vm_to_vm(&env, "vm-web1", "vm-legacy", 22);
+    assert_eq!(
+        hops(&info),
+        vec![h("Source", "10.1.1.4", Some("nic-web1")), h("VnetLocal", "10.3.1.4", None)]
+    );
+    assert_eq!(info.connection_status, ConnectionStatus::Unknown);
+}
+
+/// The request passes (nsg-db allows SQL from vnet-web's range here), but
+/// the reply is routed by the destination's subnet: a None route there
+/// drops it (the issue sits on the destination's hop), and without it the
+/// reply leaves by the hub's VPN gateway (a learned route for the web
+/// subnet), not back through the firewall.
+#[test]
+fn the_reply_takes_the_destinations_routes() {
+    let env = env_with(&["nsg-db-allow-web.json", "vnet-app-rtdb.json", "rt-db.json"]);
+    let info = vm_to_vm(&env, "vm-web1", "vm-db1", 1433);
+    assert_eq!(info.hops.len(), 3);
+    assert_eq!(info.connection_status, ConnectionStatus::Disconnected);
+    only_last_has_issues(&info, 1);
+    let issue = &info.hops[2].issues[0];
+    assert_eq!(
+        (issue.origin, issue.issue_type),
+        (IssueOrigin::Outbound, IssueType::UserDefinedRoute)
+    );
+    assert!(context(&info, 2, "Reason").is_some_and(|r| r.contains("reply from 10.2.2.4 to 10.1.1.4")));
+    assert_eq!(context(&info, 2, "AddressPrefix").as_deref(), Some("10.1.0.0/16"));
+
+    let env = env_with(&["nsg-db-allow-web.json"]);
+    let info = vm_to_vm(&env, "vm-web1", "vm-db1", 1433);
+    assert_eq!(info.connection_status, ConnectionStatus::Unknown);
+    only_last_has_issues(&info, 1);
+    assert_eq!(info.hops[2].issues[0].severity, IssueSeverity::Warning);
+    assert!(context(&info, 2, "Reason").is_some_and(|r| r.contains("VirtualNetworkGateway 10.0.255.30")));
+}
+
+/// Addressed to the appliance itself: delivered there (one inbound check),
+/// not forwarded; its IP forwarding does not matter.
+#[test]
+fn the_appliance_as_destination_is_delivered() {
+    let env = env_with(&["rt-web-hubfw.json"]);
+    let info = to_address(&env, "vm-web1", "10.0.1.4", Some(443), ConnectivityProtocol::Tcp);
+    assert_eq!(
+        hops(&info),
+        vec![
+            h("Source", "10.1.1.4", Some("nic-web1")),
+            h("VirtualAppliance", "10.0.1.4", Some("nic-fw"))
+        ]
+    );
+    assert_eq!(info.connection_status, ConnectionStatus::Connected);
+    let mut env = Environment::load(&[
+        common::root().join("demo/hub-spoke"),
+        common::root().join("tests/data/fw-no-forwarding.json"),
+    ])
+    .unwrap();
+    env.load_service_tags(&common::real_service_tags()).unwrap();
+    assert_eq!(
+        vm_to_vm(&env, "vm-web1", "vm-fw", 443).connection_status,
+        ConnectionStatus::Connected
+    );
+}
+
+/// To the source's own address: the guest delivers it, no NSG sees it
+/// (nsg-web-nic denies SMTP out).
+#[test]
+fn to_itself_never_leaves_the_guest() {
+    let info = to_vm("vm-web1", "vm-web1", 25);
+    assert_eq!(hops(&info), vec![h("Source", "10.1.1.4", Some("nic-web1"))]);
+    assert_eq!(info.connection_status, ConnectionStatus::Connected);
+    only_last_has_issues(&info, 0);
+}
+
+/// preferredIPVersion picks the destination VM's address family, and the
+/// source address follows it.
+#[test]
+fn preferred_ip_version_picks_the_family() {
+    let env = common::rest_env();
+    let mut p = params(
+        "vm-web1",
+        ConnectivityDestination::VirtualMachine("vm-web1".into()),
+        Some(80),
+        ConnectivityProtocol::Tcp,
+    );
+    p.preferred_ip_version = Some(PreferredIpVersion::IPv6);
+    let info = check_connectivity(&env, &p).unwrap();
+    assert_eq!(info.hops[0].address, "fd00:1:0:1::4");
+    // vm-web2 has no IPv6 address.
+    let mut p = params(
+        "vm-web1",
+        ConnectivityDestination::VirtualMachine("vm-web2".into()),
+        Some(80),
+        ConnectivityProtocol::Tcp,
+    );
+    p.preferred_ip_version = Some(PreferredIpVersion::IPv6);
+    assert!(check_connectivity(&env, &p)
+        .unwrap_err()
+        .to_string()
+        .contains("no private IP address of IPv6"));
 }

@@ -199,6 +199,9 @@ struct ConnectivityCheckArgs {
     /// Tcp, Http, Https or Icmp.
     #[arg(long, value_name = "PROTOCOL", default_value = "Tcp", value_parser = watcher::connectivity::ConnectivityProtocol::parse)]
     protocol: watcher::connectivity::ConnectivityProtocol,
+    /// IPv4 or IPv6: which address of --dest-vm to use [default: its primary IP configuration's].
+    #[arg(long, value_name = "VERSION", value_parser = watcher::connectivity::PreferredIpVersion::parse)]
+    preferred_ip_version: Option<watcher::connectivity::PreferredIpVersion>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
     output: OutputFormat,
@@ -334,6 +337,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 destination,
                 destination_port: a.dest_port,
                 protocol: a.protocol,
+                preferred_ip_version: a.preferred_ip_version,
             };
             let info = check_connectivity(&env, &p).context("connectivity-check")?;
             print_value(&serde_json::to_value(info)?, a.output)

@@ -5,22 +5,28 @@
 //! Azure's `ConnectivityInformation` shape.
 //!
 //! Azure sends probes from an agent in the VM; offline there are none, so
-//! `probesSent` is 0 and the latency fields are absent. `connectionStatus`
-//! says what the configuration allows:
-//! - `Disconnected`: an NSG rule, a `None` route or a NIC that does not
-//!   forward drops the packet (the hop carries the issue);
-//! - `Connected`: every hop passes it and it reaches a NIC of the loaded
-//!   resources;
-//! - `Unknown`: it leaves what the resources describe (Internet, a gateway,
-//!   a service endpoint, an address no loaded NIC holds), or the path loops.
+//! `probesSent` is 0, the latency fields are absent and `links` are empty.
+//! `connectionStatus` says what the configuration allows:
+//! - `Disconnected`: an NSG rule, a `None` route, a NIC that does not
+//!   forward or a routing loop drops the request or its reply (the hop
+//!   carries the issue; a reply's issue sits on the destination's hop);
+//! - `Connected`: the request reaches a NIC of the loaded resources and the
+//!   reply comes back to the source;
+//! - `Unknown`: the request, or its reply, leaves what the resources
+//!   describe (Internet, a gateway, a service endpoint, an address no NIC
+//!   of the VNet or its connected peers holds).
 //!
 //! What a hop checks: leaving a NIC, the outbound chain (NIC then subnet
 //! NSG); entering a NIC (the destination or a virtual appliance), the
 //! inbound chain (subnet then NIC NSG); a virtual appliance must have IP
-//! forwarding enabled (Azure drops packets addressed to others otherwise),
-//! and forwards the packet by its own subnet's routes. Not modelled: guest
-//! firewalls and listening sockets (the probes' domain), and the peering
-//! setting `allowForwardedTraffic`.
+//! forwarding enabled unless the packet is addressed to it (Azure drops
+//! packets addressed to others otherwise), and forwards the packet by its
+//! own subnet's routes. The reply follows the destination's routes; NSGs
+//! are stateful, so the NICs the request passed let it through, and any
+//! other NIC on its way judges it as a new flow. Traffic to the source's
+//! own address never leaves the guest. Not modelled: guest firewalls and
+//! listening sockets (the probes' domain), and the peering setting
+//! `allowForwardedTraffic`.
 
 use std::net::IpAddr;
 
@@ -84,6 +90,27 @@ pub struct ConnectivityParameters {
     pub destination: ConnectivityDestination,
     pub destination_port: Option<u16>,
     pub protocol: ConnectivityProtocol,
+    /// `preferredIPVersion`: which address of a destination VM to use
+    /// (default: its primary IP configuration's).
+    pub preferred_ip_version: Option<PreferredIpVersion>,
+}
+
+/// `preferredIPVersion`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreferredIpVersion {
+    IPv4,
+    IPv6,
+}
+
+impl PreferredIpVersion {
+    /// Parses `IPv4` / `IPv6`, case-insensitively.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "ipv4" => Ok(Self::IPv4),
+            "ipv6" => Ok(Self::IPv6),
+            _ => Err(format!("{s:?} is not IPv4 or IPv6")),
+        }
+    }
 }
 
 /// `ConnectivityInformation`.
@@ -120,6 +147,10 @@ pub struct ConnectivityHop {
     pub resource_id: Option<String>,
     pub next_hop_ids: Vec<String>,
     pub previous_hop_ids: Vec<String>,
+    /// `links` / `previousLinks`: Azure's per-link probe results (round
+    /// trip times); empty here, where there are no probes.
+    pub links: Vec<serde_json::Value>,
+    pub previous_links: Vec<serde_json::Value>,
     pub issues: Vec<ConnectivityIssue>,
 }
 
@@ -171,8 +202,9 @@ const MAX_HOPS: usize = 16;
 /// Runs the check.
 pub fn check_connectivity(env: &Environment, p: &ConnectivityParameters) -> Result<ConnectivityInformation, WatcherError> {
     let source_nic = select_nic(env, p.source_vm.as_deref(), p.source_nic.as_deref(), None)?;
-    let (destination, destination_nic) = match &p.destination {
-        ConnectivityDestination::Address(a) => (*a, None),
+    let family = p.preferred_ip_version.map(|v| v == PreferredIpVersion::IPv6);
+    let destination = match &p.destination {
+        ConnectivityDestination::Address(a) => *a,
         ConnectivityDestination::VirtualMachine(vm) => {
             let vm = find_vm(env, vm)?;
             let nic = nics_of_vm(env, vm).into_iter().next().ok_or_else(|| {
@@ -181,9 +213,20 @@ pub fn check_connectivity(env: &Environment, p: &ConnectivityParameters) -> Resu
                     vm.name
                 ))
             })?;
-            let cfg = primary_configuration(nic, None)
-                .ok_or_else(|| WatcherError::Invalid(format!("network interface {:?} has no private IP address", nic.name)))?;
-            (cfg.private_ip_address.unwrap_or(IpAddr::from([0, 0, 0, 0])), Some((nic, cfg)))
+            let family_hint = family.map(|v6| if v6 { IpAddr::from([0u16; 8]) } else { IpAddr::from([0u8; 4]) });
+            primary_configuration(nic, family_hint)
+                .and_then(|c| c.private_ip_address)
+                .ok_or_else(|| {
+                    WatcherError::Invalid(format!(
+                        "network interface {:?} has no private IP address{}",
+                        nic.name,
+                        match family {
+                            Some(true) => " of IPv6",
+                            Some(false) => " of IPv4",
+                            None => "",
+                        }
+                    ))
+                })?
         }
     };
     let source_cfg = primary_configuration(source_nic, Some(destination)).ok_or_else(|| {
@@ -205,38 +248,116 @@ pub fn check_connectivity(env: &Environment, p: &ConnectivityParameters) -> Resu
             return Err(WatcherError::Invalid(format!("{proto:?} needs a destination port")));
         }
     };
+    let icmp = p.protocol == ConnectivityProtocol::Icmp;
     let flow = Flow {
-        protocol: if p.protocol == ConnectivityProtocol::Icmp {
-            if destination.is_ipv4() {
-                1
-            } else {
-                58
-            }
-        } else {
-            6
+        protocol: match (icmp, destination.is_ipv4()) {
+            (true, true) => 1,
+            (true, false) => 58,
+            (false, _) => 6,
         },
         source,
-        source_port: if p.protocol == ConnectivityProtocol::Icmp {
-            0
-        } else {
-            p.source_port.unwrap_or(DEFAULT_SOURCE_PORT)
-        },
+        source_port: if icmp { 0 } else { p.source_port.unwrap_or(DEFAULT_SOURCE_PORT) },
         destination,
         destination_port,
     };
 
     let mut path = Path::default();
     let first = path.push("Source", source, Some(&source_cfg.id));
-    let mut at = (source_nic, source_cfg);
-    let mut current = first;
-    // NICs the packet has left: a second visit is a routing loop.
-    let mut visited: Vec<String> = vec![crate::azure::id_key(&source_nic.id)];
-    let status = loop {
+    // To one of the VM's own addresses: the guest delivers it, no NIC (and
+    // so no NSG or route) sees it.
+    if holds(source_nic, destination) {
+        return Ok(path.into_information(ConnectionStatus::Connected));
+    }
+    let forward = walk(env, &mut path, first, (source_nic, source_cfg), &flow, &[])?;
+    let status = match forward.outcome {
+        Outcome::Dropped => ConnectionStatus::Disconnected,
+        Outcome::Left => ConnectionStatus::Unknown,
+        Outcome::Reached(dnic, dcfg) => {
+            // NSGs are stateful (spec §1.3): the reply passes the NICs the
+            // request passed. Routes are not: the reply takes the
+            // destination's routes, and a NIC it meets that the request did
+            // not sees a new flow.
+            let reply_flow = Flow {
+                protocol: flow.protocol,
+                source: flow.destination,
+                source_port: flow.destination_port,
+                destination: flow.source,
+                destination_port: flow.source_port,
+            };
+            let mut reply_path = Path::default();
+            let start = reply_path.push("Source", destination, Some(&dcfg.id));
+            let reply = walk(env, &mut reply_path, start, (dnic, dcfg), &reply_flow, &forward.visited)?;
+            let last = path.hops.len() - 1;
+            let what = format!("the reply from {destination} to {source}");
+            match reply.outcome {
+                Outcome::Reached(..) => ConnectionStatus::Connected,
+                Outcome::Dropped => {
+                    for issue in reply_path.hops.iter().flat_map(|h| h.issues.iter()) {
+                        let mut issue = issue.clone();
+                        issue.context.insert(0, ctx("Reason", &what));
+                        path.hops[last].issues.push(issue);
+                    }
+                    ConnectionStatus::Disconnected
+                }
+                Outcome::Left => {
+                    let exit = reply_path
+                        .hops
+                        .last()
+                        .map_or_else(String::new, |h| format!("{} {}", h.hop_type, h.address));
+                    path.hops[last].issues.push(ConnectivityIssue {
+                        origin: IssueOrigin::Outbound,
+                        severity: IssueSeverity::Warning,
+                        issue_type: IssueType::Platform,
+                        context: vec![ctx("Reason", &format!("{what} leaves by {exit}, not the way the request came"))],
+                    });
+                    ConnectionStatus::Unknown
+                }
+            }
+        }
+    };
+    Ok(path.into_information(status))
+}
+
+/// How a walk ended.
+enum Outcome<'e> {
+    /// At the NIC holding the destination address.
+    Reached(&'e NetworkInterface, &'e IpConfiguration),
+    /// Dropped; the issue is on the path's last hop.
+    Dropped,
+    /// Out of the loaded resources (Internet, a gateway, an address no
+    /// reachable NIC holds).
+    Left,
+}
+
+struct Walk<'e> {
+    outcome: Outcome<'e>,
+    /// Keys of the NICs the packet passed (their NSGs keep its state).
+    visited: Vec<String>,
+}
+
+/// Follows `flow` from `start` (whose hop in `path` is `current`) hop by hop
+/// to its destination, adding hops and issues to `path`. The NSGs of the
+/// NICs in `stateful` let it pass (a reply on its request's way).
+fn walk<'e>(
+    env: &'e Environment,
+    path: &mut Path,
+    mut current: usize,
+    start: (&'e NetworkInterface, &'e IpConfiguration),
+    flow: &Flow,
+    stateful: &[String],
+) -> Result<Walk<'e>, WatcherError> {
+    let destination = flow.destination;
+    let key = |n: &NetworkInterface| crate::azure::id_key(&n.id);
+    let mut visited = vec![key(start.0)];
+    let mut at = start;
+    let outcome = loop {
         let (nic, cfg) = at;
         // Leaving `nic`: its outbound chain.
-        if let Some(issue) = nsg_issue(env, nic, cfg, Direction::Outbound, &flow)? {
-            path.hops[current].issues.push(issue);
-            break ConnectionStatus::Disconnected;
+        if !stateful.contains(&key(nic)) {
+            if let Some(issue) = nsg_issue(env, nic, cfg, Direction::Outbound, flow)? {
+                path.hops[current].issues.push(issue);
+                break Outcome::Dropped;
+            }
         }
         let table = nic_effective_routes(env, nic, cfg.private_ip_address)?;
         let Some(hop) = table.next_hop(destination) else {
@@ -246,7 +367,7 @@ pub fn check_connectivity(env: &Environment, p: &ConnectivityParameters) -> Resu
                 issue_type: IssueType::Platform,
                 context: vec![ctx("Reason", &format!("no route to {destination}"))],
             });
-            break ConnectionStatus::Disconnected;
+            break Outcome::Dropped;
         };
         let mut route_context = vec![
             ctx("RouteSource", &format!("{:?}", hop.route.route.source)),
@@ -265,33 +386,39 @@ pub fn check_connectivity(env: &Environment, p: &ConnectivityParameters) -> Resu
                     issue_type: if user { IssueType::UserDefinedRoute } else { IssueType::Platform },
                     context: route_context,
                 });
-                break ConnectionStatus::Disconnected;
+                break Outcome::Dropped;
             }
             NextHopType::VirtualAppliance => {
                 let Some(appliance) = hop.next_hop_ip else {
-                    break ConnectionStatus::Unknown;
+                    break Outcome::Left;
                 };
-                let Some((anic, acfg)) = nic_holding(env, appliance, Some(nic)) else {
-                    // An appliance outside the loaded resources.
+                // The appliance must be in this VNet or a connected peer
+                // (spec §5.3); one outside what is loaded is beyond us.
+                let Some((anic, acfg)) = reachable_holder(env, appliance, nic) else {
                     path.link(current, "VirtualAppliance", appliance, None);
-                    break ConnectionStatus::Unknown;
+                    break Outcome::Left;
                 };
-                let next = path.link(current, "VirtualAppliance", appliance, Some(&acfg.id));
-                current = next;
-                let key = crate::azure::id_key(&anic.id);
-                if visited.contains(&key) || path.hops.len() > MAX_HOPS {
+                current = path.link(current, "VirtualAppliance", appliance, Some(&acfg.id));
+                // Addressed to the appliance itself: delivered, not forwarded.
+                let delivered = holds(anic, destination);
+                if !delivered && (visited.contains(&key(anic)) || path.hops.len() > MAX_HOPS) {
                     path.hops[current].issues.push(ConnectivityIssue {
                         origin: IssueOrigin::Outbound,
                         severity: IssueSeverity::Error,
                         issue_type: IssueType::UserDefinedRoute,
                         context: [vec![ctx("Reason", "routing loop")], route_context].concat(),
                     });
-                    break ConnectionStatus::Disconnected;
+                    break Outcome::Dropped;
                 }
-                visited.push(key);
-                if let Some(issue) = nsg_issue(env, anic, acfg, Direction::Inbound, &flow)? {
-                    path.hops[current].issues.push(issue);
-                    break ConnectionStatus::Disconnected;
+                visited.push(key(anic));
+                if !stateful.contains(&key(anic)) {
+                    if let Some(issue) = nsg_issue(env, anic, acfg, Direction::Inbound, flow)? {
+                        path.hops[current].issues.push(issue);
+                        break Outcome::Dropped;
+                    }
+                }
+                if delivered {
+                    break Outcome::Reached(anic, acfg);
                 }
                 if !anic.enable_ip_forwarding {
                     path.hops[current].issues.push(ConnectivityIssue {
@@ -303,41 +430,49 @@ pub fn check_connectivity(env: &Environment, p: &ConnectivityParameters) -> Resu
                             ctx("NetworkInterfaceId", &anic.id),
                         ],
                     });
-                    break ConnectionStatus::Disconnected;
+                    break Outcome::Dropped;
                 }
                 at = (anic, acfg);
             }
             NextHopType::VnetLocal | NextHopType::VNetPeering => {
-                let target = match destination_nic {
-                    Some(d) => Some(d),
-                    None => nic_holding(env, destination, Some(nic)),
+                // Delivered in this VNet or a connected peer: to the NIC
+                // that holds the address there, if one is loaded.
+                let Some((dnic, dcfg)) = reachable_holder(env, destination, nic) else {
+                    path.link(current, hop.next_hop_type.as_str(), destination, None);
+                    break Outcome::Left;
                 };
-                let Some((dnic, dcfg)) = target else {
-                    path.link(current, &hop.next_hop_type.to_string(), destination, None);
-                    break ConnectionStatus::Unknown;
-                };
-                let last = path.link(current, "VirtualNetwork", destination, Some(&dcfg.id));
-                if let Some(issue) = nsg_issue(env, dnic, dcfg, Direction::Inbound, &flow)? {
-                    path.hops[last].issues.push(issue);
-                    break ConnectionStatus::Disconnected;
+                current = path.link(current, "VirtualNetwork", destination, Some(&dcfg.id));
+                visited.push(key(dnic));
+                if !stateful.contains(&key(dnic)) {
+                    if let Some(issue) = nsg_issue(env, dnic, dcfg, Direction::Inbound, flow)? {
+                        path.hops[current].issues.push(issue);
+                        break Outcome::Dropped;
+                    }
                 }
-                break ConnectionStatus::Connected;
+                break Outcome::Reached(dnic, dcfg);
             }
             other => {
                 // Internet, a gateway, a service endpoint: beyond the
-                // resources.
-                let address = hop.next_hop_ip.unwrap_or(destination);
-                path.link(current, &other.to_string(), address, None);
-                break ConnectionStatus::Unknown;
+                // resources. A user route to the gateway has no address of
+                // its own: the gateway's is that of the system routes.
+                let address = hop.next_hop_ip.or_else(|| {
+                    table
+                        .routes()
+                        .iter()
+                        .filter(|r| r.route.next_hop_type == other)
+                        .find_map(|r| r.route.next_hop_ip)
+                });
+                path.link(current, other.as_str(), address.unwrap_or(destination), None);
+                break Outcome::Left;
             }
         }
     };
-    Ok(ConnectivityInformation {
-        hops: path.hops,
-        connection_status: status,
-        probes_sent: 0,
-        probes_failed: 0,
-    })
+    Ok(Walk { outcome, visited })
+}
+
+/// Whether `ip` is one of `nic`'s private addresses.
+fn holds(nic: &NetworkInterface, ip: IpAddr) -> bool {
+    nic.ip_configurations.iter().any(|c| c.private_ip_address == Some(ip))
 }
 
 fn ctx(key: &str, value: &str) -> IssueContext {
@@ -362,39 +497,24 @@ fn primary_configuration(nic: &NetworkInterface, family_of: Option<IpAddr>) -> O
         .or_else(|| nic.ip_configurations.iter().find(fits))
 }
 
-/// The NIC and configuration holding private address `ip`; with several
-/// (address spaces may overlap across unpeered VNets), the one in `near`'s
-/// VNet or a VNet peered with it.
-fn nic_holding<'e>(
-    env: &'e Environment,
-    ip: IpAddr,
-    near: Option<&NetworkInterface>,
-) -> Option<(&'e NetworkInterface, &'e IpConfiguration)> {
-    let holders: Vec<(&NetworkInterface, &IpConfiguration)> = env
-        .network_interfaces
+/// The NIC and configuration holding private address `ip` in `from`'s
+/// VNet or a VNet peered with it in state Connected: where a packet that
+/// leaves `from` by a VNet or peering route (or to an appliance) can go.
+fn reachable_holder<'e>(env: &'e Environment, ip: IpAddr, from: &NetworkInterface) -> Option<(&'e NetworkInterface, &'e IpConfiguration)> {
+    let key = crate::azure::id_key;
+    let vnet_of = |c: &IpConfiguration| c.subnet_id.as_deref().and_then(|s| env.subnet(s)).map(|(v, _)| v);
+    let home = from.ip_configurations.iter().find_map(vnet_of)?;
+    let reachable = |v: &crate::azure::VirtualNetwork| {
+        key(&v.id) == key(&home.id)
+            || home
+                .peerings
+                .iter()
+                .any(|p| p.peering_state.eq_ignore_ascii_case("Connected") && key(&p.remote_virtual_network_id) == key(&v.id))
+    };
+    env.network_interfaces
         .iter()
         .flat_map(|n| n.ip_configurations.iter().map(move |c| (n, c)))
-        .filter(|(_, c)| c.private_ip_address == Some(ip))
-        .collect();
-    if holders.len() <= 1 {
-        return holders.into_iter().next();
-    }
-    let vnet_of = |c: &IpConfiguration| c.subnet_id.as_deref().and_then(|s| env.subnet(s)).map(|(v, _)| v);
-    let near_vnet = near.and_then(|n| n.ip_configurations.iter().find_map(vnet_of));
-    let Some(home) = near_vnet else {
-        return holders.into_iter().next();
-    };
-    let key = crate::azure::id_key;
-    let reachable = |c: &IpConfiguration| {
-        vnet_of(c).is_some_and(|v| {
-            key(&v.id) == key(&home.id)
-                || home
-                    .peerings
-                    .iter()
-                    .any(|p| p.peering_state.eq_ignore_ascii_case("Connected") && key(&p.remote_virtual_network_id) == key(&v.id))
-        })
-    };
-    holders.iter().find(|(_, c)| reachable(c)).or(holders.first()).copied()
+        .find(|(_, c)| c.private_ip_address == Some(ip) && vnet_of(c).is_some_and(reachable))
 }
 
 /// The issue when `nic`'s chain in `direction` denies `flow`.
@@ -439,6 +559,15 @@ struct Path {
 }
 
 impl Path {
+    fn into_information(self, connection_status: ConnectionStatus) -> ConnectivityInformation {
+        ConnectivityInformation {
+            hops: self.hops,
+            connection_status,
+            probes_sent: 0,
+            probes_failed: 0,
+        }
+    }
+
     fn push(&mut self, hop_type: &str, address: IpAddr, resource_id: Option<&str>) -> usize {
         let index = self.hops.len();
         self.hops.push(ConnectivityHop {
@@ -448,6 +577,8 @@ impl Path {
             resource_id: resource_id.map(str::to_string),
             next_hop_ids: Vec::new(),
             previous_hop_ids: Vec::new(),
+            links: Vec::new(),
+            previous_links: Vec::new(),
             issues: Vec::new(),
         });
         index
