@@ -357,6 +357,49 @@ fn malformed_resources_get_one_line_errors() {
                 "already used by rule \"AllowVnetInBound\"",
             ],
         ),
+        // Audit of the loader: data Azure never writes is an error, not a
+        // guess.
+        (
+            "nsg-without-rules.json",
+            &["[0].securityRules", "the NSG's rules are not in this file", "az network nsg show"],
+        ),
+        (
+            "partial-default-rules.json",
+            &["properties.defaultSecurityRules:", "lacks \"AllowVnetInBound\""],
+        ),
+        (
+            "altered-default-rule.json",
+            &[
+                "properties.defaultSecurityRules[0].properties.access",
+                "default rule \"DenyAllInBound\" differs from Azure's",
+            ],
+        ),
+        (
+            "duplicate-rule-name.json",
+            &["properties.securityRules[1].name", "\"Web\" is already the name of rule 0"],
+        ),
+        (
+            "bad-rule-name.json",
+            &["properties.securityRules[0].name", "\"web-\" is not a rule name"],
+        ),
+        (
+            "plural-prefix-tag.json",
+            &[
+                "properties.securityRules[0].properties.sourceAddressPrefixes[1]",
+                "the plural field takes IP addresses and prefixes only",
+            ],
+        ),
+        (
+            "single-and-plural-prefix.json",
+            &[
+                "properties.securityRules[0].properties.sourceAddressPrefixes",
+                "set beside sourceAddressPrefix",
+            ],
+        ),
+        (
+            "address-space-array.json",
+            &["properties.addressSpace", "expected an object, found an array"],
+        ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
     ];

@@ -610,8 +610,11 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// An error at field `key` of this node.
+    /// An error at field `key` of this node (spelled as the file spells it,
+    /// when there).
     pub fn field_error(&self, key: &str, message: impl Into<String>) -> LoadError {
+        let written = self.written_key(key);
+        let key = written.as_deref().unwrap_or(key);
         LoadError::Invalid {
             at: Location {
                 file: self.file.clone(),
@@ -621,17 +624,59 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// How the file spells `key` (ARM keys match without case), at the top
+    /// level or under `properties`.
+    fn written_key(&self, key: &str) -> Option<String> {
+        let Json::Object(_) = self.value else { return None };
+        let find = |obj: &Json| {
+            self.doc
+                .members(obj)
+                .iter()
+                .map(|(k, _)| self.doc.bytes(*k))
+                .find(|k| k.eq_ignore_ascii_case(key.as_bytes()) && *k != key.as_bytes())
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+        };
+        find(self.value).or_else(|| match self.doc.get(self.value, "properties") {
+            Some(p @ Json::Object(_)) => find(p),
+            _ => None,
+        })
+    }
+
     /// Whether field `key` is, or (missing) belongs, under `properties`:
-    /// it is not at the top level, and this object has a `properties`
-    /// object (ARM shape). Paths in errors then name it as jq would.
+    /// it is not at the top level, this object has a `properties` object
+    /// (ARM shape), and it is not one of the keys ARM keeps at the top
+    /// (`id`, `name`, `type`, ...). Paths in errors then name it as jq would.
     fn in_properties(&self, key: &str) -> bool {
+        const TOP_LEVEL: &[&str] = &[
+            "id",
+            "name",
+            "type",
+            "location",
+            "etag",
+            "tags",
+            "resourceGroup",
+            "kind",
+            "sku",
+            "zones",
+        ];
         let Json::Object(_) = self.value else { return false };
         let top = self
             .doc
             .members(self.value)
             .iter()
             .any(|(k, v)| !matches!(v, Json::Null) && self.doc.bytes(*k).eq_ignore_ascii_case(key.as_bytes()));
-        !top && matches!(self.doc.get(self.value, "properties"), Some(Json::Object(_)))
+        if top {
+            return false;
+        }
+        let in_props = match self.doc.get(self.value, "properties") {
+            Some(p @ Json::Object(_)) => self
+                .doc
+                .members(p)
+                .iter()
+                .any(|(k, _)| self.doc.bytes(*k).eq_ignore_ascii_case(key.as_bytes())),
+            _ => return false,
+        };
+        in_props || !TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(key))
     }
 
     /// The value of field `key` (see [`lookup`]).
@@ -652,6 +697,17 @@ impl<'a> Node<'a> {
                 seg: Seg::Key(key, self.in_properties(key)),
             },
         })
+    }
+
+    /// An object field; `Ok(None)` when absent or null, an error for another
+    /// type (an array where ARM writes an object would otherwise be
+    /// dropped without a word).
+    pub fn object<'s>(&'s self, key: &'s str) -> Result<Option<Child<'s>>, LoadError> {
+        match self.lookup(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Object(_)) => Ok(self.field(key)),
+            Some(other) => Err(self.field_error(key, format!("expected an object, found {}", kind(other)))),
+        }
     }
 
     /// A string field; `Ok(None)` when absent or null, an error for another type.

@@ -36,6 +36,34 @@ pub enum LoadError {
     Invalid { at: Location, message: String },
 }
 
+/// The text of a JSON file: UTF-8, with or without a byte-order mark (as
+/// PowerShell's `Out-File` writes it), or UTF-16 with one (PowerShell 5.1's
+/// `>` redirection).
+pub fn json_text(path: &Path, bytes: Vec<u8>) -> Result<String, LoadError> {
+    let invalid = |offset: usize, what: &str| LoadError::Json {
+        path: path.to_path_buf(),
+        line: 1,
+        column: 1,
+        message: format!("byte offset {offset}: {what}; expected JSON text in UTF-8 (or UTF-16 with a byte-order mark)"),
+    };
+    let utf16 = |body: &[u8], from: fn([u8; 2]) -> u16| {
+        if body.len() % 2 != 0 {
+            return Err(invalid(bytes.len() - 1, "UTF-16 text of an odd number of bytes"));
+        }
+        let units: Vec<u16> = body.chunks_exact(2).map(|c| from([c[0], c[1]])).collect();
+        String::from_utf16(&units).map_err(|_| invalid(2, "UTF-16 text with an unpaired surrogate"))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, body @ ..] => utf16(body, u16::from_le_bytes),
+        [0xFE, 0xFF, body @ ..] => utf16(body, u16::from_be_bytes),
+        [0xEF, 0xBB, 0xBF, body @ ..] => match std::str::from_utf8(body) {
+            Ok(t) => Ok(t.to_string()),
+            Err(e) => Err(invalid(3 + e.valid_up_to(), "not UTF-8")),
+        },
+        _ => String::from_utf8(bytes).map_err(|e| invalid(e.utf8_error().valid_up_to(), "not UTF-8")),
+    }
+}
+
 /// Kinds of resource netwatch understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceKind {
@@ -112,6 +140,18 @@ pub struct Environment {
     /// Files read.
     pub files: Vec<PathBuf>,
     index: HashMap<String, (ResourceKind, usize)>,
+    /// Resources loaded so far (VNets and standalone subnets count), and
+    /// when each VNet's last copy was: which copy of a subnet is the last.
+    loaded: u64,
+    vnet_loaded_at: HashMap<String, u64>,
+}
+
+/// A subnet loaded as a resource of its own, waiting for its VNet.
+struct StandaloneSubnet {
+    subnet: Subnet,
+    at: Location,
+    /// Its place in the loading order.
+    loaded: u64,
 }
 
 impl Environment {
@@ -124,8 +164,12 @@ impl Environment {
         })?;
         let mut subnets = Vec::new();
         for f in files {
-            env.load_file(&f, &mut subnets)?;
+            // A file named on the command line (not found in a directory)
+            // is meant to hold resources: say so when it holds none.
+            let named = paths.iter().any(|p| p.as_ref() == f.as_path());
+            env.load_file(&f, named, &mut subnets)?;
         }
+        env.reindex();
         env.attach_subnets(subnets)?;
         env.reindex();
         Ok(env)
@@ -134,21 +178,23 @@ impl Environment {
     /// Loads one JSON document already in memory, as if read from `path`.
     pub fn load_str(&mut self, path: &Path, text: &str) -> Result<(), LoadError> {
         let mut subnets = Vec::new();
-        self.load_text(path, text.to_string(), &mut subnets)?;
+        self.load_text(path, text.to_string(), true, &mut subnets)?;
+        self.reindex();
         self.attach_subnets(subnets)?;
         self.reindex();
         Ok(())
     }
 
-    fn load_file(&mut self, path: &Path, subnets: &mut Vec<(Subnet, Location)>) -> Result<(), LoadError> {
-        let text = fs::read_to_string(path).map_err(|source| LoadError::Io {
+    fn load_file(&mut self, path: &Path, named: bool, subnets: &mut Vec<StandaloneSubnet>) -> Result<(), LoadError> {
+        let bytes = fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        self.load_text(path, text, subnets)
+        let text = json_text(path, bytes)?;
+        self.load_text(path, text, named, subnets)
     }
 
-    fn load_text(&mut self, path: &Path, text: String, subnets: &mut Vec<(Subnet, Location)>) -> Result<(), LoadError> {
+    fn load_text(&mut self, path: &Path, text: String, named: bool, subnets: &mut Vec<StandaloneSubnet>) -> Result<(), LoadError> {
         let doc = Arc::new(json::Document::parse(path, text)?);
         self.files.push(path.to_path_buf());
         let file: Arc<Path> = Arc::from(path);
@@ -179,6 +225,8 @@ impl Environment {
                 })
             }
         };
+        let mut learned = Vec::new();
+        let (count, mut unused) = (items.len(), 0usize);
         for (i, (item, position)) in items.into_iter().enumerate() {
             let path = match base {
                 "-" => String::new(),
@@ -191,7 +239,7 @@ impl Environment {
             }
             let ty = node.str("type")?;
             if ty.is_none() && node.field("network").is_some() && node.field("origin").is_some() {
-                self.learned_routes.push(parse_learned_route(&node)?);
+                learned.push(parse_learned_route(&node)?);
                 continue;
             }
             let kind = match ty {
@@ -200,6 +248,7 @@ impl Environment {
             };
             let Some(kind) = kind else {
                 let t = ty.unwrap_or("(no type)").to_string();
+                unused += 1;
                 tracing::debug!(file = %file.display(), path = %path, r#type = %t, "skipping resource of a type netwatch does not use");
                 *self.skipped.entry(t).or_default() += 1;
                 continue;
@@ -212,10 +261,20 @@ impl Environment {
                         .push(NsgJson::new(doc.clone(), file.clone(), positions, nsg.id.clone()));
                     self.network_security_groups.push(nsg);
                 }
-                ResourceKind::VirtualNetwork => self.virtual_networks.push(parse_vnet(&node)?),
+                ResourceKind::VirtualNetwork => {
+                    let vnet = parse_vnet(&node)?;
+                    self.loaded += 1;
+                    self.vnet_loaded_at.insert(id_key(&vnet.id), self.loaded);
+                    self.virtual_networks.push(vnet);
+                }
                 ResourceKind::Subnet => {
                     let id = node.req_str("id")?;
-                    subnets.push((parse_subnet(&node, parent_id(id))?, node.location()));
+                    self.loaded += 1;
+                    subnets.push(StandaloneSubnet {
+                        subnet: parse_subnet(&node, parent_id(id))?,
+                        at: node.location(),
+                        loaded: self.loaded,
+                    });
                 }
                 ResourceKind::NetworkInterface => self.network_interfaces.push(parse_nic(&node)?),
                 ResourceKind::ApplicationSecurityGroup => self.application_security_groups.push(parse_asg(&node)?),
@@ -226,14 +285,36 @@ impl Environment {
                 ResourceKind::VirtualMachine => self.virtual_machines.push(parse_vm(&node)?),
             }
         }
+        // A file given on purpose that holds nothing usable is worth a word
+        // (an ARM template export, a list of another resource type).
+        if named && unused == count && count > 0 {
+            let hint = if doc.get(root, "$schema").is_some() && doc.get(root, "resources").is_some() {
+                "; an ARM template export is not read: export the resources with `az network ... show/list` or `az resource show`"
+            } else {
+                ""
+            };
+            tracing::warn!("{}: no resource netwatch uses in this file{hint}", file.display());
+        }
+        // A learned-routes dump is a gateway's whole table at one time: a
+        // later dump of the same gateway (BGP address) replaces the earlier
+        // one, as a later copy of any resource does.
+        if !learned.is_empty() {
+            self.learned_routes
+                .retain(|r| !learned.iter().any(|n: &LearnedRoute| n.local_address == r.local_address));
+            self.learned_routes.extend(learned);
+        }
         Ok(())
     }
 
-    /// Standalone subnets (`az network vnet subnet show`) join their VNet,
-    /// replacing a nested copy with the same id.
-    fn attach_subnets(&mut self, subnets: Vec<(Subnet, Location)>) -> Result<(), LoadError> {
-        for (s, at) in subnets {
+    /// Standalone subnets (`az network vnet subnet show`) join their VNet
+    /// (its last copy: call after [`Self::reindex`]). Of two copies of a
+    /// subnet, the one loaded last wins, as for any resource: a standalone
+    /// subnet replaces the VNet's nested copy unless the VNet was loaded
+    /// after it; a subnet the VNet's copy lacks is added either way.
+    fn attach_subnets(&mut self, subnets: Vec<StandaloneSubnet>) -> Result<(), LoadError> {
+        for StandaloneSubnet { subnet: s, at, loaded } in subnets {
             let parent = id_key(parent_id(&s.id));
+            let vnet_loaded = self.vnet_loaded_at.get(&parent).copied().unwrap_or(0);
             let Some(v) = self.virtual_networks.iter_mut().find(|v| id_key(&v.id) == parent) else {
                 return Err(LoadError::Invalid {
                     at,
@@ -245,8 +326,11 @@ impl Environment {
                 });
             };
             let key = id_key(&s.id);
-            v.subnets.retain(|x| id_key(&x.id) != key);
-            v.subnets.push(s);
+            match v.subnets.iter().position(|x| id_key(&x.id) == key) {
+                Some(i) if loaded > vnet_loaded => v.subnets[i] = s,
+                Some(_) => {}
+                None => v.subnets.push(s),
+            }
         }
         Ok(())
     }

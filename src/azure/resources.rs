@@ -87,22 +87,35 @@ fn id_and_name(node: &Node<'_>, kind: &str) -> Result<(String, String), LoadErro
 /// Parses a `Microsoft.Network/networkSecurityGroups` resource (spec §1.2).
 pub fn parse_nsg(node: &Node<'_>) -> Result<NetworkSecurityGroup, LoadError> {
     let (id, name) = id_and_name(node, "networkSecurityGroups")?;
+    // Azure always writes the list, empty or not: without it the rules are
+    // not in this export (`az resource list` leaves out the properties).
+    if node.field("securityRules").is_none() {
+        return Err(node.field_error(
+            "securityRules",
+            "missing: the NSG's rules are not in this file (`az resource list` leaves them out); \
+             export the NSG with `az network nsg show` or `az network nsg list`",
+        ));
+    }
     let items = node.array("securityRules")?;
     let mut user = Vec::with_capacity(items.len());
     for n in &items {
         user.push(parse_rule(n, RuleKind::User, &id)?);
     }
     check_priorities(node, "securityRules", &user)?;
-    let mut defaults = node
-        .array("defaultSecurityRules")?
+    check_rule_names(&items, &user)?;
+    let default_items = node.array("defaultSecurityRules")?;
+    let mut defaults = default_items
         .iter()
         .map(|n| parse_rule(n, RuleKind::Default, &id))
         .collect::<Result<Vec<_>, _>>()?;
     check_priorities(node, "defaultSecurityRules", &defaults)?;
+    let azure_defaults = default_security_rules(&id);
     if defaults.is_empty() {
         // The az CLI list shape and hand-written files often omit them; Azure
         // always has exactly these six.
-        defaults = default_security_rules(&id);
+        defaults = azure_defaults;
+    } else {
+        check_default_rules(node, &default_items, &defaults, &azure_defaults)?;
     }
     Ok(NetworkSecurityGroup {
         id,
@@ -206,6 +219,89 @@ impl NsgJson {
     }
 }
 
+/// Rule names (spec §1.1): unique within the NSG (ARM names compare
+/// without case), 1 to 80 characters, word characters, `.`, `-` and `_`,
+/// starting with a word character and ending with one or `_`.
+fn check_rule_names(items: &[Node<'_>], rules: &[SecurityRule]) -> Result<(), LoadError> {
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(rules.len());
+    for (i, (n, r)) in items.iter().zip(rules).enumerate() {
+        let name = r.name.as_str();
+        let word = |c: char| c.is_alphanumeric() || c == '_';
+        let valid = (1..=80).contains(&name.chars().count())
+            && name.chars().all(|c| word(c) || c == '.' || c == '-')
+            && name.chars().next().is_some_and(word)
+            && name.chars().last().is_some_and(word);
+        if !valid {
+            return Err(n.field_error(
+                "name",
+                format!(
+                    "{name:?} is not a rule name: 1 to 80 letters, digits, '_', '.' or '-', starting with a letter, digit or '_' and ending with one"
+                ),
+            ));
+        }
+        if let Some(&j) = seen.get(&name.to_lowercase()) {
+            return Err(n.field_error(
+                "name",
+                format!(
+                    "{name:?} is already the name of rule {j} ({:?}); rule names are unique in an NSG",
+                    rules[j].name
+                ),
+            ));
+        }
+        seen.insert(name.to_lowercase(), i);
+    }
+    Ok(())
+}
+
+/// A written `defaultSecurityRules` list must be Azure's six rules as they
+/// are (spec §1.4: they cannot be changed or deleted): a partial or
+/// altered list is data from somewhere else.
+fn check_default_rules(node: &Node<'_>, items: &[Node<'_>], written: &[SecurityRule], azure: &[SecurityRule]) -> Result<(), LoadError> {
+    for (n, w) in items.iter().zip(written) {
+        let Some(a) = azure.iter().find(|a| a.name.eq_ignore_ascii_case(&w.name)) else {
+            let names: Vec<&str> = azure.iter().map(|a| a.name.as_str()).collect();
+            return Err(n.field_error(
+                "name",
+                format!("{:?} is not one of Azure's default rules ({})", w.name, names.join(", ")),
+            ));
+        };
+        let differs = [
+            ("priority", w.priority != a.priority),
+            ("direction", w.direction != a.direction),
+            ("access", w.access != a.access),
+            ("protocol", w.protocol != a.protocol),
+            ("sourceAddressPrefix", w.source_address_prefixes != a.source_address_prefixes),
+            (
+                "destinationAddressPrefix",
+                w.destination_address_prefixes != a.destination_address_prefixes,
+            ),
+            ("sourcePortRange", w.source_port_ranges != a.source_port_ranges),
+            ("destinationPortRange", w.destination_port_ranges != a.destination_port_ranges),
+        ]
+        .into_iter()
+        .find(|(_, d)| *d);
+        if let Some((field, _)) = differs {
+            return Err(n.field_error(
+                field,
+                format!(
+                    "default rule {:?} differs from Azure's, and default rules cannot be changed",
+                    w.name
+                ),
+            ));
+        }
+    }
+    if let Some(missing) = azure.iter().find(|a| !written.iter().any(|w| w.name.eq_ignore_ascii_case(&a.name))) {
+        return Err(node.field_error(
+            "defaultSecurityRules",
+            format!(
+                "lacks {:?}: Azure's NSGs have all six default rules; give them all or leave the list out",
+                missing.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_priorities(node: &Node<'_>, list: &str, rules: &[SecurityRule]) -> Result<(), LoadError> {
     // The first rule of each priority and direction.
     let mut first: HashMap<(u32, Direction), usize> = HashMap::with_capacity(rules.len());
@@ -258,8 +354,24 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
                     *w_single = Some(s.to_string());
                 }
             }
-            for (i, (s, _)) in n.str_array(plural)?.into_iter().enumerate() {
-                out.push(AddressPrefix::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?);
+            let list = n.str_array(plural)?;
+            if !out.is_empty() && !list.is_empty() {
+                return Err(n.field_error(
+                    plural,
+                    format!("set beside {single}: a rule has one or the other, as Azure writes it"),
+                ));
+            }
+            for (i, (s, _)) in list.into_iter().enumerate() {
+                let p = AddressPrefix::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?;
+                // Azure refuses tags and `*` in the plural field
+                // (SecurityRuleParameterContainsUnsupportedValue).
+                if !matches!(p, AddressPrefix::Prefix(_)) {
+                    return Err(n.field_error(
+                        &format!("{plural}[{i}]"),
+                        format!("{s:?}: the plural field takes IP addresses and prefixes only; a tag or * goes in {single}"),
+                    ));
+                }
+                out.push(p);
                 w_plural.push(s.to_string());
             }
             Ok(out)
@@ -285,7 +397,14 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
                     *w_single = Some(s.to_string());
                 }
             }
-            for (i, (s, _)) in n.str_array(plural)?.into_iter().enumerate() {
+            let list = n.str_array(plural)?;
+            if !out.is_empty() && !list.is_empty() {
+                return Err(n.field_error(
+                    plural,
+                    format!("set beside {single}: a rule has one or the other, as Azure writes it"),
+                ));
+            }
+            for (i, (s, _)) in list.into_iter().enumerate() {
                 out.push(PortRange::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?);
                 w_plural.push(s.to_string());
             }
@@ -534,7 +653,7 @@ pub fn parse_peering(n: &Node<'_>) -> Result<VirtualNetworkPeering, LoadError> {
     let remote = n
         .reference("remoteVirtualNetwork")?
         .ok_or_else(|| n.field_error("remoteVirtualNetwork", "missing: a peering needs remoteVirtualNetwork.id"))?;
-    let remote_address_space = match n.field("remoteAddressSpace") {
+    let remote_address_space = match n.object("remoteAddressSpace")? {
         Some(c) => prefixes(&c.node(), "addressPrefixes")?,
         None => Vec::new(),
     };
@@ -551,7 +670,7 @@ pub fn parse_peering(n: &Node<'_>) -> Result<VirtualNetworkPeering, LoadError> {
 /// Parses `Microsoft.Network/virtualNetworks`.
 pub fn parse_vnet(n: &Node<'_>) -> Result<VirtualNetwork, LoadError> {
     let (id, name) = id_and_name(n, "virtualNetworks")?;
-    let address_space = match n.field("addressSpace") {
+    let address_space = match n.object("addressSpace")? {
         Some(c) => prefixes(&c.node(), "addressPrefixes")?,
         None => Vec::new(),
     };
@@ -734,7 +853,7 @@ pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
             virtual_network_id = Some(parent_id(subnet).to_string());
         }
     }
-    let bgp = match n.field("bgpSettings") {
+    let bgp = match n.object("bgpSettings")? {
         Some(c) => {
             let settings = c.node();
             settings
@@ -778,7 +897,7 @@ pub struct LocalNetworkGateway {
 /// Parses `Microsoft.Network/localNetworkGateways`.
 pub fn parse_lng(n: &Node<'_>) -> Result<LocalNetworkGateway, LoadError> {
     let (id, name) = id_and_name(n, "localNetworkGateways")?;
-    let address_prefixes = match n.field("localNetworkAddressSpace") {
+    let address_prefixes = match n.object("localNetworkAddressSpace")? {
         Some(c) => prefixes(&c.node(), "addressPrefixes")?,
         None => Vec::new(),
     };
@@ -841,7 +960,7 @@ pub struct VirtualMachine {
 pub fn parse_vm(n: &Node<'_>) -> Result<VirtualMachine, LoadError> {
     let (id, name) = id_and_name(n, "virtualMachines")?;
     let mut nics = Vec::new();
-    if let Some(p) = n.field("networkProfile") {
+    if let Some(p) = n.object("networkProfile")? {
         for (i, c) in p.node().array("networkInterfaces")?.iter().enumerate() {
             let c = c.node();
             let nid = c.req_str("id")?.to_string();

@@ -15,21 +15,19 @@ pub fn load(path: &Path) -> Result<ServiceTagTable, LoadError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut b = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
-            .read_to_string(&mut s)
+            .read_to_end(&mut b)
             .map_err(|source| LoadError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        s
+        b
     } else {
-        String::from_utf8(raw).map_err(|e| LoadError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?
+        raw
     };
+    let text = super::json_text(path, bytes)?;
     parse_text(path, text)
 }
 
@@ -47,21 +45,32 @@ fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
         return Err(root.field_error("values", "expected the service tags array of a ServiceTags_*.json download"));
     }
     let mut table = ServiceTagTable::new();
-    for c in values {
+    // Tag names match without case in rules: two entries of one name would
+    // make a rule's meaning depend on their order.
+    let mut seen = std::collections::HashMap::new();
+    for (i, c) in values.into_iter().enumerate() {
         let n = c.node();
         let name = n.req_str("name")?;
+        if let Some(j) = seen.insert(name.to_ascii_lowercase(), i) {
+            return Err(n.field_error("name", format!("{name:?} is already the name of values[{j}]; tag names are unique")));
+        }
         let props = n
-            .field("properties")
+            .object("properties")?
             .ok_or_else(|| n.field_error("properties", "missing required field"))?;
         let pn = props.node();
+        if !matches!(pn.field("addressPrefixes").map(|f| f.value), Some(json::Json::Array(_))) {
+            return Err(pn.field_error("addressPrefixes", "expected the tag's array of prefixes"));
+        }
         let mut prefixes = Vec::new();
         for (s, at) in pn.str_array("addressPrefixes")? {
             let p = s.parse::<IpPrefix>().map_err(|_| at.error(format!("{s:?} is not a CIDR prefix")))?;
+            if let Some(net) = p.host_bits_network(s) {
+                return Err(at.error(format!("{s:?}: host bits are set; the prefix is {net}")));
+            }
             prefixes.push(p);
         }
         table.insert(name, AddrSet::from_prefixes(prefixes));
     }
     table.set_origin(root.u64("changeNumber")?, root.str("cloud")?.map(str::to_string));
-    let _ = json::kind;
     Ok(table)
 }

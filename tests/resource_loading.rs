@@ -1,0 +1,131 @@
+//! Loading resource files: which copy wins when a resource comes twice
+//! (VNets, their subnets given inline and on their own, learned-route
+//! dumps), the encodings Windows tools write, and error paths as jq would
+//! write them.
+
+mod common;
+
+use std::path::PathBuf;
+
+use netwatch::Environment;
+
+const VNET: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet1";
+
+fn vnet(subnet_nsg: &str) -> String {
+    format!(
+        r#"{{"name":"vnet1","id":"{VNET}","type":"Microsoft.Network/virtualNetworks",
+            "properties":{{"addressSpace":{{"addressPrefixes":["10.0.0.0/16"]}},
+            "subnets":[{{"name":"s1","id":"{VNET}/subnets/s1","properties":{{"addressPrefix":"10.0.1.0/24",
+            "networkSecurityGroup":{{"id":"/nsg/{subnet_nsg}"}}}}}}]}}}}"#
+    )
+}
+
+fn subnet(name: &str, prefix: &str, nsg: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","id":"{VNET}/subnets/{name}","type":"Microsoft.Network/virtualNetworks/subnets",
+            "properties":{{"addressPrefix":"{prefix}","networkSecurityGroup":{{"id":"/nsg/{nsg}"}}}}}}"#
+    )
+}
+
+/// A fresh directory with `files` (name, contents), loaded in name order.
+fn dir_with(test: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netwatch-resource-loading-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for (name, body) in files {
+        std::fs::write(d.join(name), body).unwrap();
+    }
+    d
+}
+
+fn subnet_nsg(env: &Environment, name: &str) -> Option<String> {
+    env.subnet(&format!("{VNET}/subnets/{name}"))
+        .and_then(|(_, s)| s.network_security_group_id.clone())
+}
+
+#[test]
+fn of_two_copies_of_a_subnet_the_one_loaded_last_wins() {
+    // Two copies of the VNet, then the subnet on its own: the subnet's copy
+    // is the last (it attached to the first VNet copy, which was dropped).
+    let (v, s) = (vnet("nsg-allow"), subnet("s1", "10.0.1.0/24", "nsg-deny"));
+    let d = dir_with(
+        "a",
+        &[
+            ("a_vnet.json", v.as_bytes()),
+            ("b_vnet.json", v.as_bytes()),
+            ("c_subnet.json", s.as_bytes()),
+        ],
+    );
+    let env = Environment::load(&[&d]).unwrap();
+    assert_eq!(subnet_nsg(&env, "s1").as_deref(), Some("/nsg/nsg-deny"));
+    // The subnet first, the VNet after: the VNet's own copy wins.
+    let d = dir_with("b", &[("a_subnet.json", s.as_bytes()), ("b_vnet.json", v.as_bytes())]);
+    let env = Environment::load(&[&d]).unwrap();
+    assert_eq!(subnet_nsg(&env, "s1").as_deref(), Some("/nsg/nsg-allow"));
+    // A subnet only given on its own joins the VNet, whatever the order,
+    // and whatever the number of VNet copies.
+    let s2 = subnet("s2", "10.0.2.0/24", "nsg-x");
+    let d = dir_with(
+        "c",
+        &[
+            ("a_subnet.json", s2.as_bytes()),
+            ("b_vnet.json", v.as_bytes()),
+            ("c_vnet.json", v.as_bytes()),
+        ],
+    );
+    let env = Environment::load(&[&d]).unwrap();
+    assert_eq!(subnet_nsg(&env, "s2").as_deref(), Some("/nsg/nsg-x"));
+    assert_eq!(subnet_nsg(&env, "s1").as_deref(), Some("/nsg/nsg-allow"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_later_learned_routes_dump_of_a_gateway_replaces_the_earlier() {
+    let demo = common::root().join("demo/hub-spoke");
+    let dump = demo.join("rg-hub/vgw-hub-learned-routes.json");
+    let once = Environment::load(&[&demo]).unwrap();
+    let twice = Environment::load(&[demo.as_path(), dump.as_path()]).unwrap();
+    assert!(!once.learned_routes.is_empty());
+    assert_eq!(twice.learned_routes.len(), once.learned_routes.len());
+}
+
+fn load_bytes(test: &str, body: &[u8]) -> Result<Environment, String> {
+    let d = dir_with(test, &[("nsg.json", body)]);
+    let r = Environment::load(&[&d.join("nsg.json")]).map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&d);
+    r
+}
+
+#[test]
+fn utf8_with_a_byte_order_mark_and_utf16_files_load() {
+    let text = std::fs::read_to_string(common::root().join("tests/data/nsg-web-nic-strict.json")).unwrap();
+    let plain = load_bytes("plain", text.as_bytes()).unwrap();
+    let bom = load_bytes("bom", &[&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat()).unwrap();
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let utf16 = load_bytes("utf16", &utf16).unwrap();
+    for env in [&bom, &utf16] {
+        assert_eq!(env.network_security_groups, plain.network_security_groups);
+    }
+    // Neither UTF-8 nor marked UTF-16: the error says where and what.
+    let err = load_bytes("latin1", b"{\"name\": \"caf\xe9\"}").unwrap_err();
+    assert!(
+        err.contains("nsg.json") && err.contains("byte offset 13") && err.contains("expected JSON text in UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_top_level_key_is_placed_where_arm_puts_it() {
+    let nsg = br#"{"name":"n","id":"/nsg/n","type":"Microsoft.Network/networkSecurityGroups",
+        "properties":{"securityRules":[{"properties":{"protocol":"Tcp","access":"Allow","priority":100,"direction":"Inbound"}}]}}"#;
+    let err = load_bytes("noname", nsg).unwrap_err();
+    assert!(err.contains("properties.securityRules[0].name: missing"), "{err}");
+    // A key in another case is named as the file writes it.
+    let nsg = br#"{"name":"n","id":"/nsg/n","type":"Microsoft.Network/networkSecurityGroups",
+        "properties":{"securityRules":[{"name":"r","properties":{"protocol":"Tcp","access":"Allow","Priority":99,"direction":"Inbound"}}]}}"#;
+    let err = load_bytes("case", nsg).unwrap_err();
+    assert!(err.contains("properties.securityRules[0].properties.Priority:"), "{err}");
+}
