@@ -869,3 +869,51 @@ fn count_zero_is_a_usage_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `capture -w - | head -c 100`: the reader going away ends the capture
+/// normally (stopReason OutputClosed, exit 0), as it ends tcpdump's; no
+/// "Broken pipe" error.
+#[test]
+fn a_closed_stdout_pipe_is_a_normal_stop() {
+    require_root_and_tools();
+    let (rx, _) = adjacent_udp_pair();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = flood(port(&rx), 200, Arc::clone(&stop));
+    let mut child = Command::new(BIN)
+        .args(["capture", "-i", "lo", "-w", "-", "--time-limit", "15", "--filter"])
+        .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "capture still running after its reader left"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("\"stopReason\": \"OutputClosed\""), "{err}");
+    assert!(
+        err.contains("\"packetCaptureStatus\": \"Stopped\"") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert!(
+        [[0xd4, 0xc3, 0xb2, 0xa1], [0x4d, 0x3c, 0xb2, 0xa1]].contains(&[first[0], first[1], first[2], first[3]]),
+        "a pcap file header first: {:02x?}",
+        &first[..4]
+    );
+}

@@ -773,3 +773,103 @@ fn topology_of_a_vnet_a_subnet_and_a_group() {
         stderr(&o)
     );
 }
+
+/// A bad capture after good ones: stdout holds whole lines only (no table,
+/// no cut record), and the error says how many records are there.
+#[test]
+fn an_error_after_output_leaves_whole_lines_and_says_so() {
+    let good = common::corpus("pcap-bulk/pcapplusplus__example.pcap");
+    let bad = common::corpus("pcap-malformed/libpcap__pcapng-invalid-vers-1.pcapng");
+    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
+    for _ in 0..3 {
+        let o = netwatch(&["flows", good, good, good, bad]);
+        assert_eq!(o.status.code(), Some(1));
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(out.is_empty() || out.ends_with('\n'));
+        for l in &lines {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        }
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("unsupported pcapng section version"), "{err}");
+        if !lines.is_empty() {
+            assert!(
+                err.contains(&format!("the {} flow records ended before it are on stdout", lines.len())),
+                "{err}"
+            );
+        }
+    }
+    let o = netwatch(&["flows", bad, "-o", "table"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "", "no table header for a failed run");
+}
+
+/// `-o jsonl` prints the elements of the response's main list as Azure
+/// writes them (not the table's flattened rows).
+#[test]
+fn jsonl_lines_are_azure_objects() {
+    let res = ["--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json"];
+    let o = netwatch(&[&["topology"][..], &res, &["--subnet", "vnet-app/snet-db", "-o", "jsonl"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for l in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["id"].as_str().is_some_and(|id| id.starts_with("/subscriptions/")), "{l}");
+        assert!(v["associations"].is_array(), "{l}");
+    }
+    let o = netwatch(
+        &[
+            &["connectivity-check"][..],
+            &res,
+            &[
+                "--source-vm",
+                "vm-web1",
+                "--dest-vm",
+                "vm-app1",
+                "--dest-port",
+                "8080",
+                "-o",
+                "jsonl",
+            ],
+        ]
+        .concat(),
+    );
+    let hops: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(hops.len(), 3);
+    assert!(hops.iter().all(|h| h["nextHopIds"].is_array() && h["issues"].is_array()));
+}
+
+/// Missing or misplaced options that clap cannot see are usage errors too.
+#[test]
+fn semantic_usage_errors_exit_2() {
+    let res = ["--resources", "demo/hub-spoke"];
+    for args in [
+        vec!["capture", "-i", "lo", "--time-limit", "1"],
+        vec!["capture", "-i", "lo", "--rotate-bytes", "100", "-w", "/dev/null"],
+        [
+            &["connectivity-check"][..],
+            &res,
+            &["--source-vm", "vm-web1", "--dest-address", "10.2.2.4"],
+        ]
+        .concat(),
+        [
+            &["connectivity-check"][..],
+            &res,
+            &[
+                "--source-vm",
+                "vm-web1",
+                "--dest-address",
+                "10.2.2.4",
+                "--protocol",
+                "Icmp",
+                "--dest-port",
+                "1",
+            ],
+        ]
+        .concat(),
+    ] {
+        let o = netwatch(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("error: "), "{args:?}: {}", stderr(&o));
+    }
+}

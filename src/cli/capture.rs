@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::packet_capture::{capture_filters_from_file, PacketCaptureRequest};
 use netwatch_capture::filter::{compile_bpf, CaptureFilter, IpMatch};
@@ -88,7 +88,7 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub promiscuous: bool,
     /// Start a new file before one would exceed this many bytes (at least 512).
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(512..))]
     pub rotate_bytes: Option<u64>,
     /// Start a new file with the first packet this many seconds after the current file was opened.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -168,7 +168,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     }
 
     let Some(iface) = iface else {
-        bail!("give the interface with --interface IF (see `ip link`; e.g. lo, eth0 or any)");
+        super::usage_error("give the interface with --interface IF (see `ip link`; e.g. lo, eth0 or any)");
     };
     let request_file = match &args.output {
         Some(_) => None,
@@ -177,7 +177,9 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     let output = match args.output.clone().or(request_file) {
         Some(p) if p.as_os_str() == "-" => Output::Stdout,
         Some(p) => Output::File(p),
-        None => bail!("give the capture file with -w/--write FILE (or `-` for stdout)"),
+        None => super::usage_error(
+            "give the capture file with -w/--write FILE (or `-` for stdout), or a --request whose storageLocation has a filePath",
+        ),
     };
     let mut cfg = LiveConfig::new(iface.name.clone(), output.clone());
     cfg.format = match args.format {

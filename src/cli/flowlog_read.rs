@@ -153,14 +153,7 @@ fn tuples(rec: &FlowLogRecord, mut each: impl FnMut(Tuple)) {
     }
 }
 
-/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+use super::output::csv_field;
 
 pub fn run(cmd: FlowLogsCommand) -> Result<()> {
     let FlowLogsCommand::Read(a) = cmd;
@@ -188,7 +181,7 @@ pub fn run(cmd: FlowLogsCommand) -> Result<()> {
                         .map_err(io::Error::from)
                         .and_then(|()| out.write_all(b"\n")),
                     FlowFormat::Csv => {
-                        let line: Vec<String> = t.cells.iter().map(|c| csv_field(c)).collect();
+                        let line: Vec<String> = t.cells.iter().map(|c| csv_field(c).into_owned()).collect();
                         writeln!(out, "{}", line.join(","))
                     }
                     FlowFormat::Table => {

@@ -23,16 +23,17 @@ use netwatch_flowlogs::{
     FlowTableConfig, NsgFlowLogVersion,
 };
 
+use super::output::csv_field;
 use super::ResourceArgs;
 
 /// Output formats of the flow commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FlowFormat {
-    /// One JSON object per flow per line.
+    /// One JSON object per line (a flow; for flow-logs read, a tuple).
     Jsonl,
-    /// Comma-separated values with a header line.
+    /// Comma-separated values with a header line (RFC 4180 quoting).
     Csv,
-    /// Aligned columns for people (printed when the capture is done).
+    /// Aligned columns for people (printed when all input is read).
     Table,
 }
 
@@ -447,6 +448,8 @@ const ROW_BATCH: usize = 256;
 enum RowChunk {
     Rows(Vec<FlowRow>),
     Jsonl(Vec<u8>),
+    /// The run failed: write nothing more (no table), keep whole lines.
+    Abort,
 }
 
 /// Rows formatted and written on a thread of their own, in batches. At the
@@ -461,6 +464,8 @@ struct RowSender {
     times: Rfc3339Cache,
     /// Batches the flow thread formatted.
     formatted_here: usize,
+    /// Rows handed over so far.
+    rows: u64,
     tx: Option<SyncSender<RowChunk>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -474,13 +479,18 @@ impl RowSender {
                 let mut w = RowWriter::new(format);
                 // After an error (a closed pipe), the rest is only drained.
                 let mut failed = None;
+                let mut aborted = false;
                 for chunk in rx {
-                    if failed.is_some() {
+                    if failed.is_some() || aborted {
                         continue;
                     }
                     let res = match chunk {
                         RowChunk::Rows(batch) => w.write_batch(batch),
                         RowChunk::Jsonl(bytes) => w.out.write_all(&bytes),
+                        RowChunk::Abort => {
+                            aborted = true;
+                            w.out.flush()
+                        }
                     };
                     if let Err(e) = res {
                         failed = Some(e);
@@ -488,6 +498,7 @@ impl RowSender {
                 }
                 match failed {
                     Some(e) => Err(e),
+                    None if aborted => Ok(()),
                     None => w.finish(),
                 }
             })
@@ -497,12 +508,29 @@ impl RowSender {
             batch: Vec::with_capacity(ROW_BATCH),
             times: Rfc3339Cache::default(),
             formatted_here: 0,
+            rows: 0,
             tx: Some(tx),
             thread: Some(thread),
         })
     }
 
+    /// After `e` ended the run: the rows so far are written as whole lines
+    /// (a table, printed only at the end, is not), the output thread is
+    /// done before the process exits, and the error says what stdout holds.
+    fn abandon(mut self, e: anyhow::Error) -> anyhow::Error {
+        self.send();
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(RowChunk::Abort);
+        }
+        let _ = self.thread.take().map(JoinHandle::join);
+        match (self.format, self.rows) {
+            (FlowFormat::Table, _) | (_, 0) => e,
+            (_, n) => anyhow::anyhow!("{} (the {n} flow records ended before it are on stdout)", super::one_line(&e)),
+        }
+    }
+
     fn write(&mut self, r: FlowRow) {
+        self.rows += 1;
         self.batch.push(r);
         if self.batch.len() >= ROW_BATCH {
             self.send();
@@ -617,8 +645,8 @@ impl RowWriter {
                     r.end_reason,
                     r.direction.unwrap_or(""),
                     r.access.unwrap_or(""),
-                    r.network_security_group.as_deref().unwrap_or(""),
-                    r.rule_name.as_deref().unwrap_or("")
+                    csv_field(r.network_security_group.as_deref().unwrap_or("")),
+                    csv_field(r.rule_name.as_deref().unwrap_or(""))
                 )
             }
             FlowFormat::Table => {
@@ -741,7 +769,11 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
             }
         },
         a.capture.progress(),
-    )?;
+    );
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => return Err(out.abandon(e.into())),
+    };
     if let Some(e) = export_err {
         return Err(anyhow::Error::from(e).context(format!("exporting flows to {}", a.capture.export.target())));
     }
@@ -809,7 +841,11 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
             out.write(fr);
         },
         a.capture.progress(),
-    )?;
+    );
+    let stats = match stats {
+        Ok(s) => s,
+        Err(e) => return Err(out.abandon(e.into())),
+    };
     let summary = records.finish()?;
     if let Some(c) = summary.flow_logs {
         a.logs.report(c);

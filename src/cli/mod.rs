@@ -263,23 +263,33 @@ pub fn run() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            // The chain of causes, each once: library errors often print
-            // their source in their own message already.
-            let mut msg = String::new();
-            for cause in e.chain() {
-                let text = cause.to_string().replace('\n', " ");
-                if msg.ends_with(&text) {
-                    continue;
-                }
-                if !msg.is_empty() {
-                    msg.push_str(": ");
-                }
-                msg.push_str(&text);
-            }
-            let _ = writeln!(io::stderr(), "error: {msg}");
+            let _ = writeln!(io::stderr(), "error: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// A usage error found after parsing (an option missing or out of place
+/// that clap cannot see): printed as clap prints its own, exit 2.
+pub(crate) fn usage_error(msg: &str) -> ! {
+    clap::Error::raw(clap::error::ErrorKind::MissingRequiredArgument, format!("{msg}\n")).exit()
+}
+
+/// An error's chain of causes on one line, each once: library errors often
+/// print their source in their own message already.
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 fn init_tracing(verbose: u8) {
@@ -322,7 +332,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             print_value(&serde_json::to_value(t)?, a.output)
         }
         Command::ConnectivityCheck(a) => {
-            use watcher::connectivity::{check_connectivity, ConnectivityDestination, ConnectivityParameters};
+            use watcher::connectivity::{check_connectivity, ConnectivityDestination, ConnectivityParameters, ConnectivityProtocol};
+            match a.protocol {
+                ConnectivityProtocol::Icmp if a.dest_port.is_some() || a.source_port.is_some() => {
+                    usage_error("--protocol Icmp has no ports: leave out --dest-port and --source-port")
+                }
+                ConnectivityProtocol::Tcp if a.dest_port.is_none() => usage_error("--protocol Tcp needs --dest-port PORT"),
+                _ => {}
+            }
             let env = a.resources.load()?;
             let destination = match (a.dest_vm, a.dest_address) {
                 (Some(vm), _) => ConnectivityDestination::VirtualMachine(vm),

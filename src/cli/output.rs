@@ -17,6 +17,15 @@ pub enum OutputFormat {
     Table,
 }
 
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
 /// Prints a response in the chosen format.
 pub fn print_value(v: &Value, format: OutputFormat) -> Result<()> {
     let stdout = io::stdout();
@@ -27,8 +36,8 @@ pub fn print_value(v: &Value, format: OutputFormat) -> Result<()> {
             writeln!(out)?;
         }
         OutputFormat::Jsonl => {
-            for row in rows(v) {
-                serde_json::to_writer(&mut out, &row)?;
+            for element in main_list(v) {
+                serde_json::to_writer(&mut out, element)?;
                 writeln!(out)?;
             }
         }
@@ -38,7 +47,17 @@ pub fn print_value(v: &Value, format: OutputFormat) -> Result<()> {
     Ok(())
 }
 
-/// The rows of a response: the elements of its main list, or itself.
+/// The elements of a response's main list, as Azure writes them (`value`,
+/// `networkInterfaces`, `resources`, `hops`), or the response itself.
+fn main_list(v: &Value) -> Vec<&Value> {
+    ["value", "networkInterfaces", "resources", "hops"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_array))
+        .map_or_else(|| vec![v], |list| list.iter().collect())
+}
+
+/// The rows of a table: the elements of a response's main list, flattened
+/// for people (one row per rule, association or hop), or the response.
 fn rows(v: &Value) -> Vec<Value> {
     if let Some(list) = v.get("value").and_then(Value::as_array) {
         // Effective security rules: one row per rule, with its NSG.
@@ -248,5 +267,18 @@ fn title(k: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("nsg-web"), "nsg-web");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
     }
 }

@@ -215,6 +215,9 @@ pub enum StopReason {
     SessionBytesExceeded,
     PacketCountReached,
     ManualStop,
+    /// Writing to stdout, the reader went away (`netwatch capture -w - |
+    /// head -c 1000`): a normal end, as for tcpdump.
+    OutputClosed,
 }
 
 impl StopReason {
@@ -224,6 +227,7 @@ impl StopReason {
             StopReason::SessionBytesExceeded => "SessionBytesExceeded",
             StopReason::PacketCountReached => "PacketCountReached",
             StopReason::ManualStop => "ManualStop",
+            StopReason::OutputClosed => "OutputClosed",
         }
     }
 }
@@ -552,7 +556,17 @@ pub fn start(config: LiveConfig, stop: Arc<AtomicBool>) -> Result<LiveCapture, L
         .name("netwatch-capture".into())
         .spawn(move || {
             let r = capture_loop(link_type, &mut cap, &mut sink, &config, &th_shared, &th_stop);
-            let closed = sink.close().map_err(LiveError::Output);
+            let pipe_closed = |e: &LiveError| {
+                matches!(config.output, Output::Stdout) && matches!(e, LiveError::Output(io) if io.kind() == io::ErrorKind::BrokenPipe)
+            };
+            let r = match r {
+                Err(e) if pipe_closed(&e) => Ok(StopReason::OutputClosed),
+                other => other,
+            };
+            let closed = match (sink.close().map_err(LiveError::Output), &r) {
+                (Err(e), Ok(StopReason::OutputClosed)) if pipe_closed(&e) => Ok(()),
+                (c, _) => c,
+            };
             update_stats(&mut cap, &th_shared);
             th_shared.bytes.store(sink.session_bytes, Ordering::Relaxed);
             let result = match (r, closed) {
