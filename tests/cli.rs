@@ -873,3 +873,43 @@ fn semantic_usage_errors_exit_2() {
         assert!(stderr(&o).starts_with("error: "), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `topology -g` draws every loaded resource of the group: gateways (with
+/// their GatewaySubnet), connections (with their gateways), local network
+/// gateways and application security groups too; `--vnet` the VNet's
+/// gateway and its connections.
+#[test]
+fn topology_of_a_group_has_its_gateways_connections_and_asgs() {
+    let names = |args: &[&str]| -> Vec<(String, Vec<String>)> {
+        let o = netwatch(&[&["topology", "--resources", "demo/hub-spoke"][..], args].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let assoc = r["associations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["name"].as_str().unwrap().to_string())
+                    .collect();
+                (r["name"].as_str().unwrap().to_string(), assoc)
+            })
+            .collect()
+    };
+    let hub = names(&["-g", "rg-hub"]);
+    let get = |list: &[(String, Vec<String>)], n: &str| list.iter().find(|(x, _)| x == n).map(|(_, a)| a.clone());
+    assert_eq!(get(&hub, "vgw-hub"), Some(vec!["GatewaySubnet".to_string()]));
+    assert_eq!(get(&hub, "cn-onprem"), Some(vec!["vgw-hub".to_string(), "lng-onprem".to_string()]));
+    assert_eq!(get(&hub, "lng-branch"), Some(vec![]));
+    let spokes = names(&["-g", "rg-spokes"]);
+    for asg in ["asg-web", "asg-app", "asg-db"] {
+        assert!(get(&spokes, asg).is_some(), "{asg} missing: {spokes:?}");
+    }
+    let vnet = names(&["--vnet", "vnet-hub"]);
+    assert!(get(&vnet, "vgw-hub").is_some() && get(&vnet, "cn-branch").is_some(), "{vnet:?}");
+    // Another VNet draws no gateway.
+    assert!(get(&names(&["--vnet", "vnet-web"]), "vgw-hub").is_none());
+}

@@ -776,6 +776,7 @@ pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
 pub struct ApplicationSecurityGroup {
     pub id: String,
     pub name: String,
+    pub location: Option<String>,
 }
 
 /// `Microsoft.Network/routeTables`.
@@ -835,6 +836,7 @@ pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
 pub struct VirtualNetworkGateway {
     pub id: String,
     pub name: String,
+    pub location: Option<String>,
     /// `Vpn` or `ExpressRoute`.
     pub gateway_type: Option<String>,
     /// The VNet of the gateway's `GatewaySubnet`.
@@ -879,6 +881,7 @@ pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
     Ok(VirtualNetworkGateway {
         id,
         name,
+        location: n.str("location")?.map(str::to_string),
         gateway_type: n.str("gatewayType")?.map(str::to_string),
         virtual_network_id,
         bgp_peering_addresses: bgp,
@@ -890,6 +893,7 @@ pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
 pub struct LocalNetworkGateway {
     pub id: String,
     pub name: String,
+    pub location: Option<String>,
     pub address_prefixes: Vec<IpPrefix>,
     pub gateway_ip_address: Option<String>,
 }
@@ -904,6 +908,7 @@ pub fn parse_lng(n: &Node<'_>) -> Result<LocalNetworkGateway, LoadError> {
     Ok(LocalNetworkGateway {
         id,
         name,
+        location: n.str("location")?.map(str::to_string),
         address_prefixes,
         gateway_ip_address: n.str("gatewayIpAddress")?.map(str::to_string),
     })
@@ -914,6 +919,7 @@ pub fn parse_lng(n: &Node<'_>) -> Result<LocalNetworkGateway, LoadError> {
 pub struct Connection {
     pub id: String,
     pub name: String,
+    pub location: Option<String>,
     /// `IPsec`, `Vnet2Vnet`, `ExpressRoute`.
     pub connection_type: Option<String>,
     pub virtual_network_gateway1_id: Option<String>,
@@ -938,6 +944,7 @@ pub fn parse_connection(n: &Node<'_>) -> Result<Connection, LoadError> {
     Ok(Connection {
         id,
         name,
+        location: n.str("location")?.map(str::to_string),
         connection_type: n.str("connectionType")?.map(str::to_string),
         virtual_network_gateway1_id: n.reference("virtualNetworkGateway1")?.map(str::to_string),
         virtual_network_gateway2_id: n.reference("virtualNetworkGateway2")?.map(str::to_string),
@@ -978,7 +985,11 @@ pub fn parse_vm(n: &Node<'_>) -> Result<VirtualMachine, LoadError> {
 /// Parses `Microsoft.Network/applicationSecurityGroups`.
 pub fn parse_asg(n: &Node<'_>) -> Result<ApplicationSecurityGroup, LoadError> {
     let (id, name) = id_and_name(n, "applicationSecurityGroups")?;
-    Ok(ApplicationSecurityGroup { id, name })
+    Ok(ApplicationSecurityGroup {
+        id,
+        name,
+        location: n.str("location")?.map(str::to_string),
+    })
 }
 
 /// A BGP route learned by a gateway, one element of

@@ -106,7 +106,11 @@ pub fn topology(env: &Environment, p: &TopologyParameters, now: std::time::Syste
             .chain(env.network_interfaces.iter().map(|x| x.id.as_str()))
             .chain(env.virtual_machines.iter().map(|x| x.id.as_str()))
             .chain(env.network_security_groups.iter().map(|x| x.id.as_str()))
-            .chain(env.route_tables.iter().map(|x| x.id.as_str()));
+            .chain(env.route_tables.iter().map(|x| x.id.as_str()))
+            .chain(env.virtual_network_gateways.iter().map(|x| x.id.as_str()))
+            .chain(env.connections.iter().map(|x| x.id.as_str()))
+            .chain(env.local_network_gateways.iter().map(|x| x.id.as_str()))
+            .chain(env.application_security_groups.iter().map(|x| x.id.as_str()));
         let mut groups: BTreeSet<String> = BTreeSet::new();
         let mut found = false;
         for id in ids {
@@ -259,6 +263,85 @@ pub fn topology(env: &Environment, p: &TopologyParameters, now: std::time::Syste
                     name: t.name.clone(),
                     id: t.id.clone(),
                     location: t.location.clone(),
+                    associations: Vec::new(),
+                },
+                &mut resources,
+            );
+        }
+    }
+    // Gateways of the drawn VNets (and a group's own), associated with
+    // their GatewaySubnet; the connections of drawn gateways (and a
+    // group's own), associated with their gateways; the local network
+    // gateways those connections name (and a group's own); a group's
+    // application security groups.
+    let mut drawn: BTreeSet<String> = resources.iter().map(|r| id_key(&r.id)).collect();
+    for g in &env.virtual_network_gateways {
+        let vnet = g.virtual_network_id.as_deref();
+        if !(in_group(&g.id) || vnet.is_some_and(|v| sel.vnets.contains(&id_key(v)))) {
+            let gateway_subnet = vnet.map(|v| id_key(&format!("{v}/subnets/GatewaySubnet")));
+            if !gateway_subnet.is_some_and(|s| sel.subnets.contains(&s)) {
+                continue;
+            }
+        }
+        let vnet = vnet.and_then(|v| env.vnet(v));
+        let associations = vnet
+            .and_then(|v| v.subnets.iter().find(|s| s.name.eq_ignore_ascii_case("GatewaySubnet")))
+            .map(|s| vec![assoc(&s.id, AssociationType::Associated)])
+            .unwrap_or_default();
+        drawn.insert(id_key(&g.id));
+        push(
+            TopologyResource {
+                name: g.name.clone(),
+                id: g.id.clone(),
+                location: g.location.clone().or_else(|| vnet.and_then(|v| v.location.clone())),
+                associations,
+            },
+            &mut resources,
+        );
+    }
+    let mut named_lngs: BTreeSet<String> = BTreeSet::new();
+    for c in &env.connections {
+        let ends = [c.virtual_network_gateway1_id.as_deref(), c.virtual_network_gateway2_id.as_deref()];
+        if !(in_group(&c.id) || ends.iter().flatten().any(|g| drawn.contains(&id_key(g)))) {
+            continue;
+        }
+        let associations = ends
+            .into_iter()
+            .chain([c.local_network_gateway2_id.as_deref()])
+            .flatten()
+            .map(|id| assoc(id, AssociationType::Associated))
+            .collect();
+        named_lngs.extend(c.local_network_gateway2_id.as_deref().map(id_key));
+        push(
+            TopologyResource {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                location: c.location.clone(),
+                associations,
+            },
+            &mut resources,
+        );
+    }
+    for l in &env.local_network_gateways {
+        if in_group(&l.id) || named_lngs.contains(&id_key(&l.id)) {
+            push(
+                TopologyResource {
+                    name: l.name.clone(),
+                    id: l.id.clone(),
+                    location: l.location.clone(),
+                    associations: Vec::new(),
+                },
+                &mut resources,
+            );
+        }
+    }
+    for a in &env.application_security_groups {
+        if in_group(&a.id) {
+            push(
+                TopologyResource {
+                    name: a.name.clone(),
+                    id: a.id.clone(),
+                    location: a.location.clone(),
                     associations: Vec::new(),
                 },
                 &mut resources,
