@@ -23,7 +23,7 @@ use netwatch_flowlogs::{
     FlowTableConfig, NsgFlowLogVersion,
 };
 
-use super::output::csv_field;
+use super::output::{csv_field, display_width, pad};
 use super::ResourceArgs;
 
 /// Output formats of the flow commands.
@@ -718,7 +718,7 @@ pub fn write_columns(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<(
     let mut w = vec![0usize; cols];
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
+            w[i] = w[i].max(display_width(c));
         }
     }
     for r in rows {
@@ -727,7 +727,8 @@ pub fn write_columns(out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<(
             if i + 1 == r.len() {
                 line.push_str(c);
             } else {
-                line.push_str(&format!("{c:<width$}  ", width = w[i]));
+                line.push_str(&pad(c, w[i]));
+                line.push_str("  ");
             }
         }
         writeln!(out, "{}", line.trim_end())?;

@@ -237,28 +237,21 @@ fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
         .iter()
         .map(|r| cols.iter().map(|(k, _)| r.get(k).map(cell).unwrap_or_default()).collect())
         .collect();
-    let mut width: Vec<usize> = cols.iter().map(|(_, h)| h.chars().count()).collect();
-    for row in &cells {
-        for (i, c) in row.iter().enumerate() {
-            width[i] = width[i].max(c.chars().count());
-        }
-    }
-    let line = |out: &mut dyn Write, vals: Vec<&str>| -> io::Result<()> {
-        let mut s = String::new();
-        for (i, v) in vals.iter().enumerate() {
-            if i + 1 == vals.len() {
-                s.push_str(v);
-            } else {
-                s.push_str(&format!("{:<w$}  ", v, w = width[i]));
-            }
-        }
-        writeln!(out, "{}", s.trim_end())
-    };
-    line(out, cols.iter().map(|(_, h)| h.as_str()).collect())?;
-    for row in &cells {
-        line(out, row.iter().map(String::as_str).collect())?;
-    }
-    Ok(())
+    let mut all: Vec<Vec<String>> = vec![cols.iter().map(|(_, h)| h.clone()).collect()];
+    all.extend(cells);
+    Ok(super::flows::write_columns(out, &all)?)
+}
+
+/// `s` padded with spaces to `width` terminal columns (wide characters,
+/// CJK and most emoji, take two).
+pub fn pad(s: &str, width: usize) -> String {
+    let w = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(w)))
+}
+
+/// Terminal columns `s` takes.
+pub fn display_width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 /// `ruleName` -> `RuleName`.
@@ -273,6 +266,24 @@ fn title(k: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::csv_field;
+
+    #[test]
+    fn wide_characters_take_two_columns() {
+        let mut out = Vec::new();
+        let rows = vec![
+            vec!["Name".to_string(), "Next".to_string()],
+            vec!["vm-wéb2-网络".to_string(), "x".to_string()],
+            vec!["vm-a".to_string(), "y".to_string()],
+        ];
+        crate::cli::flows::write_columns(&mut out, &rows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        // "vm-wéb2-网络" is 12 columns wide: every second column starts at 14.
+        let starts: Vec<usize> = text
+            .lines()
+            .map(|l| super::display_width(&l[..l.rfind(' ').unwrap() + 1]))
+            .collect();
+        assert_eq!(starts, vec![14, 14, 14], "{text}");
+    }
 
     #[test]
     fn csv_fields_are_quoted_when_needed() {
