@@ -323,6 +323,18 @@ fn check_priorities(node: &Node<'_>, list: &str, rules: &[SecurityRule]) -> Resu
     Ok(())
 }
 
+/// A rule writes a value in the singular field or in the plural one, as
+/// Azure writes it, never both.
+fn one_of(n: &Node<'_>, single: &str, plural: &str, both: bool) -> Result<(), LoadError> {
+    if both {
+        return Err(n.field_error(
+            plural,
+            format!("set beside {single}: a rule has one or the other, as Azure writes it"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses one security rule (spec §1.1).
 pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<SecurityRule, LoadError> {
     let name = n.req_str("name")?.to_string();
@@ -355,12 +367,7 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
                 }
             }
             let list = n.str_array(plural)?;
-            if !out.is_empty() && !list.is_empty() {
-                return Err(n.field_error(
-                    plural,
-                    format!("set beside {single}: a rule has one or the other, as Azure writes it"),
-                ));
-            }
+            one_of(n, single, plural, !out.is_empty() && !list.is_empty())?;
             for (i, (s, _)) in list.into_iter().enumerate() {
                 let p = AddressPrefix::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?;
                 // Azure refuses tags and `*` in the plural field
@@ -398,12 +405,7 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
                 }
             }
             let list = n.str_array(plural)?;
-            if !out.is_empty() && !list.is_empty() {
-                return Err(n.field_error(
-                    plural,
-                    format!("set beside {single}: a rule has one or the other, as Azure writes it"),
-                ));
-            }
+            one_of(n, single, plural, !out.is_empty() && !list.is_empty())?;
             for (i, (s, _)) in list.into_iter().enumerate() {
                 out.push(PortRange::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?);
                 w_plural.push(s.to_string());
