@@ -7,7 +7,7 @@
 
 use netwatch_rules::{Access, Direction, RuleKind, SecurityRule};
 
-use crate::table::{FlowRecord, FlowRecordKind, FlowTuple};
+use crate::table::{EndReason, FlowRecord, FlowRecordKind, FlowTuple};
 use crate::tuple::TupleCounters;
 
 /// Flow-log state of an event (spec §7.1 `B`/`C`/`E`; spec §7.3 adds `D`
@@ -45,6 +45,9 @@ impl FlowLogEvent {
         let (state, time_ns) = match rec.kind {
             FlowRecordKind::Begin => (FlowLogState::Begin, rec.first_ns),
             FlowRecordKind::Report => (FlowLogState::Continuing, rec.at_ns),
+            // The active timeout cuts a record, not the flow: in a flow log
+            // the flow continues.
+            FlowRecordKind::End(EndReason::ActiveTimeout) => (FlowLogState::Continuing, rec.at_ns),
             FlowRecordKind::End(_) => (FlowLogState::End, rec.last_ns),
         };
         let counters = match rec.kind {

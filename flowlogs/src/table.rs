@@ -126,7 +126,9 @@ pub enum EndReason {
     TcpRst,
     /// No packet for the protocol's idle timeout.
     IdleTimeout,
-    /// The flow lasted longer than the active timeout.
+    /// The record lasted longer than the active timeout. The flow goes on
+    /// (same initiator, same user slot: an NSG verdict is not taken again);
+    /// its next record starts with its next packet.
     ActiveTimeout,
     /// A new TCP SYN reused the 5-tuple of a closed flow.
     Reused,
@@ -225,8 +227,10 @@ pub struct FlowTableConfig {
     /// How long a closed TCP flow (FIN both ways, or RST) stays to absorb
     /// trailing ACKs before its `End` record (default 10 s; 0 allowed).
     pub tcp_closed_linger_ns: i64,
-    /// End flows older than this, whatever their activity (default none:
-    /// long flows are reported by `report_interval_ns` instead).
+    /// End the records of flows older than this, whatever their activity,
+    /// as NetFlow exporters do (default none: long flows are reported by
+    /// `report_interval_ns` instead). The flow itself goes on with a new
+    /// record: it keeps its initiator and user slot.
     pub active_timeout_ns: Option<i64>,
     /// Interval of `Report` records (`C` tuples): default 5 minutes of flow
     /// time (spec §7.1). `None` disables reports.
@@ -456,6 +460,24 @@ impl<T: Clone> Flow<T> {
         }
     }
 
+    /// Whether the current record has a packet (one restarted by the
+    /// active timeout has none until the flow's next packet).
+    fn has_packets(&self) -> bool {
+        self.hot.fwd.packets + self.hot.rev.packets > 0
+    }
+
+    /// A new record of the same flow after an active timeout: counters
+    /// and first time start again with the next packet; the tuple, state,
+    /// user slot and last time (the idle timeout counts from it) stay.
+    fn restart(&mut self) {
+        let h = &mut self.hot;
+        h.fwd = DirectionStats::default();
+        h.rev = DirectionStats::default();
+        h.first_ns = i64::MAX;
+        self.reported_fwd = Counters::default();
+        self.reported_rev = Counters::default();
+    }
+
     /// The flow's end record, for an end by `reason` at `at_ns`.
     fn end_record(&self, reason: EndReason, at_ns: i64) -> FlowRecord<T> {
         // A TCP flow already closed (FIN both ways, or RST) and lingering
@@ -468,8 +490,10 @@ impl<T: Clone> Flow<T> {
         self.snapshot(FlowRecordKind::End(reason), at_ns)
     }
 
-    /// Accounts `pkt`; returns whether it went initiator → responder and
-    /// the close-linger deadline when the packet closed a TCP flow.
+    /// Accounts `pkt`; returns whether it went initiator → responder and,
+    /// when the flow needs a new timer, a time: the close-linger deadline
+    /// when the packet closed a TCP flow, the packet's time when it is the
+    /// first of a record restarted by the active timeout.
     #[inline]
     fn update(&mut self, pkt: &PacketInfo, prep: &Prepared, now: i64, linger: i64) -> (bool, Option<i64>) {
         let h = &mut self.hot;
@@ -480,6 +504,9 @@ impl<T: Clone> Flow<T> {
             _ if h.key.lo == h.key.hi => prep.role != IcmpRole::Reply,
             _ => prep.src_is_lo == h.initiator_lo,
         };
+        // The first packet of a record the active timeout restarted: its
+        // next active deadline needs a timer.
+        let restarted = h.first_ns == i64::MAX;
         let dir = if from_initiator { &mut h.fwd } else { &mut h.rev };
         dir.packets += 1;
         dir.bytes += u64::from(pkt.ip_len);
@@ -499,7 +526,7 @@ impl<T: Clone> Flow<T> {
                 return (from_initiator, Some(now.saturating_add(linger)));
             }
         }
-        (from_initiator, None)
+        (from_initiator, restarted.then_some(now))
     }
 
     /// The earliest due event: (time, `None` = report, `Some` = end).
@@ -942,9 +969,10 @@ impl<T: Clone> FlowTable<T> {
                 outbox.push(rec);
             }
         }
-        if close_deadline.is_some() {
-            // The close linger may come before the scheduled check: replace
-            // the flow's timer by one at its (new) earliest due event.
+        if close_deadline.is_some() && !is_new {
+            // The close linger (or a restarted record's active timeout) may
+            // come before the scheduled check: replace the flow's timer by
+            // one at its (new) earliest due event.
             let (deadline, _) = flow.due(cfg);
             *next_token += 1;
             flow.hot.token = *next_token;
@@ -1011,7 +1039,7 @@ impl<T: Clone> FlowTable<T> {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.hot.token != 0)
+            .filter(|(_, f)| f.hot.token != 0 && f.has_packets())
             .map(|(s, f)| (f.hot.first_ns, f.hot.token, s as u32))
             .collect();
         order.sort_unstable();
@@ -1040,6 +1068,15 @@ impl<T: Clone> FlowTable<T> {
         // flows come out in time order.
         if t <= timer.deadline && t <= now {
             match what {
+                Some(EndReason::ActiveTimeout) => {
+                    // The record ends, the connection does not: ending the
+                    // flow would make its next packet (often the
+                    // responder's) a new flow's initiator, judged again
+                    // from the wrong side.
+                    let rec = f.end_record(EndReason::ActiveTimeout, t);
+                    f.restart();
+                    self.outbox.push(rec);
+                }
                 Some(reason) => {
                     self.end_flow(timer.slot, reason, t);
                     return;
@@ -1049,7 +1086,11 @@ impl<T: Clone> FlowTable<T> {
                     f.reported_fwd = f.hot.fwd.counters();
                     f.reported_rev = f.hot.rev.counters();
                     f.next_report_ns = f.next_report_ns.saturating_add(interval);
-                    self.outbox.push(rec);
+                    // A record restarted by the active timeout with no
+                    // packet since has nothing to report.
+                    if f.has_packets() {
+                        self.outbox.push(rec);
+                    }
                 }
             }
         }
@@ -1069,7 +1110,7 @@ impl<T: Clone> FlowTable<T> {
         if f.hot.token == 0 {
             return;
         }
-        let rec = f.end_record(reason, at_ns);
+        let rec = f.has_packets().then(|| f.end_record(reason, at_ns));
         f.hot.token = 0;
         let hash = self.hasher.hash_one(f.hot.key);
         if let Some((pos, _)) = self.index.find(hash, |s| s == slot) {
@@ -1077,7 +1118,7 @@ impl<T: Clone> FlowTable<T> {
         }
         self.free.push(slot);
         self.live -= 1;
-        self.outbox.push(rec);
+        self.outbox.extend(rec);
     }
 
     /// Ends the live flow with the earliest timer. False when there is none.

@@ -272,6 +272,54 @@ fn active_timeout_and_eviction() {
     .is_err());
 }
 
+/// An active timeout cuts the record, not the connection: the server's
+/// packets after the cut stay the responder's, the user slot (the NSG
+/// verdict) is not taken again, and the records add up to every packet.
+#[test]
+fn active_timeout_keeps_the_flow_its_initiator_and_verdict() {
+    let cfg = FlowTableConfig {
+        active_timeout_ns: Some(30 * S),
+        ..FlowTableConfig::default()
+    };
+    let mut t: FlowTable<u32> = FlowTable::new(cfg).unwrap();
+    let (client, server) = ("1.2.3.4", "10.1.1.4");
+    let mut pkts = vec![
+        tcp(0.0, client, 25, server, 443, SYN, 60),
+        tcp(0.1, server, 443, client, 25, SYN | ACK, 60),
+        tcp(0.2, client, 25, server, 443, ACK, 52),
+    ];
+    for i in 1..8 {
+        let at = f64::from(i) * 10.0;
+        pkts.push(tcp(at, server, 443, client, 25, PSH | ACK, 152));
+        pkts.push(tcp(at + 0.1, client, 25, server, 443, ACK, 52));
+    }
+    let mut recs = feed(&mut t, &pkts);
+    t.finish();
+    recs.extend(t.drain_records());
+    let ends = ends(&recs);
+    assert!(ends.len() >= 3, "{ends:?}");
+    assert!(ends[..ends.len() - 1]
+        .iter()
+        .all(|r| r.kind == FlowRecordKind::End(EndReason::ActiveTimeout)));
+    for r in &ends {
+        assert_eq!((r.tuple.src, r.tuple.src_port), (ip(client), 25), "the client stays the initiator");
+        assert_eq!(r.user, 1, "evaluated once");
+    }
+    let packets: u64 = ends.iter().map(|r| r.forward.packets + r.reverse.packets).sum();
+    assert_eq!(packets, pkts.len() as u64);
+    // A cut record with no packet after it leaves no empty record.
+    let mut t: FlowTable<u32> = FlowTable::new(cfg).unwrap();
+    let mut recs = feed(
+        &mut t,
+        &[udp(0.0, client, 5000, server, 53, 70), udp(29.0, client, 5000, server, 53, 70)],
+    );
+    t.advance(1000 * S);
+    recs.extend(t.drain_records());
+    let ends: Vec<_> = recs.iter().filter(|r| matches!(r.kind, FlowRecordKind::End(_))).collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0].forward.packets, 2);
+}
+
 #[test]
 fn memory_follows_live_flows() {
     let mut t = table();

@@ -52,7 +52,7 @@ pub struct CaptureFileArgs {
     /// Idle timeout of UDP, ICMP and other flows, seconds (1 to 31536000).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = seconds())]
     udp_idle_timeout: u64,
-    /// End flows older than this many seconds, active or not (default: never).
+    /// Cut a flow's record after this many seconds, active or not, as NetFlow exporters do; the flow goes on in a new record with the same initiator and verdict (default: never).
     #[arg(long, value_name = "SECONDS", value_parser = seconds())]
     active_timeout: Option<u64>,
     /// Output format.
