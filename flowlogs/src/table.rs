@@ -1176,7 +1176,15 @@ where
             initiator_lo: prep.src_is_lo != reversed,
         },
         tuple,
-        icmp: pkt.icmp,
+        // The flow's ICMP fields are its initiator's: a query flow first
+        // seen by its reply carries the request's type.
+        icmp: match (reversed, pkt.icmp) {
+            (true, Some(i)) if matches!(pkt.protocol, ip_protocol::ICMP | ip_protocol::ICMPV6) => Some(IcmpInfo {
+                icmp_type: icmp_class(pkt.protocol, pkt.icmp).0 as u8,
+                ..i
+            }),
+            (_, icmp) => icmp,
+        },
         reported_fwd: Counters::default(),
         reported_rev: Counters::default(),
         end_reason: EndReason::IdleTimeout,

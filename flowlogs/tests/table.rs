@@ -152,6 +152,10 @@ fn icmp_echo_request_and_reply_share_a_flow_per_identifier() {
     let mut t = table();
     let o = t.observe(&icmp(0.0, "8.8.8.8", "10.0.0.4", 0, 9, 84), |_, _| 0);
     assert_eq!(o.tuple.src, ip("10.0.0.4"));
+    // ... and the flow's ICMP fields are the initiator's: an echo request.
+    t.finish();
+    let recs: Vec<_> = t.drain_records().collect();
+    assert_eq!(ends(&recs)[0].icmp.map(|i| (i.icmp_type, i.id)), Some((8, 9)));
 }
 
 #[test]
