@@ -418,6 +418,11 @@ struct Prepared {
 struct Hot {
     key: FlowKey,
     last_ns: i64,
+    /// The table's clock at the flow's last packet: the idle timeout counts
+    /// from it. The same as `last_ns` when packet times only grow; when
+    /// they step back, the flow's packets still keep it alive (its reported
+    /// times stay the packets').
+    active_ns: i64,
     fwd: DirectionStats,
     rev: DirectionStats,
     first_ns: i64,
@@ -427,6 +432,9 @@ struct Hot {
     /// The initiator is the key's `lo` endpoint.
     initiator_lo: bool,
 }
+
+// A packet of a known flow touches two cache lines, no more.
+const _: () = assert!(std::mem::size_of::<Hot>() == 128);
 
 struct Flow<T> {
     hot: Hot,
@@ -512,6 +520,7 @@ impl<T: Clone> Flow<T> {
         dir.bytes += u64::from(pkt.ip_len);
         dir.tcp_flags |= pkt.tcp_flags;
         h.last_ns = h.last_ns.max(pkt.ts_ns);
+        h.active_ns = h.active_ns.max(now);
         h.first_ns = h.first_ns.min(pkt.ts_ns);
         if h.state == FlowState::Begin && !from_initiator {
             h.state = FlowState::Established;
@@ -539,7 +548,7 @@ impl<T: Clone> Flow<T> {
             }
         };
         consider(
-            self.hot.last_ns.saturating_add(cfg.idle_ns(self.tuple.protocol)),
+            self.hot.active_ns.saturating_add(cfg.idle_ns(self.tuple.protocol)),
             EndReason::IdleTimeout,
         );
         if self.hot.state == FlowState::Ended {
@@ -926,7 +935,7 @@ impl<T: Clone> FlowTable<T> {
                 let flow = &mut self.slots[slot as usize];
                 if syn_only && flow.hot.state == FlowState::Ended {
                     // A new SYN on a closed TCP flow: the port was reused.
-                    let new = new_flow(&self.cfg, pkt, prep, init);
+                    let new = new_flow(&self.cfg, pkt, prep, now, init);
                     let old = std::mem::replace(flow, new);
                     let mut rec = old.snapshot(FlowRecordKind::End(EndReason::Reused), now);
                     rec.user = old.user;
@@ -937,7 +946,7 @@ impl<T: Clone> FlowTable<T> {
             }
             None => {
                 is_new = true;
-                let flow = new_flow(&self.cfg, pkt, prep, init);
+                let flow = new_flow(&self.cfg, pkt, prep, now, init);
                 self.insert(prep.hash, flow)
             }
         };
@@ -1134,7 +1143,7 @@ impl<T: Clone> FlowTable<T> {
     }
 }
 
-fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, prep: &Prepared, init: F) -> Flow<T>
+fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, prep: &Prepared, now: i64, init: F) -> Flow<T>
 where
     F: FnOnce(&FlowTuple, &PacketInfo) -> T,
 {
@@ -1168,6 +1177,7 @@ where
         hot: Hot {
             key: prep.key,
             last_ns: pkt.ts_ns,
+            active_ns: now,
             fwd: DirectionStats::default(),
             rev: DirectionStats::default(),
             first_ns: pkt.ts_ns,
@@ -1189,7 +1199,7 @@ where
         reported_rev: Counters::default(),
         end_reason: EndReason::IdleTimeout,
         closed_ns: 0,
-        next_report_ns: cfg.report_interval_ns.map_or(i64::MAX, |iv| pkt.ts_ns.saturating_add(iv)),
+        next_report_ns: cfg.report_interval_ns.map_or(i64::MAX, |iv| now.saturating_add(iv)),
         user,
     }
 }

@@ -449,3 +449,33 @@ proptest! {
         prop_assert!(got == expected, "records differ");
     }
 }
+
+/// Packet times that step back (captures merged out of order, a clock
+/// step): a flow started after the step lives by the table's clock, so its
+/// next packets a moment later still find it (its deadline was in the
+/// clock's past: each packet made a new one-packet flow, and the reply was
+/// judged as a flow of its own).
+#[test]
+fn a_step_back_in_time_does_not_split_the_flows_after_it() {
+    let mut t = table();
+    let (a, b) = ("1.2.3.4", "10.1.1.4");
+    let mut recs = feed(
+        &mut t,
+        &[
+            udp(100.0, "10.0.2.4", 1, b, 2, 40),
+            udp(30.0, a, 5000, b, 53, 40),
+            udp(30.01, b, 53, a, 5000, 40),
+            udp(30.02, a, 5000, b, 53, 40),
+        ],
+    );
+    t.finish();
+    recs.extend(t.drain_records());
+    let e: Vec<_> = ends(&recs).into_iter().filter(|r| r.tuple.src_port == 5000).collect();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].forward.packets, e[0].reverse.packets), (2, 1));
+    assert_eq!(
+        (e[0].first_ns, e[0].last_ns),
+        (30 * S, 30 * S + 20_000_000),
+        "reported times stay the packets'"
+    );
+}
