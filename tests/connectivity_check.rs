@@ -38,17 +38,7 @@ fn params(
 }
 
 fn to_vm(source_vm: &str, vm: &str, port: u16) -> ConnectivityInformation {
-    let env = common::rest_env();
-    check_connectivity(
-        &env,
-        &params(
-            source_vm,
-            ConnectivityDestination::VirtualMachine(vm.into()),
-            Some(port),
-            ConnectivityProtocol::Tcp,
-        ),
-    )
-    .expect("connectivity check")
+    vm_to_vm(&common::rest_env(), source_vm, vm, port)
 }
 
 fn to_address(env: &Environment, source_vm: &str, ip: &str, port: Option<u16>, protocol: ConnectivityProtocol) -> ConnectivityInformation {
@@ -296,22 +286,8 @@ fn routes_that_drop_the_packet() {
 
 #[test]
 fn appliance_without_ip_forwarding_drops() {
-    let mut env = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/fw-no-forwarding.json"),
-    ])
-    .unwrap();
-    env.load_service_tags(&common::real_service_tags()).unwrap();
-    let info = check_connectivity(
-        &env,
-        &params(
-            "vm-web1",
-            ConnectivityDestination::VirtualMachine("vm-app1".into()),
-            Some(8080),
-            ConnectivityProtocol::Tcp,
-        ),
-    )
-    .unwrap();
+    let env = env_with(&["fw-no-forwarding.json"]);
+    let info = vm_to_vm(&env, "vm-web1", "vm-app1", 8080);
     assert_eq!(
         hops(&info),
         vec![
@@ -511,12 +487,7 @@ fn the_appliance_as_destination_is_delivered() {
         ]
     );
     assert_eq!(info.connection_status, ConnectionStatus::Connected);
-    let mut env = Environment::load(&[
-        common::root().join("demo/hub-spoke"),
-        common::root().join("tests/data/fw-no-forwarding.json"),
-    ])
-    .unwrap();
-    env.load_service_tags(&common::real_service_tags()).unwrap();
+    let env = env_with(&["fw-no-forwarding.json"]);
     assert_eq!(
         vm_to_vm(&env, "vm-web1", "vm-fw", 443).connection_status,
         ConnectionStatus::Connected
