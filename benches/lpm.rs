@@ -29,7 +29,7 @@ use flate2::read::GzDecoder;
 use ip_network::{Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 use netwatch_routing::ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use netwatch_routing::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmMatch, BATCH_LANES};
+use netwatch_routing::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmHit, LpmMatch, BATCH_LANES};
 use prefix_trie::PrefixMap;
 
 /// Keys per criterion iteration.
@@ -184,6 +184,22 @@ fn v4_ours_batch<'a>(t: &'a V4, keys: &[u32], out: &mut [Option<LpmMatch<'a, Ipv
     }
     acc
 }
+fn v4_ours_hit(t: &V4, keys: &[u32]) -> u64 {
+    keys.iter()
+        .map(|&k| u64::from(t.ours.lookup_hit(k).prefix_len().unwrap_or(0)))
+        .sum()
+}
+fn v4_ours_hits(t: &V4, keys: &[u32], out: &mut [LpmHit]) -> u64 {
+    let mut acc = 0;
+    for chunk in keys.chunks(CHUNK) {
+        t.ours.lookup_batch_hits(chunk, out);
+        acc += out[..chunk.len()]
+            .iter()
+            .map(|h| u64::from(h.prefix_len().unwrap_or(0)))
+            .sum::<u64>();
+    }
+    acc
+}
 fn v4_int(t: &V4, keys: &[u32]) -> u64 {
     keys.iter()
         .map(|&k| {
@@ -214,6 +230,17 @@ fn v6_ours_batch<'a>(t: &'a V6, keys: &[u128], out: &mut [Option<LpmMatch<'a, Ip
             .iter()
             .flatten()
             .map(|m| u64::from(m.prefix.prefix_len()))
+            .sum::<u64>();
+    }
+    acc
+}
+fn v6_ours_hits(t: &V6, keys: &[u128], out: &mut [LpmHit]) -> u64 {
+    let mut acc = 0;
+    for chunk in keys.chunks(CHUNK) {
+        t.ours.lookup_batch_hits(chunk, out);
+        acc += out[..chunk.len()]
+            .iter()
+            .map(|h| u64::from(h.prefix_len().unwrap_or(0)))
             .sum::<u64>();
     }
     acc
@@ -283,7 +310,7 @@ fn summary(group: &str, rows: Vec<(&str, (f64, u64))>) {
 /// A labelled lookup pass over a key slice.
 type Contender<'f, K> = (&'f str, &'f dyn Fn(&[K]) -> u64);
 
-fn group<K: Copy>(c: &mut Criterion, name: &str, keys: &[K], fns: [Contender<'_, K>; 4]) {
+fn group<K: Copy>(c: &mut Criterion, name: &str, keys: &[K], fns: [Contender<'_, K>; 5]) {
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(keys.len() as u64));
     for (label, f) in fns {
@@ -318,10 +345,12 @@ fn benches(c: &mut Criterion) {
 
     let f4_ours = |k: &[u32]| v4_ours(&t4, k);
     let f4_batch = |k: &[u32]| v4_ours_batch(&t4, k, &mut vec![None; CHUNK]);
+    let f4_hits = |k: &[u32]| v4_ours_hits(&t4, k, &mut vec![LpmHit::MISS; CHUNK]);
     let f4_int = |k: &[u32]| v4_int(&t4, k);
     let f4_pt = |k: &[u32]| v4_pt(&t4, k);
     let f6_ours = |k: &[u128]| v6_ours(&t6, k);
     let f6_batch = |k: &[u128]| v6_ours_batch(&t6, k, &mut vec![None; CHUNK]);
+    let f6_hits = |k: &[u128]| v6_ours_hits(&t6, k, &mut vec![LpmHit::MISS; CHUNK]);
     let f6_int = |k: &[u128]| v6_int(&t6, k);
     let f6_pt = |k: &[u128]| v6_pt(&t6, k);
 
@@ -329,13 +358,16 @@ fn benches(c: &mut Criterion) {
     let s = SUMMARY_KEYS;
     let p = SUMMARY_PASSES;
     let mut out4 = vec![None; CHUNK];
+    let mut hits4 = vec![LpmHit::MISS; CHUNK];
     summary(
         "v4 uniform",
         race(
             s,
             vec![
                 ("netwatch lookup", p, Box::new(|| v4_ours(&t4, &k4[..s]))),
+                ("netwatch lookup_hit", p, Box::new(|| v4_ours_hit(&t4, &k4[..s]))),
                 ("netwatch lookup_batch", p, Box::new(|| v4_ours_batch(&t4, &k4[..s], &mut out4))),
+                ("netwatch batch_hits", p, Box::new(|| v4_ours_hits(&t4, &k4[..s], &mut hits4))),
                 ("ip_network_table", p, Box::new(|| v4_int(&t4, &k4[..s]))),
                 ("prefix-trie", 3, Box::new(|| v4_pt(&t4, &k4[..s]))),
             ],
@@ -343,6 +375,7 @@ fn benches(c: &mut Criterion) {
     );
     for (label, keys) in [("v6 uniform 2000::/3", &k6u), ("v6 matching", &k6m)] {
         let mut out6 = vec![None; CHUNK];
+        let mut hits6 = vec![LpmHit::MISS; CHUNK];
         summary(
             label,
             race(
@@ -350,6 +383,7 @@ fn benches(c: &mut Criterion) {
                 vec![
                     ("netwatch lookup", p, Box::new(|| v6_ours(&t6, &keys[..s]))),
                     ("netwatch lookup_batch", p, Box::new(|| v6_ours_batch(&t6, &keys[..s], &mut out6))),
+                    ("netwatch batch_hits", p, Box::new(|| v6_ours_hits(&t6, &keys[..s], &mut hits6))),
                     ("ip_network_table", p, Box::new(|| v6_int(&t6, &keys[..s]))),
                     ("prefix-trie", 3, Box::new(|| v6_pt(&t6, &keys[..s]))),
                 ],
@@ -364,6 +398,7 @@ fn benches(c: &mut Criterion) {
         [
             ("netwatch_lookup", &f4_ours),
             ("netwatch_lookup_batch", &f4_batch),
+            ("netwatch_lookup_batch_hits", &f4_hits),
             ("ip_network_table", &f4_int),
             ("prefix_trie", &f4_pt),
         ],
@@ -376,6 +411,7 @@ fn benches(c: &mut Criterion) {
             [
                 ("netwatch_lookup", &f6_ours),
                 ("netwatch_lookup_batch", &f6_batch),
+                ("netwatch_lookup_batch_hits", &f6_hits),
                 ("ip_network_table", &f6_int),
                 ("prefix_trie", &f6_pt),
             ],

@@ -25,7 +25,7 @@ pub use effective::{
     SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE, MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
 };
 pub use ipnet;
-pub use lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmBuilder, LpmError, LpmKey, LpmMatch, LpmTable, BATCH_LANES, MAX_PREFIXES};
+pub use lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmBuilder, LpmError, LpmHit, LpmKey, LpmMatch, LpmTable, BATCH_LANES, MAX_PREFIXES};
 pub use model::{
     EffectiveRoute, InvalidReason, NextHopResult, NextHopType, Route, RouteSource, RouteState, UnknownNextHopType, SYSTEM_ROUTE,
 };

@@ -21,6 +21,16 @@
 //! matched prefix is known without touching the value array. Values are
 //! stored once in a `Vec<T>`.
 //!
+//! Results come in two shapes: [`LpmMatch`] (the matched prefix and a
+//! reference to its value) from [`LpmTable::lookup`] and
+//! [`LpmTable::lookup_batch`], or the compact [`LpmHit`] (the 4-byte leaf)
+//! from [`LpmTable::lookup_hit`] and [`LpmTable::lookup_batch_hits`], for
+//! callers that want the prefix length or the value only: building an
+//! `LpmMatch` costs about as many instructions as the batched walk itself,
+//! and the single lookup's `Option` a data-dependent branch (see the README's
+//! measurements: the compact forms are ~1.4x faster batched, 1.4x-1.9x
+//! single).
+//!
 //! [`LpmTable::lookup_batch`] overlaps the memory latency of many
 //! lookups. For IPv4 it is a three-stage software pipeline over chunks of
 //! [`BATCH_LANES`] keys: in each round one chunk reads its top entries
@@ -299,6 +309,29 @@ impl<N: Clone, T> Clone for LpmMatch<'_, N, T> {
 }
 impl<N: Copy, T> Copy for LpmMatch<'_, N, T> {}
 
+/// A compact lookup result of [`LpmTable::lookup_batch_hits`]: the leaf
+/// the walk ended at (`0` = no match, otherwise value index + 1 and the
+/// matched prefix length), so a result costs 4 bytes and no decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct LpmHit(u32);
+
+impl LpmHit {
+    /// No prefix matched.
+    pub const MISS: LpmHit = LpmHit(0);
+
+    /// True when some prefix matched.
+    #[inline]
+    pub fn is_match(self) -> bool {
+        self.0 != 0
+    }
+
+    /// Length of the matched prefix, `None` for a miss.
+    #[inline]
+    pub fn prefix_len(self) -> Option<u8> {
+        self.is_match().then_some((self.0 & 0xff) as u8)
+    }
+}
+
 /// Immutable longest-prefix-match table (see the module docs).
 #[derive(Debug, Clone)]
 pub struct LpmTable<K: LpmKey, T> {
@@ -317,6 +350,13 @@ impl<K: LpmKey, T> LpmTable<K, T> {
     #[inline]
     pub fn lookup_key(&self, key: K) -> Option<LpmMatch<'_, K::Net, T>> {
         self.decode(key, self.trie.lookup(key))
+    }
+
+    /// Longest-prefix match of one key as a compact [`LpmHit`] (see
+    /// [`Self::lookup_batch_hits`]).
+    #[inline]
+    pub fn lookup_hit(&self, key: K) -> LpmHit {
+        LpmHit(self.trie.lookup(key))
     }
 
     /// The value for an exact prefix, if it was inserted.
@@ -357,6 +397,55 @@ impl<K: LpmKey, T> LpmTable<K, T> {
                 }
             }
         }
+    }
+
+    /// Look up many keys into compact results: `out[i]` receives the
+    /// [`LpmHit`] of `keys[i]` (4 bytes: whether and how long a prefix
+    /// matched, and which value), for callers that need the prefix length
+    /// or the value but not an [`LpmMatch`] per key, as DPDK's
+    /// `rte_lpm_lookup_bulk` hands back next-hop ids. [`Self::value`] and
+    /// [`Self::resolve`] turn a hit into the value or the full match.
+    /// Same walk and results as [`Self::lookup_batch`]; only
+    /// `min(keys.len(), out.len())` entries are processed.
+    pub fn lookup_batch_hits(&self, keys: &[K], out: &mut [LpmHit]) {
+        let n = keys.len().min(out.len());
+        let (keys, out) = (&keys[..n], &mut out[..n]);
+        if self.values.is_empty() {
+            out.fill(LpmHit::MISS);
+            return;
+        }
+        if K::BITS == 32 {
+            let mut leaves = [0u32; STREAM_BLOCK];
+            for (kc, oc) in keys.chunks(STREAM_BLOCK).zip(out.chunks_mut(STREAM_BLOCK)) {
+                let lv = &mut leaves[..kc.len()];
+                self.trie.lookup_stream_dispatch(kc, lv);
+                for (o, &leaf) in oc.iter_mut().zip(lv.iter()) {
+                    *o = LpmHit(leaf);
+                }
+            }
+        } else {
+            let mut leaves = [0u32; BATCH_LANES];
+            for (kc, oc) in keys.chunks(BATCH_LANES).zip(out.chunks_mut(BATCH_LANES)) {
+                self.trie.lookup_lanes(kc, &mut leaves[..kc.len()]);
+                for (o, &leaf) in oc.iter_mut().zip(&leaves) {
+                    *o = LpmHit(leaf);
+                }
+            }
+        }
+    }
+
+    /// The value of a hit of this table (`None` for a miss). A hit of
+    /// another table gives `None` or an unrelated value.
+    #[inline]
+    pub fn value(&self, hit: LpmHit) -> Option<&T> {
+        self.values.get((hit.0 >> 8).checked_sub(1)? as usize)
+    }
+
+    /// The full match of `key` from its hit in this table: what
+    /// [`Self::lookup_key`] returns.
+    #[inline]
+    pub fn resolve(&self, key: K, hit: LpmHit) -> Option<LpmMatch<'_, K::Net, T>> {
+        self.decode(key, hit.0)
     }
 
     #[inline(always)]

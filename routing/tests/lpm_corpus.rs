@@ -6,7 +6,7 @@
 mod common;
 
 use common::{load_corpus, Reference, SplitMix};
-use netwatch_routing::{Lpm4Builder, Lpm6Builder};
+use netwatch_routing::{Lpm4Builder, Lpm6Builder, LpmHit};
 
 /// Checks both families of a corpus file, after checking that it holds
 /// the number of IPv4 and IPv6 prefixes it should (its own header's
@@ -48,11 +48,14 @@ fn check_v4(name: &str, v4: &[(netwatch_routing::ipnet::Ipv4Net, u32)], rng: &mu
     }
     let mut batch = vec![None; keys.len()];
     t4.lookup_batch(&keys, &mut batch);
+    let mut hits = vec![LpmHit::MISS; keys.len()];
+    t4.lookup_batch_hits(&keys, &mut hits);
     for (i, &k) in keys.iter().enumerate() {
         let want = r4.lookup(k);
         let got = t4.lookup_key(k).map(|m| (m.prefix.prefix_len(), *m.value));
         assert_eq!(got, want, "{name} v4 key {}", std::net::Ipv4Addr::from(k));
         assert_eq!(batch[i].map(|m| (m.prefix.prefix_len(), *m.value)), want);
+        assert_eq!(hits[i].prefix_len().zip(t4.value(hits[i]).copied()), want);
     }
 }
 
@@ -80,11 +83,14 @@ fn check_v6(name: &str, v6: &[(netwatch_routing::ipnet::Ipv6Net, u32)], rng: &mu
     }
     let mut batch = vec![None; keys.len()];
     t6.lookup_batch(&keys, &mut batch);
+    let mut hits = vec![LpmHit::MISS; keys.len()];
+    t6.lookup_batch_hits(&keys, &mut hits);
     for (i, &k) in keys.iter().enumerate() {
         let want = r6.lookup(k);
         let got = t6.lookup_key(k).map(|m| (m.prefix.prefix_len(), *m.value));
         assert_eq!(got, want, "{name} v6 key {}", std::net::Ipv6Addr::from(k));
         assert_eq!(batch[i].map(|m| (m.prefix.prefix_len(), *m.value)), want);
+        assert_eq!(hits[i].prefix_len().zip(t6.value(hits[i]).copied()), want);
     }
 }
 

@@ -2,7 +2,7 @@
 //! random tables (spec §5.4, longest prefix wins), including /0, /32, /128,
 //! nested prefixes and duplicate inserts (last value wins).
 
-use netwatch_routing::{Lpm4Builder, Lpm6Builder};
+use netwatch_routing::{Lpm4Builder, Lpm6Builder, LpmHit, LpmKey, LpmTable};
 use proptest::prelude::*;
 
 fn scan<K: Copy + Eq>(table: &[(K, u8, u32)], key: K, mask: impl Fn(K, u8) -> K) -> Option<(u8, u32)> {
@@ -14,6 +14,13 @@ fn scan<K: Copy + Eq>(table: &[(K, u8, u32)], key: K, mask: impl Fn(K, u8) -> K)
         }
     }
     best
+}
+
+/// A compact hit as (prefix length, value), like the reference's answer.
+fn hit_pair<K: LpmKey>(t: &LpmTable<K, u32>, hit: LpmHit) -> Option<(u8, u32)> {
+    assert_eq!(hit.is_match(), hit.prefix_len().is_some());
+    assert_eq!(hit.is_match(), t.value(hit).is_some());
+    Some((hit.prefix_len()?, *t.value(hit)?))
 }
 
 fn m4(k: u32, l: u8) -> u32 {
@@ -76,12 +83,17 @@ proptest! {
         }
         let mut batch = vec![None; all.len()];
         t.lookup_batch(&all, &mut batch);
+        let mut hits = vec![LpmHit::MISS; all.len()];
+        t.lookup_batch_hits(&all, &mut hits);
         for (i, &k) in all.iter().enumerate() {
             let want = scan(&table, k, m4);
             let got = t.lookup_key(k).map(|m| (m.prefix.prefix_len(), *m.value));
             prop_assert_eq!(got, want, "key {:#x}", k);
             let gb = batch[i].map(|m| (m.prefix.prefix_len(), *m.value));
             prop_assert_eq!(gb, want, "batch key {:#x}", k);
+            prop_assert_eq!(hits[i], t.lookup_hit(k), "hit key {:#x}", k);
+            prop_assert_eq!(hit_pair(&t, hits[i]), want, "hit key {:#x}", k);
+            prop_assert_eq!(t.resolve(k, hits[i]), t.lookup_key(k));
             if let Some(m) = t.lookup_key(k) {
                 prop_assert_eq!(u32::from(m.prefix.network()), m4(k, m.prefix.prefix_len()));
             }
@@ -106,12 +118,17 @@ proptest! {
         }
         let mut batch = vec![None; all.len()];
         t.lookup_batch(&all, &mut batch);
+        let mut hits = vec![LpmHit::MISS; all.len()];
+        t.lookup_batch_hits(&all, &mut hits);
         for (i, &k) in all.iter().enumerate() {
             let want = scan(&table, k, m6);
             let got = t.lookup_key(k).map(|m| (m.prefix.prefix_len(), *m.value));
             prop_assert_eq!(got, want, "key {:#x}", k);
             let gb = batch[i].map(|m| (m.prefix.prefix_len(), *m.value));
             prop_assert_eq!(gb, want, "batch key {:#x}", k);
+            prop_assert_eq!(hits[i], t.lookup_hit(k), "hit key {:#x}", k);
+            prop_assert_eq!(hit_pair(&t, hits[i]), want, "hit key {:#x}", k);
+            prop_assert_eq!(t.resolve(k, hits[i]), t.lookup_key(k));
         }
     }
 }
