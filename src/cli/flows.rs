@@ -748,7 +748,9 @@ fn report_stats(s: &CaptureStats, flows: u64, bytes: u64) {
 
 /// `netwatch flows`.
 pub fn flows(a: FlowsArgs) -> Result<()> {
-    let opts = a.capture.options();
+    let mut opts = a.capture.options();
+    // Begin records feed only the export's record counts.
+    opts.table.emit_begin = a.capture.export.ipfix.is_some();
     let mut out = RowSender::new(a.capture.output)?;
     let (mut flows, mut bytes) = (0u64, 0u64);
     let mut exporter = a.capture.export.exporter(false)?;
@@ -802,10 +804,14 @@ fn report_export(stats: Option<ExportStats>, args: &ExportArgs) {
 
 /// `netwatch evaluate`.
 pub fn evaluate(a: EvaluateArgs) -> Result<()> {
-    let opts = a.capture.options();
-    // Reading and decoding start now, on their own thread, while the
-    // resources load and the rules compile here.
-    let stream = PacketStream::start(&a.capture.inputs(), &opts);
+    let mut opts = a.capture.options();
+    // Begin records feed only flow logs (B tuples) and the export's record
+    // counts; the rows and totals are made of End records.
+    opts.table.emit_begin = a.logs.wanted() || a.capture.export.ipfix.is_some();
+    // Reading, decoding and tracking start now, on their own thread, while
+    // the resources load and the rules compile here; the flows tracked
+    // meanwhile get their verdicts when `track` takes them over.
+    let stream = PacketStream::start_tracking(&a.capture.inputs(), &opts);
     let started = std::time::Instant::now();
     let env = a.resources.load()?;
     tracing::debug!(elapsed = ?started.elapsed(), "resources loaded");
