@@ -1,6 +1,7 @@
 //! `PacketStream::start_tracking`: the decoding thread tracks flows itself
 //! until the caller calls `track`, then hands the flows and the records so
-//! far over, each given its user value by `track`'s `init`. Whenever the
+//! far over, each given its user value by `track`'s `init` in place of the
+//! placeholder it was tracked with. Whenever the
 //! hand-over happens (at once, or after the whole capture was tracked
 //! early), the records are those of `PacketStream::start`: same records,
 //! same order, same user values. Over every capture of the corpus, with
@@ -43,9 +44,23 @@ fn user(t: &FlowTuple) -> (FlowTuple, u64) {
     (*t, ports ^ u64::from(t.protocol) << 40)
 }
 
-type Records = Vec<FlowRecord<(FlowTuple, u64)>>;
+type User = (FlowTuple, u64);
+type Records = Vec<FlowRecord<User>>;
 
-fn run(stream: PacketStream, opts: &ReplayOptions) -> (Records, CaptureStats) {
+/// The user value of flows tracked before the hand-over: no flow's own.
+fn placeholder() -> User {
+    let none = std::net::IpAddr::from([0u8; 4]);
+    let t = FlowTuple {
+        protocol: 0,
+        src: none,
+        src_port: 0,
+        dst: none,
+        dst_port: 0,
+    };
+    (t, u64::MAX)
+}
+
+fn run(stream: PacketStream<User>, opts: &ReplayOptions) -> (Records, CaptureStats) {
     let mut records = Vec::new();
     let stats = stream.track(opts, user, |r| records.push(r), |_| {}).expect("replay");
     (records, stats)
@@ -57,12 +72,12 @@ fn run(stream: PacketStream, opts: &ReplayOptions) -> (Records, CaptureStats) {
 fn check(name: &str, inputs: &[CaptureInput]) -> u64 {
     let opts = options();
     let (plain, plain_stats) = run(PacketStream::start(inputs, &opts), &opts);
-    let (soon, soon_stats) = run(PacketStream::start_tracking(inputs, &opts), &opts);
+    let (soon, soon_stats) = run(PacketStream::start_tracking(inputs, &opts, placeholder()), &opts);
     // Slow preparations: the decoding thread tracks the whole capture
     // (waiting longer if a busy machine kept it from finishing).
     let (mut late, mut late_stats) = (Vec::new(), CaptureStats::default());
     for wait in [20, 100, 1000] {
-        let stream = PacketStream::start_tracking(inputs, &opts);
+        let stream = PacketStream::start_tracking(inputs, &opts, placeholder());
         std::thread::sleep(Duration::from_millis(wait));
         (late, late_stats) = run(stream, &opts);
         if late_stats.tracked_early == plain_stats.ip_packets {

@@ -213,27 +213,6 @@ pub struct FlowRecord<T> {
     pub user: T,
 }
 
-impl<T> FlowRecord<T> {
-    /// The record with its user slot replaced by `f(&tuple, user)`.
-    pub fn map_user<U>(self, f: impl FnOnce(&FlowTuple, T) -> U) -> FlowRecord<U> {
-        let user = f(&self.tuple, self.user);
-        FlowRecord {
-            kind: self.kind,
-            at_ns: self.at_ns,
-            tuple: self.tuple,
-            icmp: self.icmp,
-            first_ns: self.first_ns,
-            last_ns: self.last_ns,
-            state: self.state,
-            forward: self.forward,
-            reverse: self.reverse,
-            interval_forward: self.interval_forward,
-            interval_reverse: self.interval_reverse,
-            user,
-        }
-    }
-}
-
 /// Timeouts and limits. Times are nanoseconds of packet time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowTableConfig {
@@ -468,23 +447,6 @@ struct Flow<T> {
     closed_ns: i64,
     next_report_ns: i64,
     user: T,
-}
-
-impl<T> Flow<T> {
-    fn map_user<U>(self, f: &mut impl FnMut(&FlowTuple, T) -> U) -> Flow<U> {
-        let user = f(&self.tuple, self.user);
-        Flow {
-            hot: self.hot,
-            tuple: self.tuple,
-            icmp: self.icmp,
-            reported_fwd: self.reported_fwd,
-            reported_rev: self.reported_rev,
-            end_reason: self.end_reason,
-            closed_ns: self.closed_ns,
-            next_report_ns: self.next_report_ns,
-            user,
-        }
-    }
 }
 
 impl<T: Clone> Flow<T> {
@@ -843,37 +805,14 @@ impl<T: Clone> FlowTable<T> {
         })
     }
 
-    /// The same table with every flow's user slot replaced by
-    /// `f(&tuple, user)`: for tracking that starts before the user values
-    /// can be computed (flows tracked with `()`, their verdicts given
-    /// later). `f` also runs for the slots of ended flows kept for reuse
-    /// (with their last flow's tuple); those values never surface.
-    pub fn map_users<U>(self, mut f: impl FnMut(&FlowTuple, T) -> U) -> FlowTable<U> {
-        let chunks = self
-            .slots
-            .chunks
-            .into_iter()
-            .map(|chunk| {
-                // Same capacity as the slab allocates: see SLAB_CHUNK.
-                let mut c = Vec::with_capacity(SLAB_CHUNK.max(chunk.len()));
-                c.extend(chunk.into_iter().map(|flow| flow.map_user(&mut f)));
-                c
-            })
-            .collect();
-        FlowTable {
-            cfg: self.cfg,
-            hasher: self.hasher,
-            index: self.index,
-            slots: Slab {
-                chunks,
-                len: self.slots.len,
-            },
-            free: self.free,
-            live: self.live,
-            timers: self.timers,
-            next_token: self.next_token,
-            clock: self.clock,
-            outbox: self.outbox.into_iter().map(|r| r.map_user(&mut f)).collect(),
+    /// Gives every live flow's user slot a new value, from its tuple: for
+    /// tracking that starts before the user values can be computed (flows
+    /// tracked with a placeholder, their verdicts given later).
+    pub fn for_each_user_mut(&mut self, mut f: impl FnMut(&FlowTuple, &mut T)) {
+        for chunk in &mut self.slots.chunks {
+            for flow in chunk.iter_mut().filter(|f| f.hot.token != 0) {
+                f(&flow.tuple, &mut flow.user);
+            }
         }
     }
 

@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{
-    host_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, PacketStream, ReplayOptions, ReplayProgress,
+    host_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, PacketStream, ReplayOptions,
+    ReplayProgress,
 };
 use netwatch::watcher::verdicts::{prepare_nic, track_packets, RuleTotals, VerdictRecords};
 use netwatch_flowlogs::text::push_ip;
@@ -811,7 +812,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
     // Reading, decoding and tracking start now, on their own thread, while
     // the resources load and the rules compile here; the flows tracked
     // meanwhile get their verdicts when `track` takes them over.
-    let stream = PacketStream::start_tracking(&a.capture.inputs(), &opts);
+    let stream = PacketStream::start_tracking(&a.capture.inputs(), &opts, NicEvaluator::TRANSIT);
     let started = std::time::Instant::now();
     let env = a.resources.load()?;
     tracing::debug!(elapsed = ?started.elapsed(), "resources loaded");

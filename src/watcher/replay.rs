@@ -125,7 +125,7 @@ impl SparePool {
 }
 
 /// What the decoding thread sends.
-enum Event {
+enum Event<T> {
     /// Decoded IP packets of input `input`, in file order.
     Packets {
         input: usize,
@@ -140,8 +140,8 @@ enum Event {
     /// [`PacketStream::start_tracking`]), and the records they gave, in
     /// order. Sent once, before any `Packets`.
     Handover {
-        tracker: Box<Tracker<()>>,
-        records: Vec<FlowRecord<()>>,
+        tracker: Box<Tracker<T>>,
+        records: Vec<FlowRecord<T>>,
     },
 }
 
@@ -185,22 +185,12 @@ impl<T: Clone> Tracker<T> {
     }
 }
 
-impl Tracker<()> {
-    /// The tracker with each flow's user value given by `init`.
-    fn map_users<U>(self, init: &mut impl FnMut(&FlowTuple) -> U) -> Tracker<U> {
-        Tracker {
-            table: self.table.map_users(|t, ()| init(t)),
-            config: self.config,
-            last_input: self.last_input,
-        }
-    }
-}
-
 /// Captures being read and decoded on their own thread, in order: the first
 /// stage of a replay. Start it early (before loading resources, say) and
-/// hand it to [`PacketStream::track`]. Dropping it stops the thread.
-pub struct PacketStream {
-    events: Receiver<Result<Event, ReplayError>>,
+/// hand it to [`PacketStream::track`]. Dropping it stops the thread. `T` is
+/// the user value of a flow (see [`replay`]).
+pub struct PacketStream<T = ()> {
+    events: Receiver<Result<Event<T>, ReplayError>>,
     recycle: SparePool,
     thread: Option<JoinHandle<CaptureStats>>,
     /// Set by [`PacketStream::track`] when the decoding thread tracks flows
@@ -208,44 +198,46 @@ pub struct PacketStream {
     handover: Option<Arc<AtomicBool>>,
 }
 
-impl PacketStream {
+impl<T: Clone + Send + 'static> PacketStream<T> {
     /// Starts reading `inputs` in order.
-    pub fn start(inputs: &[CaptureInput], opts: &ReplayOptions) -> PacketStream {
-        Self::spawn(inputs, opts, false)
+    pub fn start(inputs: &[CaptureInput], opts: &ReplayOptions) -> Self {
+        Self::spawn(inputs, opts, None)
     }
 
     /// Starts reading `inputs` in order, and tracking their flows on the
-    /// same thread until [`PacketStream::track`] is called; the flows and
-    /// their records so far are then handed over, each given its user
-    /// value by `track`'s `init` (which sees only the flow's tuple, so the
-    /// result is the same as with [`PacketStream::start`]).
+    /// same thread until [`PacketStream::track`] is called, each flow with
+    /// `placeholder` as its user value; the flows and their records so far
+    /// are then handed over and their user values replaced by `track`'s
+    /// `init` (which sees only the flow's tuple, so the result is the same
+    /// as with [`PacketStream::start`]).
     ///
     /// For a caller with slow preparations of its own (`evaluate` loads the
     /// resources and compiles the rules, ~16 ms for 2k rules, more with the
     /// decoding beside it): both cores track flows meanwhile, where with
     /// [`PacketStream::start`] one of them would only queue decoded packets
     /// for later. `opts` must be those given to `track`.
-    pub fn start_tracking(inputs: &[CaptureInput], opts: &ReplayOptions) -> PacketStream {
-        Self::spawn(inputs, opts, true)
+    pub fn start_tracking(inputs: &[CaptureInput], opts: &ReplayOptions, placeholder: T) -> Self {
+        Self::spawn(inputs, opts, Some(placeholder))
     }
 
-    fn spawn(inputs: &[CaptureInput], opts: &ReplayOptions, early: bool) -> PacketStream {
+    fn spawn(inputs: &[CaptureInput], opts: &ReplayOptions, placeholder: Option<T>) -> Self {
         let (tx, events) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let recycle = SparePool::default();
         let spare = recycle.clone();
         let inputs = inputs.to_vec();
         let decap = opts.decap;
-        let handover = early.then(|| Arc::new(AtomicBool::new(false)));
-        let early = match &handover {
-            Some(flag) => match Tracker::new(opts.table) {
+        let handover = placeholder.is_some().then(|| Arc::new(AtomicBool::new(false)));
+        let early = match (&handover, placeholder) {
+            (Some(flag), Some(placeholder)) => match Tracker::new(opts.table) {
                 Ok(tracker) => Some(Early {
                     flag: flag.clone(),
                     tracker,
                     records: Vec::new(),
+                    placeholder,
                 }),
                 Err(e) => return Self::failed(e, recycle),
             },
-            None => None,
+            _ => None,
         };
         let thread = thread::Builder::new()
             .name("netwatch-decode".into())
@@ -262,7 +254,7 @@ impl PacketStream {
     }
 
     /// A stream whose first event is `e`.
-    fn failed(e: ReplayError, recycle: SparePool) -> PacketStream {
+    fn failed(e: ReplayError, recycle: SparePool) -> Self {
         let (tx, events) = mpsc::sync_channel(1);
         let _ = tx.send(Err(e));
         PacketStream {
@@ -274,9 +266,8 @@ impl PacketStream {
     }
 
     /// Tracks the stream's packets through one flow table: see [`replay`].
-    pub fn track<T, I, S, P>(mut self, opts: &ReplayOptions, mut init: I, mut sink: S, mut progress: P) -> Result<CaptureStats, ReplayError>
+    pub fn track<I, S, P>(mut self, opts: &ReplayOptions, mut init: I, mut sink: S, mut progress: P) -> Result<CaptureStats, ReplayError>
     where
-        T: Clone,
         I: FnMut(&FlowTuple) -> T,
         S: FnMut(FlowRecord<T>),
         P: FnMut(ReplayProgress),
@@ -291,13 +282,18 @@ impl PacketStream {
         };
         while let Ok(event) = self.events.recv() {
             match event? {
-                Event::Handover { tracker: early, records } => {
+                Event::Handover {
+                    tracker: mut early,
+                    records,
+                } => {
                     let started = std::time::Instant::now();
                     let (flows, queued) = (early.table.len(), records.len());
-                    for r in records {
-                        sink(r.map_user(|t, ()| init(t)));
+                    for mut r in records {
+                        r.user = init(&r.tuple);
+                        sink(r);
                     }
-                    tracker = Some((*early).map_users(&mut init));
+                    early.table.for_each_user_mut(|t, user| *user = init(t));
+                    tracker = Some(*early);
                     tracing::debug!(flows, records = queued, elapsed = ?started.elapsed(), "flows tracked on the decoding thread taken over");
                 }
                 Event::Packets {
@@ -354,12 +350,12 @@ impl PacketStream {
 /// The decoding thread: reads and decodes every input in order, sends the
 /// IP packets in batches and returns the counts. Stops at the first error
 /// (sent as an event) or when the receiver is gone.
-fn decode_inputs(
+fn decode_inputs<T: Clone>(
     inputs: &[CaptureInput],
     dopts: DecodeOptions,
-    tx: &SyncSender<Result<Event, ReplayError>>,
+    tx: &SyncSender<Result<Event<T>, ReplayError>>,
     spare: &SparePool,
-    early: Option<Early>,
+    early: Option<Early<T>>,
 ) -> CaptureStats {
     let mut d = Decoder {
         dopts,
@@ -399,11 +395,13 @@ fn decode_inputs(
 
 /// The decoding thread's own flow tracking, before the caller takes over
 /// (see [`PacketStream::start_tracking`]).
-struct Early {
+struct Early<T> {
     /// Set when the caller is ready for the flows.
     flag: Arc<AtomicBool>,
-    tracker: Tracker<()>,
-    records: Vec<FlowRecord<()>>,
+    tracker: Tracker<T>,
+    records: Vec<FlowRecord<T>>,
+    /// The user value of flows until the caller gives theirs.
+    placeholder: T,
 }
 
 /// Packets far earlier than one before them: flows are timed by the
@@ -445,22 +443,28 @@ impl TimeOrder {
 }
 
 /// The decoding thread's state.
-struct Decoder<'a> {
+struct Decoder<'a, T> {
     dopts: DecodeOptions,
-    tx: &'a SyncSender<Result<Event, ReplayError>>,
+    tx: &'a SyncSender<Result<Event<T>, ReplayError>>,
     spare: &'a SparePool,
     stats: CaptureStats,
     fragments: FragmentTracker,
-    early: Option<Early>,
+    early: Option<Early<T>>,
 }
 
-impl Decoder<'_> {
+impl<T: Clone> Decoder<'_, T> {
     /// Hands a full (or an input's last) batch on: to the flow thread, or
     /// to this thread's own flow table while tracking early. False when
     /// the replay is to stop.
     fn flush(&mut self, input: usize, batch: &mut Vec<PacketInfo>, input_bytes: u64) -> bool {
-        if let Some(Early { flag, tracker, records }) = &mut self.early {
-            if let Err(e) = tracker.packets(input, batch, &mut |_| (), &mut |r| records.push(r)) {
+        if let Some(Early {
+            flag,
+            tracker,
+            records,
+            placeholder,
+        }) = &mut self.early
+        {
+            if let Err(e) = tracker.packets(input, batch, &mut |_| placeholder.clone(), &mut |r| records.push(r)) {
                 self.send(Err(e));
                 return false;
             }
@@ -493,7 +497,7 @@ impl Decoder<'_> {
         self.spare.take()
     }
 
-    fn send(&self, ev: Result<Event, ReplayError>) -> bool {
+    fn send(&self, ev: Result<Event<T>, ReplayError>) -> bool {
         self.tx.send(ev).is_ok()
     }
 
@@ -595,7 +599,7 @@ impl Decoder<'_> {
 /// the flow table and the callbacks on the caller's.
 pub fn replay<T, I, S>(inputs: &[CaptureInput], opts: &ReplayOptions, init: I, sink: S) -> Result<CaptureStats, ReplayError>
 where
-    T: Clone,
+    T: Clone + Send + 'static,
     I: FnMut(&FlowTuple) -> T,
     S: FnMut(FlowRecord<T>),
 {
@@ -623,7 +627,7 @@ pub fn replay_with_progress<T, I, S, P>(
     progress: P,
 ) -> Result<CaptureStats, ReplayError>
 where
-    T: Clone,
+    T: Clone + Send + 'static,
     I: FnMut(&FlowTuple) -> T,
     S: FnMut(FlowRecord<T>),
     P: FnMut(ReplayProgress),
