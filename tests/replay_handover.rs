@@ -158,3 +158,60 @@ fn several_inputs_hand_over_the_same_records() {
     check("a, b", &[a.clone(), b.clone()]);
     check("b, a", &[b, a]);
 }
+
+/// A user value that counts its clones, slowly: the decoding thread
+/// clones the placeholder for each flow it creates while it tracks early
+/// (and for its Begin record).
+#[derive(Debug)]
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Clone for Counting {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_micros(50));
+        Counting(self.0.clone())
+    }
+}
+
+#[test]
+fn a_dropped_stream_stops_tracking() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // One capture of 20,000 one-datagram UDP flows: tracking it all takes
+    // the decoding thread a second at 50 us a flow.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("many.pcap");
+    let mut synth = netwatch_capture::synth::Synth::new();
+    for i in 0..20_000u32 {
+        let a = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 | i), 40_000));
+        let b = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 53));
+        synth.udp(1_000_000_000 + i64::from(i) * 1_000, a, b, &[(true, 60)]);
+    }
+    synth
+        .write_pcap(BufWriter::new(File::create(&path).expect("create")))
+        .expect("write");
+    let clones = Arc::new(AtomicUsize::new(0));
+    let stream = PacketStream::start_tracking(&[CaptureInput::File(path)], &ReplayOptions::default(), Counting(clones.clone()));
+    // Let it start, then drop it, as a caller whose preparations failed.
+    while clones.load(Ordering::Relaxed) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(stream);
+    // It stops at its next batch (1,024 packets): wait until the count
+    // holds still (at 50 us or more a flow, a batch takes 50-200 ms).
+    let mut stopped = clones.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = clones.load(Ordering::Relaxed);
+        if now == stopped {
+            break;
+        }
+        stopped = now;
+    }
+    // Two clones a flow (its slot and its Begin record); a batch or two.
+    assert!(
+        stopped <= 2 * 3 * 1024,
+        "{stopped} placeholder clones: the thread went on after the drop"
+    );
+}

@@ -347,6 +347,18 @@ impl<T: Clone + Send + 'static> PacketStream<T> {
     }
 }
 
+impl<T> Drop for PacketStream<T> {
+    /// A stream dropped before [`PacketStream::track`] (the caller's
+    /// preparations failed) stops its thread: one tracking early notices
+    /// at its next batch, when its hand-over finds nobody listening; one
+    /// decoding notices when it sends.
+    fn drop(&mut self) {
+        if let Some(flag) = &self.handover {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// The decoding thread: reads and decodes every input in order, sends the
 /// IP packets in batches and returns the counts. Stops at the first error
 /// (sent as an event) or when the receiver is gone.
