@@ -803,6 +803,33 @@ fn an_error_after_output_leaves_whole_lines_and_says_so() {
     let o = netwatch(&["flows", bad, "-o", "table"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o), "", "no table header for a failed run");
+    // `evaluate` too, whose first flows the decoding thread tracks while the
+    // resources load: the records it tracked reach stdout before the error.
+    // (Each copy starts before the previous one ended: a capture of its
+    // own, whose flows end when the next begins.)
+    let o = netwatch(&[
+        "evaluate",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--nic",
+        "nic-web1",
+        "--local",
+        "0.0.0.0/0",
+        good,
+        good,
+        good,
+        bad,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = stdout(&o).lines().count();
+    assert!(lines > 0, "no records before the error");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("the {lines} flow records ended before it are on stdout")),
+        "{err}"
+    );
 }
 
 /// `-o jsonl` prints the elements of the response's main list as Azure

@@ -5,7 +5,9 @@
 //! hand-over happens (at once, or after the whole capture was tracked
 //! early), the records are those of `PacketStream::start`: same records,
 //! same order, same user values. Over every capture of the corpus, with
-//! timeouts short enough that flows end while the decoding thread tracks.
+//! timeouts short enough that flows end while the decoding thread tracks;
+//! also when a later input fails, at input boundaries, past the bound on
+//! records held for the hand-over, and when the stream is dropped unused.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -214,4 +216,116 @@ fn a_dropped_stream_stops_tracking() {
         stopped <= 2 * 3 * 1024,
         "{stopped} placeholder clones: the thread went on after the drop"
     );
+}
+
+/// The records and the outcome (an error as text) of a replay.
+fn run_result(stream: PacketStream<User>, opts: &ReplayOptions) -> (Records, Result<CaptureStats, String>) {
+    let mut records = Vec::new();
+    let res = stream.track(opts, user, |r| records.push(r), |_| {}).map_err(|e| e.to_string());
+    (records, res)
+}
+
+/// An input that fails after a good one: the good one's records reach the
+/// sink before the error (`evaluate` prints them and says how many), also
+/// when the decoding thread tracked them and the error came before the
+/// hand-over.
+#[test]
+fn an_error_after_early_tracking_keeps_the_records_before_it() {
+    let opts = options();
+    let tls2 = Path::new(CORPUS).join("pcap-bulk/pcapplusplus__tls2.pcap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.pcap");
+    std::fs::write(&bad, b"not a capture at all").expect("write");
+    for second in [dir.path().join("missing.pcap"), bad] {
+        let inputs = [CaptureInput::File(tls2.clone()), CaptureInput::File(second)];
+        let (plain, plain_res) = run_result(PacketStream::start(&inputs, &opts), &opts);
+        let stream = PacketStream::start_tracking(&inputs, &opts, placeholder());
+        std::thread::sleep(Duration::from_millis(300));
+        let (early, early_res) = run_result(stream, &opts);
+        assert!(!plain.is_empty());
+        assert_eq!(early, plain, "records before the error");
+        assert_eq!(early_res.map(|_| ()), plain_res.map(|_| ()));
+    }
+}
+
+/// Records held for the hand-over are bounded: past the bound the decoding
+/// thread waits for the caller (the rest then comes as batches), with the
+/// same records in the end.
+#[test]
+fn early_records_are_bounded() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    // 70,000 one-datagram UDP flows 1 ms apart: with a 1 s idle timeout
+    // each ends (Begin and End records) while the capture goes on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("many.pcap");
+    let mut synth = netwatch_capture::synth::Synth::new();
+    for i in 0..70_000u32 {
+        let a = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 | i), 40_000));
+        let b = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 53));
+        synth.udp(1_000_000_000 + i64::from(i) * 1_000_000, a, b, &[(true, 60)]);
+    }
+    synth
+        .write_pcap(BufWriter::new(File::create(&path).expect("create")))
+        .expect("write");
+    let opts = options();
+    let inputs = [CaptureInput::File(path)];
+    let (plain, plain_stats) = run(PacketStream::start(&inputs, &opts), &opts);
+    let stream = PacketStream::start_tracking(&inputs, &opts, placeholder());
+    std::thread::sleep(Duration::from_millis(1000));
+    let (early, stats) = run(stream, &opts);
+    assert_eq!(early, plain);
+    assert_eq!(stats.ip_packets, 70_000);
+    assert!(
+        stats.tracked_early >= 30_000 && stats.tracked_early < plain_stats.ip_packets,
+        "{} packets tracked early: the thread should have waited at the bound",
+        stats.tracked_early
+    );
+}
+
+/// Many small inputs (each under a batch, so every flush is an input
+/// boundary), some going back in time, with and without eviction: the
+/// hand-over at many different moments gives the records of `start`.
+#[test]
+fn handover_at_input_boundaries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut r = CaptureReader::open(Path::new(CORPUS).join("pcap-bulk/pcapplusplus__tls2.pcap")).expect("corpus capture opens");
+    let link = r.interfaces()[0].link_type;
+    let mut files = Vec::new();
+    let mut w: Option<PcapWriter<BufWriter<File>>> = None;
+    let mut n = 0u64;
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("packet");
+        if n % 700 == 0 {
+            if let Some(mut w) = w.take() {
+                w.flush().expect("flush");
+            }
+            let path = dir.path().join(format!("{n}.pcap"));
+            files.push(path.clone());
+            w = Some(PcapWriter::new(BufWriter::new(File::create(&path).expect("create")), link, 262_144, true).expect("header"));
+        }
+        if let Some(w) = w.as_mut() {
+            w.write_packet(p.timestamp_ns, p.orig_len, p.data).expect("write");
+        }
+        n += 1;
+    }
+    if let Some(mut w) = w {
+        w.flush().expect("flush");
+    }
+    // Out of order: every third file swapped with its predecessor.
+    for i in (2..files.len()).step_by(3) {
+        files.swap(i - 1, i);
+    }
+    let inputs: Vec<CaptureInput> = files.into_iter().map(CaptureInput::File).collect();
+    for max_flows in [None, Some(64)] {
+        let mut opts = options();
+        opts.table.max_flows = max_flows;
+        let (plain, _) = run(PacketStream::start(&inputs, &opts), &opts);
+        for wait_us in [0u64, 50, 200, 500, 1000, 2000, 4000, 8000, 30000] {
+            let stream = PacketStream::start_tracking(&inputs, &opts, placeholder());
+            std::thread::sleep(Duration::from_micros(wait_us));
+            let (early, _) = run(stream, &opts);
+            assert_eq!(early, plain, "max_flows {max_flows:?}, wait {wait_us} us");
+            assert!(early.iter().all(|r| r.user.1 != u64::MAX), "a placeholder was left");
+        }
+    }
 }

@@ -98,6 +98,11 @@ const BATCH: usize = 1024;
 /// the decoding thread would stop and wait for that core's time.
 const BATCHES_IN_FLIGHT: usize = 256;
 
+/// Records of flows ended while the decoding thread tracks early, held
+/// until the caller takes them over (~150 bytes each: ~10 MiB, the bound
+/// the batches in flight set otherwise); past it the thread waits.
+const EARLY_RECORDS: usize = 1 << 16;
+
 /// Emptied batch vectors, handed back to the decoding thread. A stack, so
 /// that the vector reused next is the one the flow thread just finished
 /// with, still in cache (a queue would cycle through every vector ever in
@@ -286,6 +291,11 @@ impl<T: Clone + Send + 'static> PacketStream<T> {
                     tracker: mut early,
                     records,
                 } => {
+                    if early.config != opts.table {
+                        return Err(ReplayError::Config(
+                            "PacketStream::start_tracking and track were given different flow table options".into(),
+                        ));
+                    }
                     let started = std::time::Instant::now();
                     let (flows, queued) = (early.table.len(), records.len());
                     for mut r in records {
@@ -394,7 +404,7 @@ fn decode_inputs<T: Clone>(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let _ = tx.send(Err(e));
+                d.fail(e);
                 break;
             }
         }
@@ -477,11 +487,16 @@ impl<T: Clone> Decoder<'_, T> {
         }) = &mut self.early
         {
             if let Err(e) = tracker.packets(input, batch, &mut |_| placeholder.clone(), &mut |r| records.push(r)) {
-                self.send(Err(e));
+                self.fail(e);
                 return false;
             }
             self.stats.tracked_early += batch.len() as u64;
             batch.clear();
+            // Records wait here for their user values: past a bound, so
+            // does this thread (as it would on a full channel).
+            while records.len() >= EARLY_RECORDS && !flag.load(Ordering::Acquire) {
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
             return !flag.load(Ordering::Acquire) || self.hand_over();
         }
         let packets = std::mem::replace(batch, self.batch());
@@ -491,6 +506,15 @@ impl<T: Clone> Decoder<'_, T> {
             input_bytes,
             packets_read: self.stats.packets,
         }))
+    }
+
+    /// Ends the replay with `e`, after handing over what was tracked early:
+    /// the caller gets the records of the packets before the error, as it
+    /// would from batches.
+    fn fail(&mut self, e: ReplayError) {
+        if self.hand_over() {
+            self.send(Err(e));
+        }
     }
 
     /// Sends the early tracking's flows and records to the caller, if this
@@ -552,10 +576,10 @@ impl<T: Clone> Decoder<'_, T> {
             let pkt = match next {
                 Ok(p) => p,
                 Err(source) => {
-                    self.send(Err(ReplayError::Capture {
+                    self.fail(ReplayError::Capture {
                         path: name.to_path_buf(),
                         source,
-                    }));
+                    });
                     return false;
                 }
             };
