@@ -29,7 +29,7 @@ use flate2::read::GzDecoder;
 use ip_network::{Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 use netwatch_routing::ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use netwatch_routing::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmHit, LpmMatch, BATCH_LANES};
+use netwatch_routing::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmHit, LpmKey, LpmMatch, LpmTable, BATCH_LANES};
 use prefix_trie::PrefixMap;
 
 /// Keys per criterion iteration.
@@ -189,10 +189,11 @@ fn v4_ours_hit(t: &V4, keys: &[u32]) -> u64 {
         .map(|&k| u64::from(t.ours.lookup_hit(k).prefix_len().unwrap_or(0)))
         .sum()
 }
-fn v4_ours_hits(t: &V4, keys: &[u32], out: &mut [LpmHit]) -> u64 {
+/// Our batched lookups into compact hits (either family).
+fn ours_hits<K: LpmKey>(t: &LpmTable<K, u32>, keys: &[K], out: &mut [LpmHit]) -> u64 {
     let mut acc = 0;
     for chunk in keys.chunks(CHUNK) {
-        t.ours.lookup_batch_hits(chunk, out);
+        t.lookup_batch_hits(chunk, out);
         acc += out[..chunk.len()]
             .iter()
             .map(|h| u64::from(h.prefix_len().unwrap_or(0)))
@@ -230,17 +231,6 @@ fn v6_ours_batch<'a>(t: &'a V6, keys: &[u128], out: &mut [Option<LpmMatch<'a, Ip
             .iter()
             .flatten()
             .map(|m| u64::from(m.prefix.prefix_len()))
-            .sum::<u64>();
-    }
-    acc
-}
-fn v6_ours_hits(t: &V6, keys: &[u128], out: &mut [LpmHit]) -> u64 {
-    let mut acc = 0;
-    for chunk in keys.chunks(CHUNK) {
-        t.ours.lookup_batch_hits(chunk, out);
-        acc += out[..chunk.len()]
-            .iter()
-            .map(|h| u64::from(h.prefix_len().unwrap_or(0)))
             .sum::<u64>();
     }
     acc
@@ -345,12 +335,12 @@ fn benches(c: &mut Criterion) {
 
     let f4_ours = |k: &[u32]| v4_ours(&t4, k);
     let f4_batch = |k: &[u32]| v4_ours_batch(&t4, k, &mut vec![None; CHUNK]);
-    let f4_hits = |k: &[u32]| v4_ours_hits(&t4, k, &mut vec![LpmHit::MISS; CHUNK]);
+    let f4_hits = |k: &[u32]| ours_hits(&t4.ours, k, &mut vec![LpmHit::MISS; CHUNK]);
     let f4_int = |k: &[u32]| v4_int(&t4, k);
     let f4_pt = |k: &[u32]| v4_pt(&t4, k);
     let f6_ours = |k: &[u128]| v6_ours(&t6, k);
     let f6_batch = |k: &[u128]| v6_ours_batch(&t6, k, &mut vec![None; CHUNK]);
-    let f6_hits = |k: &[u128]| v6_ours_hits(&t6, k, &mut vec![LpmHit::MISS; CHUNK]);
+    let f6_hits = |k: &[u128]| ours_hits(&t6.ours, k, &mut vec![LpmHit::MISS; CHUNK]);
     let f6_int = |k: &[u128]| v6_int(&t6, k);
     let f6_pt = |k: &[u128]| v6_pt(&t6, k);
 
@@ -367,7 +357,7 @@ fn benches(c: &mut Criterion) {
                 ("netwatch lookup", p, Box::new(|| v4_ours(&t4, &k4[..s]))),
                 ("netwatch lookup_hit", p, Box::new(|| v4_ours_hit(&t4, &k4[..s]))),
                 ("netwatch lookup_batch", p, Box::new(|| v4_ours_batch(&t4, &k4[..s], &mut out4))),
-                ("netwatch batch_hits", p, Box::new(|| v4_ours_hits(&t4, &k4[..s], &mut hits4))),
+                ("netwatch batch_hits", p, Box::new(|| ours_hits(&t4.ours, &k4[..s], &mut hits4))),
                 ("ip_network_table", p, Box::new(|| v4_int(&t4, &k4[..s]))),
                 ("prefix-trie", 3, Box::new(|| v4_pt(&t4, &k4[..s]))),
             ],
@@ -383,7 +373,7 @@ fn benches(c: &mut Criterion) {
                 vec![
                     ("netwatch lookup", p, Box::new(|| v6_ours(&t6, &keys[..s]))),
                     ("netwatch lookup_batch", p, Box::new(|| v6_ours_batch(&t6, &keys[..s], &mut out6))),
-                    ("netwatch batch_hits", p, Box::new(|| v6_ours_hits(&t6, &keys[..s], &mut hits6))),
+                    ("netwatch batch_hits", p, Box::new(|| ours_hits(&t6.ours, &keys[..s], &mut hits6))),
                     ("ip_network_table", p, Box::new(|| v6_int(&t6, &keys[..s]))),
                     ("prefix-trie", 3, Box::new(|| v6_pt(&t6, &keys[..s]))),
                 ],

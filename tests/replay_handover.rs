@@ -9,6 +9,8 @@
 //! also when a later input fails, at input boundaries, past the bound on
 //! records held for the hand-over, and when the stream is dropped unused.
 
+mod common;
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -129,30 +131,11 @@ fn every_corpus_capture_hands_over_the_same_records() {
     assert!(ends > 1000, "{ends} flows ended");
 }
 
-/// Splits `src` into two pcaps at packet `at`.
-fn split(src: &Path, at: u64, dir: &Path) -> (PathBuf, PathBuf) {
-    let mut r = CaptureReader::open(src).expect("corpus capture opens");
-    let link = r.interfaces()[0].link_type;
-    let (a, b) = (dir.join("a.pcap"), dir.join("b.pcap"));
-    let writer = |p: &Path| PcapWriter::new(BufWriter::new(File::create(p).expect("create")), link, 262_144, true).expect("header");
-    let (mut wa, mut wb) = (writer(&a), writer(&b));
-    let mut n = 0;
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("packet");
-        let w = if n < at { &mut wa } else { &mut wb };
-        w.write_packet(p.timestamp_ns, p.orig_len, p.data).expect("write");
-        n += 1;
-    }
-    wa.flush().expect("flush");
-    wb.flush().expect("flush");
-    (a, b)
-}
-
 #[test]
 fn several_inputs_hand_over_the_same_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = Path::new(CORPUS).join("pcap-bulk/pcapplusplus__tls2.pcap");
-    let (a, b) = split(&src, 3000, dir.path());
+    let (a, b, _) = common::split_capture(&src, 3000, dir.path());
     let (a, b) = (CaptureInput::File(a), CaptureInput::File(b));
     // Rotated files (one capture), and the same files in the wrong order
     // (the second starts before the first ended: a new flow table, made by
@@ -177,22 +160,13 @@ impl Clone for Counting {
 
 #[test]
 fn a_dropped_stream_stops_tracking() {
-    use std::net::{Ipv4Addr, SocketAddr};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     // One capture of 20,000 one-datagram UDP flows: tracking it all takes
     // the decoding thread a second at 50 us a flow.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("many.pcap");
-    let mut synth = netwatch_capture::synth::Synth::new();
-    for i in 0..20_000u32 {
-        let a = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 | i), 40_000));
-        let b = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 53));
-        synth.udp(1_000_000_000 + i64::from(i) * 1_000, a, b, &[(true, 60)]);
-    }
-    synth
-        .write_pcap(BufWriter::new(File::create(&path).expect("create")))
-        .expect("write");
+    common::udp_flows_capture(&path, 20_000, 1_000);
     let clones = Arc::new(AtomicUsize::new(0));
     let stream = PacketStream::start_tracking(&[CaptureInput::File(path)], &ReplayOptions::default(), Counting(clones.clone()));
     // Let it start, then drop it, as a caller whose preparations failed.
@@ -253,20 +227,11 @@ fn an_error_after_early_tracking_keeps_the_records_before_it() {
 /// same records in the end.
 #[test]
 fn early_records_are_bounded() {
-    use std::net::{Ipv4Addr, SocketAddr};
     // 70,000 one-datagram UDP flows 1 ms apart: with a 1 s idle timeout
     // each ends (Begin and End records) while the capture goes on.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("many.pcap");
-    let mut synth = netwatch_capture::synth::Synth::new();
-    for i in 0..70_000u32 {
-        let a = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 | i), 40_000));
-        let b = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 53));
-        synth.udp(1_000_000_000 + i64::from(i) * 1_000_000, a, b, &[(true, 60)]);
-    }
-    synth
-        .write_pcap(BufWriter::new(File::create(&path).expect("create")))
-        .expect("write");
+    common::udp_flows_capture(&path, 70_000, 1_000_000);
     let opts = options();
     let inputs = [CaptureInput::File(path)];
     let (plain, plain_stats) = run(PacketStream::start(&inputs, &opts), &opts);

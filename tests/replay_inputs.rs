@@ -4,6 +4,8 @@
 //! whose flows never merge with theirs; a capture on stdin (`-`) gives the
 //! same flows as the file.
 
+mod common;
+
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -44,25 +46,6 @@ fn ends(inputs: &[CaptureInput]) -> Vec<End> {
     v
 }
 
-/// Splits `src` into two pcaps at packet `at`, in `dir`.
-fn split(src: &Path, at: u64, dir: &Path) -> (PathBuf, PathBuf, u64) {
-    let mut r = CaptureReader::open(src).expect("corpus capture opens");
-    let link = r.interfaces()[0].link_type;
-    let (a, b) = (dir.join("a.pcap"), dir.join("b.pcap"));
-    let writer = |p: &Path| PcapWriter::new(BufWriter::new(File::create(p).expect("create")), link, 262_144, true).expect("header");
-    let (mut wa, mut wb) = (writer(&a), writer(&b));
-    let mut n = 0;
-    while let Some(p) = r.next_packet() {
-        let p = p.expect("packet");
-        let w = if n < at { &mut wa } else { &mut wb };
-        w.write_packet(p.timestamp_ns, p.orig_len, p.data).expect("write");
-        n += 1;
-    }
-    wa.flush().expect("flush");
-    wb.flush().expect("flush");
-    (a, b, n)
-}
-
 fn sorted(mut v: Vec<End>) -> Vec<End> {
     v.sort();
     v
@@ -72,7 +55,7 @@ fn sorted(mut v: Vec<End>) -> Vec<End> {
 fn rotated_files_track_as_one_capture() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = PathBuf::from(SRC);
-    let (a, b, n) = split(&src, 3000, dir.path());
+    let (a, b, n) = common::split_capture(&src, 3000, dir.path());
     assert!(n > 6000, "{n} packets");
     let whole = ends(&[CaptureInput::File(src)]);
     let parts = ends(&[CaptureInput::File(a), CaptureInput::File(b)]);
@@ -83,7 +66,7 @@ fn rotated_files_track_as_one_capture() {
 #[test]
 fn an_input_from_earlier_is_another_capture() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b, _) = split(Path::new(SRC), 3000, dir.path());
+    let (a, b, _) = common::split_capture(Path::new(SRC), 3000, dir.path());
     // b (later packets) first, then a: a starts before b ended.
     let both = ends(&[CaptureInput::File(b.clone()), CaptureInput::File(a.clone())]);
     let alone_b = ends(&[CaptureInput::File(b)]);

@@ -371,32 +371,19 @@ impl<K: LpmKey, T> LpmTable<K, T> {
     /// latency (see the module docs); results are identical to
     /// [`Self::lookup_key`].
     pub fn lookup_batch<'s>(&'s self, keys: &[K], out: &mut [Option<LpmMatch<'s, K::Net, T>>]) {
-        let n = keys.len().min(out.len());
-        let (keys, out) = (&keys[..n], &mut out[..n]);
         if self.values.is_empty() {
             out.fill(None);
             return;
         }
-        if K::BITS == 32 {
-            let mut leaves = [0u32; STREAM_BLOCK];
-            for (kc, oc) in keys.chunks(STREAM_BLOCK).zip(out.chunks_mut(STREAM_BLOCK)) {
-                let lv = &mut leaves[..kc.len()];
-                self.trie.lookup_stream_dispatch(kc, lv);
-                for ((o, &k), &leaf) in oc.iter_mut().zip(kc).zip(lv.iter()) {
-                    *o = self.decode_nonempty(k, leaf);
-                }
-            }
-        } else {
-            let mut leaves = [0u32; BATCH_LANES];
-            for (kc, oc) in keys.chunks(BATCH_LANES).zip(out.chunks_mut(BATCH_LANES)) {
-                self.trie.lookup_lanes(kc, &mut leaves[..kc.len()]);
+        self.walk_batch(keys, out, |t, k, leaf| {
+            if K::BITS == 32 {
+                t.decode_nonempty(k, leaf)
+            } else {
                 // IPv6: masking a u128 for every lane, match or not, costs
                 // more than the branch it saves (measured).
-                for ((o, &k), &leaf) in oc.iter_mut().zip(kc).zip(&leaves) {
-                    *o = self.decode(k, leaf);
-                }
+                t.decode(k, leaf)
             }
-        }
+        });
     }
 
     /// Look up many keys into compact results: `out[i]` receives the
@@ -408,27 +395,36 @@ impl<K: LpmKey, T> LpmTable<K, T> {
     /// Same walk and results as [`Self::lookup_batch`]; only
     /// `min(keys.len(), out.len())` entries are processed.
     pub fn lookup_batch_hits(&self, keys: &[K], out: &mut [LpmHit]) {
-        let n = keys.len().min(out.len());
-        let (keys, out) = (&keys[..n], &mut out[..n]);
         if self.values.is_empty() {
             out.fill(LpmHit::MISS);
             return;
         }
+        self.walk_batch(keys, out, |_, _, leaf| LpmHit(leaf));
+    }
+
+    /// The batched walk of a non-empty table: `out[i] = result(self,
+    /// keys[i], leaf of keys[i])` for the first `min(keys.len(), out.len())`
+    /// keys. IPv4 goes through the prefetching pipeline in runs of
+    /// [`STREAM_BLOCK`] keys, IPv6 level by level [`BATCH_LANES`] at a time.
+    #[inline(always)]
+    fn walk_batch<'s, O>(&'s self, keys: &[K], out: &mut [O], result: impl Fn(&'s Self, K, u32) -> O) {
+        let n = keys.len().min(out.len());
+        let (keys, out) = (&keys[..n], &mut out[..n]);
         if K::BITS == 32 {
             let mut leaves = [0u32; STREAM_BLOCK];
             for (kc, oc) in keys.chunks(STREAM_BLOCK).zip(out.chunks_mut(STREAM_BLOCK)) {
                 let lv = &mut leaves[..kc.len()];
                 self.trie.lookup_stream_dispatch(kc, lv);
-                for (o, &leaf) in oc.iter_mut().zip(lv.iter()) {
-                    *o = LpmHit(leaf);
+                for ((o, &k), &leaf) in oc.iter_mut().zip(kc).zip(lv.iter()) {
+                    *o = result(self, k, leaf);
                 }
             }
         } else {
             let mut leaves = [0u32; BATCH_LANES];
             for (kc, oc) in keys.chunks(BATCH_LANES).zip(out.chunks_mut(BATCH_LANES)) {
                 self.trie.lookup_lanes(kc, &mut leaves[..kc.len()]);
-                for (o, &leaf) in oc.iter_mut().zip(&leaves) {
-                    *o = LpmHit(leaf);
+                for ((o, &k), &leaf) in oc.iter_mut().zip(kc).zip(&leaves) {
+                    *o = result(self, k, leaf);
                 }
             }
         }

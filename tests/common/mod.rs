@@ -1,9 +1,13 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use netwatch::Environment;
+use netwatch_capture::file::{CaptureReader, PcapWriter};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -56,3 +60,37 @@ pub const STRICT_WEB_NIC: &[&str] = &[
     "--local",
     "10.0.0.6/32",
 ];
+
+/// Splits capture `src` into two pcaps in `dir`, `a.pcap` with its first
+/// `at` packets and `b.pcap` with the rest; also returns the packet count.
+pub fn split_capture(src: &Path, at: u64, dir: &Path) -> (PathBuf, PathBuf, u64) {
+    let mut r = CaptureReader::open(src).expect("corpus capture opens");
+    let link = r.interfaces()[0].link_type;
+    let (a, b) = (dir.join("a.pcap"), dir.join("b.pcap"));
+    let writer = |p: &Path| PcapWriter::new(BufWriter::new(File::create(p).expect("create")), link, 262_144, true).expect("header");
+    let (mut wa, mut wb) = (writer(&a), writer(&b));
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("packet");
+        let w = if n < at { &mut wa } else { &mut wb };
+        w.write_packet(p.timestamp_ns, p.orig_len, p.data).expect("write");
+        n += 1;
+    }
+    wa.flush().expect("flush");
+    wb.flush().expect("flush");
+    (a, b, n)
+}
+
+/// Writes `path`: a capture of `flows` one-datagram UDP flows from
+/// 10.0.0.0 + i to 192.0.2.1:53, `spacing_ns` apart.
+pub fn udp_flows_capture(path: &Path, flows: u32, spacing_ns: i64) {
+    let mut synth = netwatch_capture::synth::Synth::new();
+    for i in 0..flows {
+        let a = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 | i), 40_000));
+        let b = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 53));
+        synth.udp(1_000_000_000 + i64::from(i) * spacing_ns, a, b, &[(true, 60)]);
+    }
+    synth
+        .write_pcap(BufWriter::new(File::create(path).expect("create")))
+        .expect("write");
+}
