@@ -6,6 +6,11 @@
 //! packet, in its initiator's direction; its return traffic shares the
 //! verdict (NSGs are stateful, spec §1.3). A flow with neither end on the
 //! NIC is transit.
+//!
+//! Reading and decoding run on a thread of their own ([`PacketStream`]), the
+//! flow table on the caller's; a caller with slow preparations (`evaluate`
+//! loads resources and compiles rules) lets that thread track the first
+//! flows itself meanwhile ([`PacketStream::start_tracking`]).
 
 use std::fs::File;
 use std::io::{self, Read};

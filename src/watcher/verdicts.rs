@@ -322,7 +322,7 @@ const LIVE_CLOCK_SLACK: Duration = Duration::from_secs(2);
 /// Tracks the flows of decoded live packets until the capture's tap
 /// channel closes: each new flow decided by `evaluator` (transit without
 /// one), every record handed to `records`. The table's clock is packet
-/// time, and on a quiet link the wall clock (less [`LIVE_CLOCK_SLACK`]),
+/// time, and on a quiet link the wall clock (less 2 s of slack for packets still in flight),
 /// checked every [`LIVE_TICK`]; records exported are sent at least as
 /// often. Stops at the first error of an output.
 pub fn track_packets(
