@@ -158,7 +158,6 @@ enum Event<T> {
 /// One flow table over the inputs of a replay, in order.
 struct Tracker<T> {
     table: FlowTable<T>,
-    config: FlowTableConfig,
     last_input: usize,
 }
 
@@ -166,7 +165,6 @@ impl<T: Clone> Tracker<T> {
     fn new(config: FlowTableConfig) -> Result<Self, ReplayError> {
         Ok(Tracker {
             table: FlowTable::new(config).map_err(|e| ReplayError::Config(e.to_string()))?,
-            config,
             last_input: 0,
         })
     }
@@ -187,7 +185,7 @@ impl<T: Clone> Tracker<T> {
             self.last_input = input;
             if packets.first().is_some_and(|p| p.ts_ns < self.table.now_ns()) {
                 self.table.finish_each(&mut *sink);
-                self.table = FlowTable::new(self.config).map_err(|e| ReplayError::Config(e.to_string()))?;
+                self.table = FlowTable::new(*self.table.config()).map_err(|e| ReplayError::Config(e.to_string()))?;
             }
         }
         self.table.observe_batch(packets, |t, _| init(t), sink);
@@ -296,7 +294,7 @@ impl<T: Clone + Send + 'static> PacketStream<T> {
                     tracker: mut early,
                     records,
                 } => {
-                    if early.config != opts.table {
+                    if *early.table.config() != opts.table {
                         return Err(ReplayError::Config(
                             "PacketStream::start_tracking and track were given different flow table options".into(),
                         ));
