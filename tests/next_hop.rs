@@ -210,6 +210,17 @@ fn bad_route_data_names_table_route_and_field() {
             "nextHopIpAddress is required",
         ),
         ("rt-web-bad-prefix.json", "properties.routes[2]", "\"100.64.0.0/33\""),
+        // Caught by the loader, before the routing checks: named the same.
+        (
+            "rt-web-prefix-number.json",
+            "properties.routes[1].properties.addressPrefix",
+            "route onprem-dc-via-fw: expected a string, found a number",
+        ),
+        (
+            "rt-web-no-next-hop-type.json",
+            "properties.routes[2].properties.nextHopType",
+            "route cgnat-via-fw: missing required field",
+        ),
         (
             "rt-web-ip-on-none.json",
             "properties.routes[3]",

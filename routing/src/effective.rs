@@ -139,7 +139,7 @@ pub enum RouteError {
     },
     /// `addressPrefix` names a service tag that is not in
     /// [`SubnetRoutingInput::service_tags`].
-    #[error("route table {route_table}: route {route}: addressPrefix {tag:?} is not a known service tag")]
+    #[error("route table {route_table}: route {route}: addressPrefix {tag:?} is not a known service tag (load the service tags file with --service-tags, or fix the tag name)")]
     UnknownServiceTag {
         /// Route table ID.
         route_table: String,

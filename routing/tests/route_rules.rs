@@ -283,7 +283,8 @@ fn validation_errors_name_table_route_and_field() {
     assert!(matches!(&e, RouteError::UnknownServiceTag { tag, .. } if tag == "Storage.WestUS"));
     assert_eq!(
         e.to_string(),
-        "route table rt1: route tag: addressPrefix \"Storage.WestUS\" is not a known service tag"
+        "route table rt1: route tag: addressPrefix \"Storage.WestUS\" is not a known service tag \
+         (load the service tags file with --service-tags, or fix the tag name)"
     );
 
     let e = err(vec![UserRoute::new("peer", "10.1.0.0/16", T::VNetPeering, None)]);

@@ -811,16 +811,30 @@ pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
     let routes = n
         .array("routes")?
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let r = c.node();
-            Ok(Route {
-                id: r.str("id")?.map(str::to_string),
-                name: r.req_str("name")?.to_string(),
-                address_prefix: r.req_str("addressPrefix")?.to_string(),
-                next_hop_type: r.req_str("nextHopType")?.to_string(),
-                next_hop_ip_address: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
-                has_bgp_override: r.bool("hasBgpOverride")?.unwrap_or(false),
-                at: r.location(),
+            let route = || -> Result<Route, LoadError> {
+                Ok(Route {
+                    id: r.str("id")?.map(str::to_string),
+                    name: r.req_str("name")?.to_string(),
+                    address_prefix: r.req_str("addressPrefix")?.to_string(),
+                    next_hop_type: r.req_str("nextHopType")?.to_string(),
+                    next_hop_ip_address: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
+                    has_bgp_override: r.bool("hasBgpOverride")?.unwrap_or(false),
+                    at: r.location(),
+                })
+            };
+            // Named as the routing crate names them when it checks a route.
+            route().map_err(|e| match e {
+                LoadError::Invalid { at, message } => {
+                    let route = r.str("name").ok().flatten().map_or_else(|| format!("#{i}"), str::to_string);
+                    LoadError::Invalid {
+                        at,
+                        message: format!("route table {id}: route {route}: {message}"),
+                    }
+                }
+                other => other,
             })
         })
         .collect::<Result<_, LoadError>>()?;
