@@ -116,15 +116,7 @@ fn explain_lists_each_nsg_and_rule() {
 
 #[test]
 fn effective_security_rules_normalise_like_azure() {
-    let o = netwatch(&[
-        "effective-security-rules",
-        "--resources",
-        "demo/hub-spoke",
-        "--service-tags",
-        "demo/ServiceTags_Demo.json",
-        "--nic",
-        "nic-web1",
-    ]);
+    let o = netwatch(&[&["effective-security-rules"], common::DEMO_WEB1].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let groups = v["value"].as_array().unwrap();
@@ -807,21 +799,8 @@ fn an_error_after_output_leaves_whole_lines_and_says_so() {
     // resources load: the records it tracked reach stdout before the error.
     // (Each copy starts before the previous one ended: a capture of its
     // own, whose flows end when the next begins.)
-    let o = netwatch(&[
-        "evaluate",
-        "--resources",
-        "demo/hub-spoke",
-        "--service-tags",
-        "demo/ServiceTags_Demo.json",
-        "--nic",
-        "nic-web1",
-        "--local",
-        "0.0.0.0/0",
-        good,
-        good,
-        good,
-        bad,
-    ]);
+    let args = [&["evaluate"], common::DEMO_WEB1, &["--local", "0.0.0.0/0", good, good, good, bad]].concat();
+    let o = netwatch(&args);
     assert_eq!(o.status.code(), Some(1));
     let lines = stdout(&o).lines().count();
     assert!(lines > 0, "no records before the error");

@@ -44,6 +44,17 @@ pub fn cli_env() -> Environment {
     env
 }
 
+/// The bundled demo environment with its service tags, and its NIC
+/// nic-web1: the arguments most commands take before their own.
+pub const DEMO_WEB1: &[&str] = &[
+    "--resources",
+    "demo/hub-spoke",
+    "--service-tags",
+    "demo/ServiceTags_Demo.json",
+    "--nic",
+    "nic-web1",
+];
+
 /// The demo environment with nic-web1's NSG replaced by a stricter copy (a
 /// later file wins) that denies HTTP to half the Internet, so both NSGs
 /// decide some flows of the corpus capture; the NIC taken as 10.0.0.6.
