@@ -92,6 +92,14 @@ impl Synth {
         }
     }
 
+    /// One TCP segment of `len` payload bytes; `flags` holds `S`, `F`, `R`,
+    /// `P` and `A` (an acknowledgment), as tcpdump prints them. For
+    /// captures that start inside a session or hold odd segments.
+    pub fn tcp_segment(&mut self, ts_ns: i64, from: SocketAddr, to: SocketAddr, flags: &str, len: u32) {
+        let ack = flags.contains('A').then_some(1);
+        self.tcp(ts_ns, from, to, 1_000, ack, flags, len);
+    }
+
     /// A TCP session: handshake, request/response exchanges of the given
     /// sizes (split into MSS segments, each acknowledged), then `end`.
     /// Returns the time of its last packet.

@@ -121,6 +121,19 @@ fn ipv4_total_length_zero_counts_the_captured_packet() {
     assert!(!m.malformed && !m.truncated);
 }
 
+/// IPv6 payload length 0 without a jumbo option is the same offload (Linux
+/// "BIG TCP" captures, tshark: "payload length equals 0 (maybe because of
+/// TSO)"): the captured packet counts, as for IPv4, not the 40-byte header.
+#[test]
+fn ipv6_payload_length_zero_counts_the_captured_packet() {
+    let mut f = ipv6("fd00::1", "fd00::2", 6, &tcp(1000, 80, &[0x55; 1000]));
+    f[4..6].copy_from_slice(&[0, 0]);
+    let m = raw(&f);
+    assert_eq!((m.src_port, m.dst_port), (1000, 80));
+    assert_eq!(m.ip_total_len, 40 + 20 + 1000);
+    assert!(!m.malformed && !m.truncated);
+}
+
 /// With `decap`, a fragmented GRE datagram's first fragment is reported as
 /// the inner packet; its later fragment (no inner header) must join the
 /// inner flow rather than make an outer GRE flow of its own.

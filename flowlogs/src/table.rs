@@ -390,9 +390,12 @@ fn icmp_class(protocol: u8, icmp: Option<IcmpInfo>) -> (u16, u16, IcmpRole) {
         (ip_protocol::ICMP, 8 | 13 | 15 | 17) => Some((i.icmp_type, IcmpRole::Request)),
         (ip_protocol::ICMP, 0) => Some((8, IcmpRole::Reply)),
         (ip_protocol::ICMP, 14 | 16 | 18) => Some((i.icmp_type - 1, IcmpRole::Reply)),
-        // ICMPv6 echo (RFC 4443)
-        (ip_protocol::ICMPV6, 128) => Some((128, IcmpRole::Request)),
-        (ip_protocol::ICMPV6, 129) => Some((128, IcmpRole::Reply)),
+        // extended echo (RFC 8335)
+        (ip_protocol::ICMP, 42) => Some((42, IcmpRole::Request)),
+        (ip_protocol::ICMP, 43) => Some((42, IcmpRole::Reply)),
+        // ICMPv6 echo (RFC 4443) and extended echo (RFC 8335)
+        (ip_protocol::ICMPV6, 128 | 160) => Some((i.icmp_type, IcmpRole::Request)),
+        (ip_protocol::ICMPV6, 129 | 161) => Some((i.icmp_type - 1, IcmpRole::Reply)),
         _ => None,
     };
     match pair {
@@ -1154,15 +1157,46 @@ impl<T: Clone> FlowTable<T> {
     }
 }
 
+/// Whether a TCP flow's first packet after the handshake, from `src_port`
+/// to `dst_port`, most likely came from the server: its source port is in
+/// a lower IANA range than its destination port (RFC 6335 §6: system ports
+/// 0-1023, user ports 1024-49151, dynamic ports 49152-65535), as from 443
+/// to 35000 or from 8443 to 51000. Equal ranges keep the first sender as
+/// initiator. (Zeek flips partial connections the same way, from a list of
+/// likely server ports.)
+fn server_side_first(src_port: u16, dst_port: u16) -> bool {
+    fn range(p: u16) -> u8 {
+        match p {
+            0..=1023 => 0,
+            1024..=49151 => 1,
+            _ => 2,
+        }
+    }
+    range(src_port) < range(dst_port)
+}
+
 fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, prep: &Prepared, now: i64, init: F) -> Flow<T>
 where
     F: FnOnce(&FlowTuple, &PacketInfo) -> T,
 {
     let has_ports = matches!(pkt.protocol, ip_protocol::TCP | ip_protocol::UDP);
     let (sp, dp) = if has_ports { (pkt.src_port, pkt.dst_port) } else { (0, 0) };
-    // The receiver of a first-seen SYN-ACK (or ICMP query reply) initiated the flow.
+    // The receiver of a first-seen SYN-ACK (or ICMP query reply) initiated
+    // the flow. A TCP flow first seen after its handshake (a capture started
+    // on a host with connections open), or a UDP flow, is taken as
+    // initiated from the other side when its first packet came from a
+    // server's port (a flow judged from the wrong side gets the wrong NSG
+    // verdict, and a denied flow cannot have replies).
     let reversed = match pkt.protocol {
-        ip_protocol::TCP => pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == (tcp_flags::SYN | tcp_flags::ACK),
+        ip_protocol::TCP => match pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) {
+            f if f == tcp_flags::SYN | tcp_flags::ACK => true,
+            f if f & tcp_flags::SYN != 0 => false,
+            _ => server_side_first(pkt.src_port, pkt.dst_port),
+        },
+        // A UDP flow's first packet is its client's far more often than a
+        // TCP flow's first captured one: only a system port answering a
+        // port above them (53 to 33000, 443 to 55000) turns it.
+        ip_protocol::UDP => pkt.src_port < 1024 && pkt.dst_port >= 1024,
         ip_protocol::ICMP | ip_protocol::ICMPV6 => prep.role == IcmpRole::Reply,
         _ => false,
     };

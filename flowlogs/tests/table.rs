@@ -84,6 +84,41 @@ fn syn_ack_seen_first_makes_its_receiver_the_initiator() {
     assert_eq!(*o.user, 7);
 }
 
+/// A capture started on a host with connections open: a TCP flow's first
+/// packet is the server's data (no SYN), a UDP flow's the server's answer.
+/// The side with the service port is the responder, as the packets that
+/// were not captured had it.
+#[test]
+fn a_flow_first_seen_mid_stream_is_initiated_from_its_dynamic_port() {
+    let mut t = table();
+    let o = t.observe(&tcp(1.0, "10.2.1.4", 22, "10.2.2.4", 50000, PSH | ACK, 100), |_, _| 1);
+    assert!(!o.from_initiator);
+    assert_eq!((o.tuple.src, o.tuple.src_port, o.tuple.dst_port), (ip("10.2.2.4"), 50000, 22));
+    let o = t.observe(&udp(1.1, "8.8.8.8", 53, "10.0.0.5", 51000, 90), |_, _| 2);
+    assert!(!o.from_initiator);
+    assert_eq!((o.tuple.src, o.tuple.dst_port), (ip("10.0.0.5"), 53));
+    // 8443 (user port) against a dynamic port, and a FIN first.
+    let o = t.observe(&tcp(1.2, "10.0.0.9", 8443, "10.0.0.8", 60000, FIN | ACK, 52), |_, _| 3);
+    assert_eq!((o.tuple.src, o.tuple.dst_port), (ip("10.0.0.8"), 8443));
+    // UDP turns only for a system port: 40000 to 50000 is a client's.
+    let o = t.observe(&udp(1.15, "10.0.0.6", 40000, "10.0.0.7", 50000, 90), |_, _| 6);
+    assert!(o.from_initiator);
+    assert_eq!(o.tuple.src, ip("10.0.0.6"));
+    // Ports of the same range: the first sender stays the initiator.
+    let o = t.observe(&tcp(1.3, "10.0.0.1", 40000, "10.0.0.2", 35000, ACK, 52), |_, _| 4);
+    assert!(o.from_initiator);
+    assert_eq!(o.tuple.src, ip("10.0.0.1"));
+    // A SYN decides whatever the ports: a client bound to a system port.
+    let o = t.observe(&tcp(1.4, "10.0.0.3", 514, "10.0.0.4", 55000, SYN, 60), |_, _| 5);
+    assert!(o.from_initiator);
+    assert_eq!(o.tuple.src, ip("10.0.0.3"));
+    // The initiator's own packets count as sent.
+    let o = t.observe(&tcp(1.5, "10.2.2.4", 50000, "10.2.1.4", 22, ACK, 52), |_, _| 9);
+    assert!(!o.is_new);
+    assert!(o.from_initiator);
+    assert_eq!(*o.user, 1);
+}
+
 #[test]
 fn rst_ends_and_a_new_syn_reuses_the_tuple() {
     let mut t = table();
@@ -156,6 +191,35 @@ fn icmp_echo_request_and_reply_share_a_flow_per_identifier() {
     t.finish();
     let recs: Vec<_> = t.drain_records().collect();
     assert_eq!(ends(&recs)[0].icmp.map(|i| (i.icmp_type, i.id)), Some((8, 9)));
+}
+
+/// Extended echo (RFC 8335, PROBE: ICMP 42/43, ICMPv6 160/161) pairs by
+/// identifier like echo, a reply seen first included.
+#[test]
+fn icmp_extended_echo_request_and_reply_share_a_flow() {
+    let mut t = table();
+    let v6 = |ts: f64, src: &str, dst: &str, ty: u8, id: u16| PacketInfo {
+        protocol: 58,
+        ..icmp(ts, src, dst, ty, id, 72)
+    };
+    let pkts = [
+        icmp(0.0, "10.0.0.4", "10.0.0.9", 42, 0x43, 84),
+        icmp(0.01, "10.0.0.9", "10.0.0.4", 43, 0x43, 84),
+        v6(0.02, "fd00::4", "fd00::9", 160, 7),
+        v6(0.03, "fd00::9", "fd00::4", 161, 7),
+        icmp(0.04, "10.0.0.9", "10.0.0.5", 43, 0x44, 84),
+    ];
+    feed(&mut t, &pkts);
+    assert_eq!(t.len(), 3);
+    t.finish();
+    let recs: Vec<_> = t.drain_records().collect();
+    let e = ends(&recs);
+    for r in &e[..2] {
+        assert_eq!((r.forward.packets, r.reverse.packets), (1, 1), "{r:?}");
+        assert_eq!(r.state, FlowState::Established);
+    }
+    assert_eq!(e[2].tuple.src, ip("10.0.0.5"), "the reply's receiver asked");
+    assert_eq!(e[2].icmp.map(|i| i.icmp_type), Some(42));
 }
 
 #[test]

@@ -4,6 +4,12 @@
 //! IPv4-mapped IPv6 address `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2). That lets one
 //! interval table serve both families, while `0.0.0.0/0` still covers only
 //! IPv4 and `*` covers both, as in Azure NSG rules.
+//!
+//! A genuine IPv6 address of the mapped block (a packet from `::ffff:10.0.0.4`
+//! is an IPv6 packet, not an IPv4 one, and RFC 4291 keeps such addresses
+//! off the wire) moves to the reserved block below it, `::fffe:0:0/96`
+//! ([`V4_MAPPED_ALIAS`]): it then matches `*` and the IPv6 prefixes that
+//! cover it, never an IPv4 prefix, and is not `Internet` (spec, Decision 2).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,12 +19,24 @@ pub const V4_BASE: u128 = 0xffff_0000_0000;
 /// Last address of the IPv4-mapped block.
 pub const V4_LAST: u128 = V4_BASE | 0xffff_ffff;
 
+/// Where genuine IPv6 addresses of the IPv4-mapped block go in the unified
+/// space: `::fffe:0:0/96`, IETF-reserved and unassigned (it shares the
+/// values with its own addresses, which no network uses).
+pub const V4_MAPPED_ALIAS: u128 = V4_BASE - (1 << 32);
+
 /// An address in the unified 128-bit space.
 #[inline]
 pub fn ip_to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => V4_BASE | u32::from(v4) as u128,
-        IpAddr::V6(v6) => u128::from(v6),
+        IpAddr::V6(v6) => {
+            let v = u128::from(v6);
+            if (V4_BASE..=V4_LAST).contains(&v) {
+                v - (V4_BASE - V4_MAPPED_ALIAS)
+            } else {
+                v
+            }
+        }
     }
 }
 
@@ -344,6 +362,26 @@ mod tests {
         let s4 = AddrSet::from_prefix(p("0.0.0.0/0"));
         assert!(s4.contains("1.2.3.4".parse().unwrap()));
         assert!(!s4.contains("2001:db8::1".parse().unwrap()));
+    }
+
+    /// An IPv6 packet from `::ffff:10.0.2.4` is not IPv4 traffic from
+    /// 10.0.2.4: IPv4 prefixes never match it, IPv6 prefixes covering it
+    /// and `*` do, and the mapped prefix written as IPv6 matches it alone.
+    #[test]
+    fn mapped_ipv6_addresses_are_ipv6() {
+        let mapped: IpAddr = "::ffff:10.0.2.4".parse().unwrap();
+        let v4: IpAddr = "10.0.2.4".parse().unwrap();
+        assert_ne!(ip_to_u128(mapped), ip_to_u128(v4));
+        for v4_rule in ["10.0.2.4/32", "10.0.0.0/8", "0.0.0.0/0"] {
+            assert!(!AddrSet::from_prefix(p(v4_rule)).contains(mapped), "{v4_rule}");
+            assert!(AddrSet::from_prefix(p(v4_rule)).contains(v4), "{v4_rule}");
+        }
+        assert!(AddrSet::from_prefix(p("::/0")).contains(mapped));
+        assert!(AddrSet::any().contains(mapped));
+        let block = AddrSet::from_prefix(p("::ffff:10.0.0.0/104"));
+        assert!(block.contains(mapped));
+        assert!(!block.contains(v4));
+        assert!(!AddrSet::from_prefix(p("2001:db8::/32")).contains(mapped));
     }
 
     #[test]

@@ -706,6 +706,13 @@ pub struct Verdict {
 /// The NIC side of an evaluation: its addresses and its two compiled chains.
 pub struct NicEvaluator<'e> {
     pub local: AddrSet,
+    /// With `--local` (a capture replayed "as if" taken on the NIC): the
+    /// NIC's private IPs, primary first. A flow's local end that is not one
+    /// of them is judged as the NIC's address of its family, so that rules
+    /// on the NIC's own address, its application security groups and
+    /// `VirtualNetwork` see the NIC; the remote end keeps its address.
+    /// Empty without `--local`.
+    pub stand_in_for: Vec<IpAddr>,
     pub inbound: NsgChain<'e>,
     pub outbound: NsgChain<'e>,
 }
@@ -731,19 +738,34 @@ impl NicEvaluator<'_> {
                 decided_by: None,
             };
         };
-        let flow = Flow {
+        let mut flow = Flow {
             protocol: t.protocol,
             source: t.src,
             source_port: t.src_port,
             destination: t.dst,
             destination_port: t.dst_port,
         };
+        let local_end = match dir {
+            Direction::Outbound => &mut flow.source,
+            Direction::Inbound => &mut flow.destination,
+        };
+        *local_end = self.as_nic(*local_end);
         let d = chain.decide(&flow.key());
         Verdict {
             direction: Some(dir),
             access: d.access,
             decided_by: d.decided_by.and_then(|v| v.rule_index.map(|r| (v.chain_index as u8, r as u32))),
         }
+    }
+
+    /// The address a flow's local end is judged as (see
+    /// [`NicEvaluator::stand_in_for`]).
+    fn as_nic(&self, ip: IpAddr) -> IpAddr {
+        if self.stand_in_for.is_empty() || self.stand_in_for.contains(&ip) {
+            return ip;
+        }
+        let same_family = |a: &&IpAddr| a.is_ipv4() == ip.is_ipv4();
+        self.stand_in_for.iter().find(same_family).copied().unwrap_or(ip)
     }
 
     /// The deciding NSG's name and the qualified rule name of a verdict.

@@ -27,7 +27,16 @@ use crate::Environment;
 pub fn prepare_nic<'e>(env: &'e Environment, nic: &str, local: Option<AddrSet>) -> Result<(NicView<'e>, NicEvaluator<'e>), WatcherError> {
     let nic = find_nic(env, nic)?;
     let view = NicView::for_nic(env, nic, None)?;
+    let stand_in_for = match &local {
+        Some(_) => {
+            let mut own: Vec<_> = nic.ip_configurations.iter().filter(|c| c.primary).collect();
+            own.extend(nic.ip_configurations.iter().filter(|c| !c.primary));
+            own.iter().filter_map(|c| c.private_ip_address).collect()
+        }
+        None => Vec::new(),
+    };
     let evaluator = NicEvaluator {
+        stand_in_for,
         local: local.unwrap_or_else(|| nic_addresses(nic)),
         inbound: view.compile(Direction::Inbound)?,
         outbound: view.compile(Direction::Outbound)?,

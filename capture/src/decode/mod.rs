@@ -553,8 +553,16 @@ fn ipv6(data: &[u8], off: usize, ctx: &mut Ctx) -> Result<PacketMeta, NotIp> {
     let plen = usize::from(h.payload_length());
     let mut next = h.next_header().0;
     // With a jumbo payload the length comes from the hop-by-hop option.
+    // Without one, payload length 0 is segmentation offload on the
+    // capturing host (as for IPv4's total length 0): the packet is what was
+    // captured from the IPv6 header on, as tshark presumes ("maybe because
+    // of TSO").
     let mut end = if plen == 0 { rest.len() } else { 40 + plen };
-    m.ip_total_len = (40 + plen) as u32;
+    m.ip_total_len = if plen == 0 {
+        u32::try_from(rest.len()).unwrap_or(u32::MAX)
+    } else {
+        (40 + plen) as u32
+    };
     let mut pos = 40;
     let mut transport_ok = true;
     for _ in 0..MAX_V6_EXTS {

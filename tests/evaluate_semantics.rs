@@ -1,0 +1,218 @@
+//! `netwatch evaluate` decisions on small synthesized captures through the
+//! demo environment, each checked against `ip-flow-verify` for the flow's
+//! initiator packet (the same NSG chain, Azure's own answer shape): the
+//! cases a replay can get wrong that a single IP flow verify cannot.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use netwatch_capture::synth::Synth;
+use serde_json::Value;
+
+const T0: i64 = 1_795_860_000 * 1_000_000_000;
+const DEMO: &[&str] = &["--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json"];
+
+fn netwatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("run netwatch")
+}
+
+fn capture(name: &str, g: Synth) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    g.write_pcap(std::fs::File::create(&path).unwrap()).unwrap();
+    path
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// `evaluate`'s rows (JSON lines) for `nic` over `pcap`.
+fn evaluate(nic: &str, extra: &[&str], pcap: &Path) -> Vec<Value> {
+    let args = [
+        &["evaluate"],
+        DEMO,
+        &["--nic", nic],
+        extra,
+        &[pcap.to_str().unwrap(), "-o", "jsonl"],
+    ]
+    .concat();
+    let o = netwatch(&args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// IP flow verify's (access, ruleName) for a row's initiator packet.
+fn ip_flow_verify(nic: &str, row: &Value) -> (String, String) {
+    let ep = |a: &Value, p: &Value| {
+        let a = a.as_str().unwrap();
+        if a.contains(':') {
+            format!("[{a}]:{p}")
+        } else {
+            format!("{a}:{p}")
+        }
+    };
+    let initiator = ep(&row["initiator"], &row["initiatorPort"]);
+    let responder = ep(&row["responder"], &row["responderPort"]);
+    let (local, remote) = match row["direction"].as_str().unwrap() {
+        "Outbound" => (initiator, responder),
+        _ => (responder, initiator),
+    };
+    let args = [
+        &["ip-flow-verify"],
+        DEMO,
+        &[
+            "--nic",
+            nic,
+            "--direction",
+            row["direction"].as_str().unwrap(),
+            "--protocol",
+            row["protocol"].as_str().unwrap(),
+            "--local",
+            &local,
+            "--remote",
+            &remote,
+        ],
+    ]
+    .concat();
+    let o = netwatch(&args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    (
+        v["access"].as_str().unwrap().to_string(),
+        v["ruleName"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn verdict(row: &Value) -> (String, String) {
+    (
+        row["access"].as_str().unwrap().to_string(),
+        row["ruleName"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// A capture started on app1 with an SSH session from db1 already open: its
+/// first packet is app1's data to the client. The flow is db1's, inbound
+/// to app1, allowed as the same session seen from its SYN is (a flow judged
+/// from the server's side would be an outbound flow from port 22, denied by
+/// the NIC's `Deny-Db-Subnet-Out`, with the replies of a denied flow).
+#[test]
+fn a_session_seen_mid_stream_is_judged_from_its_client() {
+    let (app, db) = (sa("10.2.1.4:22"), sa("10.2.2.4:51000"));
+    let mut g = Synth::new();
+    g.tcp_segment(T0, app, db, "PA", 200);
+    g.tcp_segment(T0 + 10_000_000, db, app, "A", 0);
+    g.tcp_segment(T0 + 500_000_000, db, app, "PA", 50);
+    g.tcp_session(
+        T0 + 1_000_000_000,
+        sa("10.2.2.4:51001"),
+        app,
+        &[(100, 100)],
+        netwatch_capture::synth::TcpEnd::Fin,
+    );
+    let pcap = capture("mid-stream.pcap", g);
+    let rows = evaluate("nic-app1", &[], &pcap);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["initiator"], "10.2.2.4", "{r}");
+        assert_eq!(r["responderPort"], 22, "{r}");
+        assert_eq!(r["direction"], "Inbound", "{r}");
+        assert_eq!(verdict(r), ("Allow".into(), "defaultSecurityRules/AllowVnetInBound".into()), "{r}");
+        assert_eq!(verdict(r), ip_flow_verify("nic-app1", r), "{r}");
+    }
+    // The mid-stream flow: app1's packet is a reply.
+    assert_eq!(
+        (rows[0]["packetsSent"].as_u64(), rows[0]["packetsReceived"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+/// An IPv6 packet whose addresses are IPv4-mapped (`::ffff:10.0.2.4`) is
+/// IPv6 traffic: the jump host's IPv4 address does not make it the jump
+/// host (the NIC's `Allow-SSH-From-Jump` is an IPv4 rule), it is not in
+/// `VirtualNetwork`, and `::ffff:10.1.1.4` is not web1's 10.1.1.4.
+#[test]
+fn ipv4_mapped_ipv6_addresses_are_not_ipv4() {
+    let mut g = Synth::new();
+    g.tcp_segment(T0, sa("10.0.2.4:50000"), sa("10.1.1.4:22"), "S", 0);
+    g.tcp_segment(T0 + 1_000_000_000, sa("[::ffff:10.0.2.4]:50001"), sa("[fd00:1:0:1::4]:22"), "S", 0);
+    g.tcp_segment(
+        T0 + 2_000_000_000,
+        sa("[::ffff:10.0.2.4]:50002"),
+        sa("[::ffff:10.1.1.4]:22"),
+        "S",
+        0,
+    );
+    let pcap = capture("mapped.pcap", g);
+    let rows = evaluate("nic-web1", &[], &pcap);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let ipv4_verdict = verdict(&rows[0]);
+    assert_eq!(ipv4_verdict.0, "Allow", "{}", rows[0]);
+    assert_eq!(rows[1]["direction"], "Inbound", "{}", rows[1]);
+    assert_eq!(
+        verdict(&rows[1]),
+        ("Deny".into(), "defaultSecurityRules/DenyAllInBound".into()),
+        "{}",
+        rows[1]
+    );
+    for r in &rows[..2] {
+        assert_eq!(verdict(r), ip_flow_verify("nic-web1", r), "{r}");
+    }
+    assert_eq!(rows[2]["direction"], "Transit", "{}", rows[2]);
+}
+
+/// `--local` replays a capture "as if" taken on the NIC: traffic to a
+/// stand-in address gets the verdicts the same traffic to the NIC's real
+/// address gets, including rules on the NIC's application security groups
+/// (app1 in asg-app, db1 in asg-db) and the `VirtualNetwork` default rules.
+#[test]
+fn local_addresses_are_judged_as_the_nics_own() {
+    // (NIC, its address, a stand-in, a web-tier peer, an app-tier peer).
+    let cases: [(&str, &str, &str, &str, &str); 3] = [
+        ("nic-app1", "10.2.1.4", "192.168.50.10", "10.1.1.4", "10.2.2.4"),
+        ("nic-db1", "10.2.2.4", "192.168.1.10", "10.1.1.4", "10.2.1.4"),
+        ("nic-web1", "fd00:1:0:1::4", "fd00:99::4", "fd00:1:0:1::5", "fd00:1:0:1::5"),
+    ];
+    let mut verdicts = std::collections::BTreeSet::new();
+    for (nic, real, stand_in, web, app) in cases {
+        let traffic = |me: &str| {
+            let at = |a: &str, port: u16| -> SocketAddr {
+                let ip: std::net::IpAddr = a.parse().unwrap();
+                SocketAddr::new(ip, port)
+            };
+            let mut g = Synth::new();
+            // Web tier to app (8443), app to db (1433), a datagram, a ping.
+            g.tcp_segment(T0, at(web, 50000), at(me, 8443), "S", 0);
+            g.tcp_segment(T0 + 10_000_000, at(me, 8443), at(web, 50000), "SA", 0);
+            g.tcp_segment(T0 + 1_000_000_000, at(app, 50001), at(me, 1433), "S", 0);
+            g.udp(T0 + 2_000_000_000, at(app, 40000), at(me, 5000), &[(true, 20)]);
+            g.icmp_echo(T0 + 3_000_000_000, at(web, 0).ip(), at(me, 0).ip(), 5, 1, true);
+            g
+        };
+        let real_rows = evaluate(nic, &[], &capture(&format!("{nic}-real.pcap"), traffic(real)));
+        let local_rows = evaluate(
+            nic,
+            &["--local", stand_in],
+            &capture(&format!("{nic}-local.pcap"), traffic(stand_in)),
+        );
+        assert_eq!(real_rows.len(), local_rows.len(), "{nic}");
+        for (r, l) in real_rows.iter().zip(&local_rows) {
+            assert_eq!(r["direction"], l["direction"], "{nic}: {r} / {l}");
+            assert_eq!(verdict(r), verdict(l), "{nic}: {r} / {l}");
+        }
+        verdicts.extend(real_rows.iter().map(verdict));
+    }
+    // The cases tell rules apart: ASG rules, VNet defaults, denies.
+    assert!(verdicts.len() > 3, "{verdicts:?}");
+}
