@@ -587,15 +587,23 @@ impl PartialOrd for Timer {
     }
 }
 
-/// The flow index: open addressing with linear probing over 8-byte entries
-/// `(low 32 bits of the key's hash) << 32 | (slot + 1)`, 0 = empty, at most
-/// half full. Entries hold enough of the hash to find their home bucket
-/// (backward-shift deletion, no tombstones) and to skip most non-matching
-/// slots without reading them. The hash is seeded per table (foldhash), so
-/// a crafted capture cannot aim at one probe sequence.
+/// The flow index: open addressing with linear probing over 4-byte entries,
+/// 0 = empty, at most half full. An entry's low `slot_bits` bits hold
+/// `slot + 1` (a slot is always below the capacity, see
+/// [`FlowTable::insert`]), the bits above them the same bits of the high
+/// half of the key's hash: a tag that skips most non-matching slots without
+/// reading them. The home bucket comes from the hash's low bits. The hash
+/// is seeded per table (foldhash), so a crafted capture cannot aim at one
+/// probe sequence.
+///
+/// (8-byte entries holding 32 bits of hash made the index twice as large:
+/// 512 KiB at 27k flows, past the core's L2 cache beside the flows'
+/// own lines. The index load was then most of a packet's tracking time.)
 struct FlowIndex {
-    entries: Vec<u64>,
+    entries: Vec<u32>,
     mask: usize,
+    /// `slot + 1` bits of an entry: `capacity - 1`.
+    slot_mask: u32,
 }
 
 impl FlowIndex {
@@ -607,54 +615,56 @@ impl FlowIndex {
 
     #[inline]
     fn home(&self, hash: u64) -> usize {
-        (hash as u32 as usize) & self.mask
+        (hash as usize) & self.mask
     }
 
     #[inline]
-    fn entry(hash: u64, slot: u32) -> u64 {
-        (hash << 32) | (u64::from(slot) + 1)
+    fn tag(&self, hash: u64) -> u32 {
+        ((hash >> 32) as u32) & !self.slot_mask
     }
 
     #[inline]
-    fn tag_matches(e: u64, hash: u64) -> bool {
-        (e >> 32) as u32 == hash as u32
+    fn entry(&self, hash: u64, slot: u32) -> u32 {
+        self.tag(hash) | (slot + 1)
     }
 
     #[inline]
-    fn slot_of(e: u64) -> u32 {
-        (e as u32).wrapping_sub(1)
+    fn slot_of(&self, e: u32) -> u32 {
+        (e & self.slot_mask).wrapping_sub(1)
     }
 
     /// Position and slot of the entry whose slot satisfies `is_match`.
     #[inline]
     fn find(&self, hash: u64, mut is_match: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
+        let tag = self.tag(hash);
         let mut i = self.home(hash);
         loop {
             let e = self.entries[i];
             if e == 0 {
                 return None;
             }
-            if Self::tag_matches(e, hash) && is_match(Self::slot_of(e)) {
-                return Some((i, Self::slot_of(e)));
+            if e & !self.slot_mask == tag && is_match(self.slot_of(e)) {
+                return Some((i, self.slot_of(e)));
             }
             i = (i + 1) & self.mask;
         }
     }
 
     /// Adds `slot` under `hash` (not present; the caller keeps the index at
-    /// most half full).
+    /// most half full and every slot below its capacity).
     #[inline]
     fn insert(&mut self, hash: u64, slot: u32) {
         let mut i = self.home(hash);
         while self.entries[i] != 0 {
             i = (i + 1) & self.mask;
         }
-        self.entries[i] = Self::entry(hash, slot);
+        self.entries[i] = self.entry(hash, slot);
     }
 
     /// Removes the entry at position `i`, shifting later entries of the
     /// cluster back so that every entry stays reachable from its home.
-    fn remove_at(&mut self, mut i: usize) {
+    /// `hash_of` gives a slot's hash (entries keep only a tag of it).
+    fn remove_at(&mut self, mut i: usize, hash_of: impl Fn(u32) -> u64) {
         let mask = self.mask;
         let mut j = i;
         loop {
@@ -663,7 +673,7 @@ impl FlowIndex {
             if e == 0 {
                 break;
             }
-            let home = ((e >> 32) as usize) & mask;
+            let home = self.home(hash_of(self.slot_of(e)));
             // `e` may move to the hole at `i` unless its home lies
             // cyclically in (i, j].
             let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
@@ -679,10 +689,16 @@ impl FlowIndex {
         self.entries.iter_mut().for_each(|e| *e = 0);
     }
 
+    /// Slots this index can hold: `slot + 1` must fit under `slot_mask`.
+    fn slot_limit(&self) -> usize {
+        self.slot_mask as usize
+    }
+
     /// A new, empty index with room for `live` entries at half load.
     fn resized(live: usize) -> Self {
-        let cap = (live * 2).next_power_of_two().max(Self::MIN_CAPACITY);
-        let mut entries = vec![0u64; cap];
+        // Capped at 2^31 entries: `slot + 1` and a tag bit in 32 bits.
+        let cap = (live * 2).next_power_of_two().clamp(Self::MIN_CAPACITY, 1 << 31);
+        let mut entries = vec![0u32; cap];
         // A large zeroed allocation is fresh memory that the kernel maps
         // page by page on first touch. Probes read before inserts write, so
         // each page would first be mapped read-only to the shared zero page,
@@ -691,10 +707,14 @@ impl FlowIndex {
         // thread per 4 KiB (measured with perf: ~2.5% of `evaluate`'s
         // samples in `do_wp_page`). Writing each page once here maps it
         // writable from the start.
-        for e in entries.iter_mut().step_by(4096 / std::mem::size_of::<u64>()) {
+        for e in entries.iter_mut().step_by(4096 / std::mem::size_of::<u32>()) {
             *e = std::hint::black_box(0);
         }
-        FlowIndex { entries, mask: cap - 1 }
+        FlowIndex {
+            entries,
+            mask: cap - 1,
+            slot_mask: (cap - 1) as u32,
+        }
     }
 }
 
@@ -1021,16 +1041,20 @@ impl<T: Clone> FlowTable<T> {
             }
         };
         self.live += 1;
-        if self.live * 2 > self.index.entries.len() {
-            self.grow();
+        // A slot is below the live flows' high-water mark, which half load
+        // keeps below the capacity; checked all the same, so that an entry's
+        // slot bits can never overflow into its tag.
+        if self.live * 2 > self.index.entries.len() || slot as usize >= self.index.slot_limit() {
+            self.grow(slot as usize + 1);
         }
         self.index.insert(hash, slot);
         slot
     }
 
     /// Doubles the index and re-indexes the live flows.
-    fn grow(&mut self) {
-        let mut index = FlowIndex::resized(self.live);
+    /// `slots`: slots the new index must be able to hold.
+    fn grow(&mut self, slots: usize) {
+        let mut index = FlowIndex::resized(self.live.max(slots));
         for (s, f) in self.slots.iter().enumerate() {
             if f.hot.token != 0 {
                 index.insert(self.hasher.hash_one(f.hot.key), s as u32);
@@ -1137,7 +1161,9 @@ impl<T: Clone> FlowTable<T> {
         f.hot.token = 0;
         let hash = self.hasher.hash_one(f.hot.key);
         if let Some((pos, _)) = self.index.find(hash, |s| s == slot) {
-            self.index.remove_at(pos);
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            self.index
+                .remove_at(pos, |s| slots.get(s as usize).map_or(0, |f| hasher.hash_one(f.hot.key)));
         }
         self.free.push(slot);
         self.live -= 1;
@@ -1314,7 +1340,7 @@ mod tests {
                     let pos = find(&ix, hash, slot);
                     prop_assert!(pos.is_some(), "slot {} lost before removal", slot);
                     if let Some(pos) = pos {
-                        ix.remove_at(pos);
+                        ix.remove_at(pos, |s| live.get(&s).copied().unwrap_or(0));
                     }
                 }
                 for (&s, &h) in &live {
