@@ -216,3 +216,46 @@ fn local_addresses_are_judged_as_the_nics_own() {
     // The cases tell rules apart: ASG rules, VNet defaults, denies.
     assert!(verdicts.len() > 3, "{verdicts:?}");
 }
+
+/// Flow records carry the TCP flags seen each way (nfdump's `CEUAPRSF`,
+/// `.` for a flag not seen) in JSON lines and CSV, and CSV the ICMP type.
+#[test]
+fn flow_records_carry_tcp_flags() {
+    use netwatch_capture::synth::TcpEnd;
+    let mut g = Synth::new();
+    g.tcp_session(T0, sa("10.0.0.4:50000"), sa("10.0.0.5:443"), &[(100, 2000)], TcpEnd::Fin);
+    g.tcp_unanswered(T0 + 5_000_000_000, sa("10.0.0.4:50001"), sa("10.0.0.5:22"), 0);
+    g.icmp_echo(
+        T0 + 6_000_000_000,
+        "10.0.0.4".parse().unwrap(),
+        "10.0.0.5".parse().unwrap(),
+        3,
+        1,
+        true,
+    );
+    let pcap = capture("flags.pcap", g);
+    let o = netwatch(&["flows", pcap.to_str().unwrap(), "-o", "jsonl"]);
+    assert!(o.status.success());
+    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        (&rows[0]["tcpFlagsSent"], &rows[0]["tcpFlagsReceived"]),
+        (&"...AP.SF".into(), &"...AP.SF".into())
+    );
+    assert_eq!(
+        (&rows[1]["tcpFlagsSent"], &rows[1]["tcpFlagsReceived"]),
+        (&"......S.".into(), &"........".into())
+    );
+    assert!(rows[2].get("tcpFlagsSent").is_none(), "ICMP has no TCP flags: {}", rows[2]);
+    let o = netwatch(&["flows", pcap.to_str().unwrap(), "-o", "csv"]);
+    let csv = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let col = |name: &str| lines[0].iter().position(|c| *c == name).unwrap();
+    assert_eq!(lines[1][col("tcpFlagsSent")], "...AP.SF");
+    assert_eq!(lines[2][col("tcpFlagsReceived")], "........");
+    assert_eq!(lines[3][col("icmpType")], "8");
+    assert_eq!(lines[3][col("tcpFlagsSent")], "");
+}

@@ -291,3 +291,38 @@ fn a_damaged_packet_block_is_named_by_its_packet_number() {
         "{w:?}"
     );
 }
+
+/// Simple packet blocks (pcapng §4.4) carry no timestamp: their packets are
+/// read, timed as the packet before them, and the first one is warned
+/// about (once), naming packet and offset: flows dated 1970 are explained.
+#[test]
+fn simple_packet_blocks_are_read_with_a_warning_on_their_missing_time() {
+    let mut file = section(1_700_000_000_000_000);
+    let ip = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, 2, 0, 31, &udp(1000, 53, &[0; 3]));
+    let frame = [vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00], ip].concat();
+    let padded = frame.len().div_ceil(4) * 4;
+    let spb_at = file.len() as u64;
+    for _ in 0..2 {
+        let len = (16 + padded) as u32;
+        file.extend(le32(3));
+        file.extend(le32(len));
+        file.extend(le32(frame.len() as u32));
+        file.extend(&frame);
+        file.resize(file.len() + padded - frame.len(), 0);
+        file.extend(le32(len));
+    }
+    let mut r = CaptureReader::new(std::io::Cursor::new(file)).unwrap();
+    let mut times = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        times.push((p.timestamp_ns, p.timestamp_known));
+    }
+    let t0 = 1_700_000_000_000_000i64 * 1000;
+    assert_eq!(times, [(t0, true), (t0, false), (t0, false)]);
+    assert_eq!(r.warnings().len(), 1, "{:?}", r.warnings());
+    let w = r.warnings()[0].to_string();
+    assert!(
+        w.starts_with(&format!("packet 2 at byte offset {spb_at}: simple packet block")),
+        "{w}"
+    );
+}

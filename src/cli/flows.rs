@@ -279,6 +279,8 @@ struct FlowRow {
     responder: IpAddr,
     responder_port: u16,
     icmp_type: Option<u8>,
+    /// TCP flags OR'd over each direction's packets (TCP flows only).
+    tcp_flags: Option<(u8, u8)>,
     /// Initiator to responder.
     packets_sent: u64,
     bytes_sent: u64,
@@ -321,6 +323,13 @@ impl FlowRow {
         num(out, ",\"bytesSent\":", self.bytes_sent);
         num(out, ",\"packetsReceived\":", self.packets_received);
         num(out, ",\"bytesReceived\":", self.bytes_received);
+        if let Some((sent, received)) = self.tcp_flags {
+            out.extend_from_slice(b",\"tcpFlagsSent\":\"");
+            out.extend_from_slice(&tcp_flags_text(sent));
+            out.extend_from_slice(b"\",\"tcpFlagsReceived\":\"");
+            out.extend_from_slice(&tcp_flags_text(received));
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"firstTime\":\"");
         out.extend_from_slice(times.format_bytes(self.first_ns));
         out.extend_from_slice(b"\",\"lastTime\":\"");
@@ -364,6 +373,18 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// TCP flags as nfdump prints them: `CEUAPRSF` (CWR, ECE, URG, ACK, PSH,
+/// RST, SYN, FIN; RFC 9293 §3.1, RFC 3168), `.` for a flag not seen.
+fn tcp_flags_text(flags: u8) -> [u8; 8] {
+    let mut t = *b"CEUAPRSF";
+    for (i, c) in t.iter_mut().enumerate() {
+        if flags & (0x80 >> i) == 0 {
+            *c = b'.';
+        }
+    }
+    t
+}
+
 const CSV_COLUMNS: &[&str] = &[
     "protocol",
     "initiator",
@@ -382,6 +403,9 @@ const CSV_COLUMNS: &[&str] = &[
     "access",
     "networkSecurityGroup",
     "ruleName",
+    "icmpType",
+    "tcpFlagsSent",
+    "tcpFlagsReceived",
 ];
 
 fn protocol_name(p: u8) -> Cow<'static, str> {
@@ -426,6 +450,7 @@ fn row<T>(r: &FlowRecord<T>) -> FlowRow {
         responder: r.tuple.dst,
         responder_port: r.tuple.dst_port,
         icmp_type: r.icmp.map(|i| i.icmp_type),
+        tcp_flags: (r.tuple.protocol == 6).then_some((r.forward.tcp_flags, r.reverse.tcp_flags)),
         packets_sent: r.forward.packets,
         bytes_sent: r.forward.bytes,
         packets_received: r.reverse.packets,
@@ -630,7 +655,7 @@ impl RowWriter {
                 }
                 writeln!(
                     self.out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     protocol_name(r.protocol),
                     r.initiator,
                     r.initiator_port,
@@ -647,7 +672,16 @@ impl RowWriter {
                     r.direction.unwrap_or(""),
                     r.access.unwrap_or(""),
                     csv_field(r.network_security_group.as_deref().unwrap_or("")),
-                    csv_field(r.rule_name.as_deref().unwrap_or(""))
+                    csv_field(r.rule_name.as_deref().unwrap_or("")),
+                    r.icmp_type.map(|t| t.to_string()).unwrap_or_default(),
+                    r.tcp_flags
+                        .map(|(f, _)| tcp_flags_text(f))
+                        .as_ref()
+                        .map_or("", |t| std::str::from_utf8(t).unwrap_or("")),
+                    r.tcp_flags
+                        .map(|(_, f)| tcp_flags_text(f))
+                        .as_ref()
+                        .map_or("", |t| std::str::from_utf8(t).unwrap_or(""))
                 )
             }
             FlowFormat::Table => {

@@ -198,6 +198,13 @@ pub enum Warning {
     /// A pcapng interface description block with a malformed option.
     #[error("block {block} at byte offset {offset}: {what}; option ignored")]
     BadOption { block: u64, offset: u64, what: &'static str },
+    /// The first simple packet block of the file (pcapng §4.4: no
+    /// timestamp); the later ones are not warned about again.
+    #[error(
+        "packet {packet} at byte offset {offset}: simple packet block, which carries no timestamp; timed as the packet before it \
+         (1970-01-01 when there is none), as are the simple packet blocks after it"
+    )]
+    NoTimestamp { packet: u64, offset: u64 },
 }
 
 impl Warning {
@@ -215,7 +222,8 @@ impl Warning {
             | Warning::CaplenExceedsOrigLen { offset, .. }
             | Warning::SubsecondOutOfRange { offset, .. }
             | Warning::TimestampOverflow { offset, .. }
-            | Warning::BadOption { offset, .. } => Some(*offset),
+            | Warning::BadOption { offset, .. }
+            | Warning::NoTimestamp { offset, .. } => Some(*offset),
         }
     }
 }

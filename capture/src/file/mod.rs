@@ -304,6 +304,8 @@ pub struct CaptureReader<R: Read> {
     last_ts: i64,
     warnings: Vec<Warning>,
     warnings_dropped: u64,
+    /// A packet without a timestamp (simple packet block) was read.
+    untimed_seen: bool,
     done: bool,
 }
 
@@ -343,6 +345,7 @@ impl<R: Read> CaptureReader<R> {
             last_ts: 0,
             warnings: Vec::new(),
             warnings_dropped: 0,
+            untimed_seen: false,
             done: false,
         };
         let mut magic = [0u8; 4];
@@ -1135,6 +1138,10 @@ impl<R: Read> CaptureReader<R> {
                 caplen: caplen.into(),
                 max: self.opts.max_caplen.into(),
             });
+        }
+        if !self.untimed_seen {
+            self.untimed_seen = true;
+            self.push_warning(Warning::NoTimestamp { packet, offset });
         }
         Ok(Record {
             offset,
