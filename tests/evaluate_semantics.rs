@@ -1,7 +1,8 @@
-//! `netwatch evaluate` decisions on small synthesized captures through the
-//! demo environment, each checked against `ip-flow-verify` for the flow's
-//! initiator packet (the same NSG chain, Azure's own answer shape): the
-//! cases a replay can get wrong that a single IP flow verify cannot.
+//! `netwatch evaluate` decisions (and the `flows` records under them) on
+//! small synthesized captures through the demo environment, each checked
+//! against `ip-flow-verify` for the flow's initiator packet (the same NSG
+//! chain, Azure's own answer shape): the cases a replay can get wrong that
+//! a single IP flow verify cannot.
 
 mod common;
 
@@ -258,4 +259,54 @@ fn flow_records_carry_tcp_flags() {
     assert_eq!(lines[2][col("tcpFlagsReceived")], "........");
     assert_eq!(lines[3][col("icmpType")], "8");
     assert_eq!(lines[3][col("tcpFlagsSent")], "");
+}
+
+/// A UDP datagram sent last fragment first (as Linux sends large ones) is
+/// one flow of two packets, as tshark counts it, not a flow plus a portless
+/// stray (the later fragment waits for its first).
+#[test]
+fn fragments_sent_last_first_join_their_flow() {
+    fn ipv4(id: u16, flags_frag: u16, payload: &[u8]) -> Vec<u8> {
+        let mut h = vec![0x45, 0];
+        h.extend((20 + payload.len() as u16).to_be_bytes());
+        h.extend(id.to_be_bytes());
+        h.extend(flags_frag.to_be_bytes());
+        h.extend([64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        h.extend(payload);
+        h
+    }
+    let mut udp = vec![0x1b, 0x58, 0x1f, 0x40, 0, 48, 0, 0];
+    udp.extend([0x42; 40]);
+    let frames = [ipv4(78, 3, &udp[24..]), ipv4(78, 0x2000, &udp[..24])];
+    // Classic pcap, raw IPv4 (link type 228).
+    let mut file = vec![
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 228, 0, 0, 0,
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        file.extend(1_700_000_000u32.to_le_bytes());
+        file.extend((i as u32 * 1000).to_le_bytes());
+        file.extend((f.len() as u32).to_le_bytes());
+        file.extend((f.len() as u32).to_le_bytes());
+        file.extend(f);
+    }
+    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("fragments.pcap");
+    std::fs::write(&pcap, file).unwrap();
+    let o = netwatch(&["flows", pcap.to_str().unwrap(), "-o", "jsonl"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((&rows[0]["initiatorPort"], &rows[0]["responderPort"]), (&7000.into(), &8000.into()));
+    assert_eq!(
+        (&rows[0]["packetsSent"], &rows[0]["bytesSent"]),
+        (&2.into(), &(20 + 24 + 20 + 24).into())
+    );
+    assert_eq!(
+        rows[0]["firstTime"], "2023-11-14T22:13:20.0000000Z",
+        "the later fragment came first"
+    );
 }

@@ -3,7 +3,8 @@
 //! aggregation of tshark's per-packet dissection of the same file.
 //!
 //! tshark runs with IP reassembly off; non-first fragments are attributed to
-//! their first fragment's flow by IP id, as netwatch does. Flows are compared
+//! their first fragment's flow by IP id, as netwatch does (also those
+//! that come up to 30 s before it). Flows are compared
 //! per conversation (canonical 5-tuple) with timeouts longer than any
 //! capture, so both sides see one flow per 5-tuple.
 
@@ -74,6 +75,7 @@ const FIELDS: &[&str] = &[
     "ipv6.fraghdr.offset",
     "ip.proto",
     "ipv6.fraghdr.nxt",
+    "frame.time_epoch",
 ];
 
 /// tshark's view: conversations of the outermost IP layer's TCP/UDP.
@@ -104,13 +106,69 @@ fn tshark_convs(file: &Path) -> BTreeMap<ConvKey, Conv> {
     );
     let mut map = BTreeMap::new();
     // First fragments' ports by (src, dst, ip id), to attribute later fragments.
-    let mut frag_ports: HashMap<(IpAddr, IpAddr, String), (u8, u16, u16)> = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let f: Vec<&str> = line.split('\t').collect();
+    let mut frag_ports: HashMap<FragKey, (u8, u16, u16)> = HashMap::new();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // First fragments and their times, found ahead: a later fragment that
+    // comes before its first one waits for it up to 30 s.
+    let mut firsts_ahead: HashMap<FragKey, (u8, u16, u16, f64)> = HashMap::new();
+    for pass in 0..2 {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            let g = |name: &str| f.get(FIELDS.iter().position(|x| *x == name).unwrap()).copied().unwrap_or("");
+            let time: f64 = g("frame.time_epoch").parse().unwrap_or(0.0);
+            if pass == 0 {
+                let protos: Vec<&str> = g("frame.protocols").split(':').collect();
+                let Some(ip_at) = protos.iter().position(|p| *p == "ip" || *p == "ipv6") else {
+                    continue;
+                };
+                let v6 = protos[ip_at] == "ipv6";
+                let (src, dst, id, off, is_frag) = if v6 {
+                    let id = first(g("ipv6.fraghdr.ident")).to_string();
+                    let off: u64 = first(g("ipv6.fraghdr.offset")).parse().unwrap_or(0);
+                    let frag = !id.is_empty();
+                    (first(g("ipv6.src")), first(g("ipv6.dst")), id, off, frag)
+                } else {
+                    let off: u64 = first(g("ip.frag_offset")).parse().unwrap_or(0);
+                    let mf = matches!(first(g("ip.flags.mf")), "1" | "True" | "true");
+                    (first(g("ip.src")), first(g("ip.dst")), first(g("ip.id")).to_string(), off, mf)
+                };
+                let (Ok(src), Ok(dst)) = (src.parse::<IpAddr>(), dst.parse::<IpAddr>()) else {
+                    continue;
+                };
+                let ports = match protos[ip_at + 1..].iter().find(|p| !p.starts_with("ipv6.") && **p != "ah").copied() {
+                    Some("tcp") => Some((6u8, first(g("tcp.srcport")), first(g("tcp.dstport")))),
+                    Some("udp") => Some((17u8, first(g("udp.srcport")), first(g("udp.dstport")))),
+                    _ => None,
+                };
+                if let (true, 0, Some((p, sp, dp))) = (is_frag, off, ports) {
+                    if let (Ok(sp), Ok(dp)) = (sp.parse::<u16>(), dp.parse::<u16>()) {
+                        firsts_ahead.entry((src, dst, id)).or_insert((p, sp, dp, time));
+                    }
+                }
+                continue;
+            }
+            process_line(&f, time, &mut map, &mut frag_ports, &firsts_ahead);
+        }
+    }
+    map
+}
+
+/// A fragmented datagram: source, destination, IP identification.
+type FragKey = (IpAddr, IpAddr, String);
+
+/// One tshark line of [`tshark_convs`]' second pass.
+fn process_line(
+    f: &[&str],
+    time: f64,
+    map: &mut BTreeMap<ConvKey, Conv>,
+    frag_ports: &mut HashMap<FragKey, (u8, u16, u16)>,
+    firsts_ahead: &HashMap<FragKey, (u8, u16, u16, f64)>,
+) {
+    {
         let g = |name: &str| f.get(FIELDS.iter().position(|x| *x == name).unwrap()).copied().unwrap_or("");
         let protos: Vec<&str> = g("frame.protocols").split(':').collect();
         let Some(ip_at) = protos.iter().position(|p| *p == "ip" || *p == "ipv6") else {
-            continue;
+            return;
         };
         let v6 = protos[ip_at] == "ipv6";
         let (src, dst) = if v6 {
@@ -119,7 +177,7 @@ fn tshark_convs(file: &Path) -> BTreeMap<ConvKey, Conv> {
             (first(g("ip.src")), first(g("ip.dst")))
         };
         let (Ok(src), Ok(dst)) = (src.parse::<IpAddr>(), dst.parse::<IpAddr>()) else {
-            continue;
+            return;
         };
         // The outermost IP packet's length.
         let len: u64 = if v6 {
@@ -149,34 +207,38 @@ fn tshark_convs(file: &Path) -> BTreeMap<ConvKey, Conv> {
             (first(g("ip.id")).to_string(), off > 0, off == 0 && mf)
         };
         if later_fragment {
-            match frag_ports.get(&(src, dst, frag_id)) {
-                Some(&(p, sp, dp)) => add(&mut map, p, (src, sp), (dst, dp), 1, len),
-                None => {
-                    // Before its first fragment (out of order): a streaming
-                    // reader cannot know the ports; netwatch counts such
-                    // fragments in a flow with ports 0.
-                    let p: u8 = first(if v6 { g("ipv6.fraghdr.nxt") } else { g("ip.proto") }).parse().unwrap_or(0);
-                    if matches!(p, 6 | 17) {
-                        add(&mut map, p, (src, 0), (dst, 0), 1, len);
+            let key = (src, dst, frag_id);
+            match frag_ports.get(&key) {
+                Some(&(p, sp, dp)) => add(map, p, (src, sp), (dst, dp), 1, len),
+                None => match firsts_ahead.get(&key) {
+                    // Before its first fragment (out of order): it waits
+                    // for it up to 30 s.
+                    Some(&(p, sp, dp, t)) if t >= time && t - time <= 30.0 => add(map, p, (src, sp), (dst, dp), 1, len),
+                    _ => {
+                        // Its first never came in time: netwatch counts it
+                        // in a flow with ports 0.
+                        let p: u8 = first(if v6 { g("ipv6.fraghdr.nxt") } else { g("ip.proto") }).parse().unwrap_or(0);
+                        if matches!(p, 6 | 17) {
+                            add(map, p, (src, 0), (dst, 0), 1, len);
+                        }
                     }
-                }
+                },
             }
-            continue;
+            return;
         }
         let (proto, sp, dp) = match transport {
             "tcp" => (6u8, first(g("tcp.srcport")), first(g("tcp.dstport"))),
             "udp" => (17u8, first(g("udp.srcport")), first(g("udp.dstport"))),
-            _ => continue,
+            _ => return,
         };
         let (Ok(sp), Ok(dp)) = (sp.parse::<u16>(), dp.parse::<u16>()) else {
-            continue;
+            return;
         };
         if first_fragment {
             frag_ports.insert((src, dst, frag_id), (proto, sp, dp));
         }
-        add(&mut map, proto, (src, sp), (dst, dp), 1, len);
+        add(map, proto, (src, sp), (dst, dp), 1, len);
     }
-    map
 }
 
 /// netwatch's view, through the library.

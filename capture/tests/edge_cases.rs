@@ -326,3 +326,44 @@ fn simple_packet_blocks_are_read_with_a_warning_on_their_missing_time() {
         "{w}"
     );
 }
+
+/// Fragments sent last first (as Linux sends a large UDP datagram) or
+/// reordered on the way: a later fragment waits for its first and then
+/// joins its flow, handed over after it with its own time; one whose first
+/// never comes goes on unattributed after the reassembly time, and the
+/// rest at the end of the input.
+#[test]
+fn later_fragments_before_their_first_wait_for_it() {
+    let dgram = udp(7000, 8000, &[0x42; 40]);
+    let (p1, p2) = dgram.split_at(24);
+    let frag = |id: u16, ff: u16, part: &[u8]| raw(&ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, id, ff, 20 + part.len() as u16, part));
+    let mut t = FragmentTracker::new(8);
+    let mut out = Vec::new();
+    let s = 1_000_000_000i64;
+    t.process_in_order(s, frag(78, 3, p2), &mut |ts, m| out.push((ts, m)));
+    assert!(out.is_empty() && t.holds_fragments());
+    // An unrelated packet goes straight through meanwhile.
+    t.process_in_order(
+        2 * s,
+        raw(&ipv4([10, 0, 0, 3], [10, 0, 0, 4], 17, 5, 0, 28, &udp(1, 2, &[]))),
+        &mut |ts, m| out.push((ts, m)),
+    );
+    t.process_in_order(3 * s, frag(78, 0x2000, p1), &mut |ts, m| out.push((ts, m)));
+    let got: Vec<_> = out
+        .iter()
+        .map(|(ts, m)| (*ts, m.src_port, m.dst_port, m.fragment.is_fragment))
+        .collect();
+    assert_eq!(got, [(2 * s, 1, 2, false), (3 * s, 7000, 8000, true), (s, 7000, 8000, true)]);
+    assert!(!t.holds_fragments());
+    // A later fragment whose first never comes: unattributed after 30 s.
+    out.clear();
+    t.process_in_order(10 * s, frag(79, 3, p2), &mut |ts, m| out.push((ts, m)));
+    t.expire(40 * s, &mut |ts, m| out.push((ts, m)));
+    assert!(out.is_empty(), "30 s not over yet");
+    t.expire(41 * s, &mut |ts, m| out.push((ts, m)));
+    assert_eq!(out.iter().map(|(ts, m)| (*ts, m.src_port)).collect::<Vec<_>>(), [(10 * s, 0)]);
+    t.process_in_order(50 * s, frag(80, 3, p2), &mut |ts, m| out.push((ts, m)));
+    t.release_all(&mut |ts, m| out.push((ts, m)));
+    assert_eq!(out.len(), 2);
+    assert!(!t.holds_fragments());
+}

@@ -542,19 +542,21 @@ impl<T: Clone> Decoder<'_, T> {
 
     /// A frame the decoder's fast path does not cover, through the full
     /// walk: counts non-IP, truncated and malformed frames, and fills the
-    /// ports of non-first fragments. `None` for frames without an IP packet.
+    /// ports of non-first fragments (holding back those that come before
+    /// their first fragment). Adds what it decodes to `batch`; false for
+    /// frames without an IP packet.
     #[inline(never)]
-    fn decode_other(&mut self, ts_ns: i64, link: LinkType, data: &[u8]) -> Option<PacketInfo> {
+    fn decode_other(&mut self, ts_ns: i64, link: LinkType, data: &[u8], batch: &mut Vec<PacketInfo>) -> bool {
         let stats = &mut self.stats;
-        let mut meta = match decode_walk(link, data, self.dopts) {
+        let meta = match decode_walk(link, data, self.dopts) {
             Ok(m) => m,
             Err(NotIp::Truncated { .. }) => {
                 stats.truncated_packets += 1;
-                return None;
+                return false;
             }
             Err(_) => {
                 stats.non_ip_frames += 1;
-                return None;
+                return false;
             }
         };
         if meta.truncated || meta.malformed {
@@ -562,10 +564,13 @@ impl<T: Clone> Decoder<'_, T> {
         }
         // Fragments, and packets decapsulated out of a fragmented tunnel
         // datagram (the tracker tells them apart).
-        if meta.fragment.is_fragment || meta.outer_fragment.is_some() {
-            self.fragments.process(&mut meta);
+        if meta.fragment.is_fragment || meta.outer_fragment.is_some() || self.fragments.holds_fragments() {
+            self.fragments
+                .process_in_order(ts_ns, meta, &mut |t, m| batch.push(packet_info(t, &m)));
+        } else {
+            batch.push(packet_info(ts_ns, &meta));
         }
-        Some(packet_info(ts_ns, &meta))
+        true
     }
 
     /// Decodes one input; false when the replay is to stop (an error was
@@ -593,19 +598,28 @@ impl<T: Clone> Decoder<'_, T> {
             // returns is complete, well-formed and not a fragment: nothing
             // to count or track. Built straight into the batch entry, the
             // metadata never goes through memory.
-            let info = match decode_fast(pkt.link_type, pkt.data) {
-                Some(meta) => packet_info(pkt.timestamp_ns, &meta),
-                None => match self.decode_other(pkt.timestamp_ns, pkt.link_type, pkt.data) {
-                    Some(info) => info,
-                    None => continue,
-                },
-            };
+            match decode_fast(pkt.link_type, pkt.data) {
+                Some(meta) => batch.push(packet_info(pkt.timestamp_ns, &meta)),
+                None => {
+                    if !self.decode_other(pkt.timestamp_ns, pkt.link_type, pkt.data, &mut batch) {
+                        continue;
+                    }
+                }
+            }
             self.stats.ip_packets += 1;
-            batch.push(info);
-            if batch.len() == BATCH && !self.flush(input, &mut batch, offset) {
-                return false;
+            if batch.len() >= BATCH {
+                // Fragments held for a first fragment that never came go
+                // on unattributed once their wait is over.
+                if self.fragments.holds_fragments() {
+                    let now = pkt.timestamp_ns;
+                    self.fragments.expire(now, &mut |t, m| batch.push(packet_info(t, &m)));
+                }
+                if !self.flush(input, &mut batch, offset) {
+                    return false;
+                }
             }
         }
+        self.fragments.release_all(&mut |t, m| batch.push(packet_info(t, &m)));
         if let Some(w) = order.warning() {
             self.stats.warnings.push(format!("{}: {w}", name.display()));
         }

@@ -11,8 +11,15 @@
 //! and gives it to later fragments. With decapsulation the key is the outer
 //! datagram's: its later fragments carry no inner header at all, and belong
 //! to the inner flow the first one was reported as. It is bounded: when
-//! full, the oldest datagram is forgotten. Fragments that arrive before their
-//! first fragment (or after it was evicted) keep their own header's fields.
+//! full, the oldest datagram is forgotten.
+//!
+//! Fragments that arrive before their first fragment (reordered on the way,
+//! or sent last first as some stacks do) are held back by
+//! [`FragmentTracker::process_in_order`] until it comes, within the
+//! reassembly time of Linux (30 s of capture time, `ipfrag_time`) and up to
+//! [`FragmentTracker::HOLD`] fragments; one whose first fragment never
+//! comes (or with [`FragmentTracker::process`]) keeps its own header's
+//! fields.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -87,6 +94,8 @@ pub struct FragmentTracker {
     flows: HashMap<FragmentKey, FlowIdentity>,
     order: VecDeque<FragmentKey>,
     capacity: usize,
+    /// Later fragments waiting for their first, oldest first.
+    held: VecDeque<(FragmentKey, i64, PacketMeta)>,
 }
 
 impl FragmentTracker {
@@ -98,7 +107,83 @@ impl FragmentTracker {
             flows: HashMap::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
             capacity,
+            held: VecDeque::new(),
         }
+    }
+
+    /// Later fragments held back at most, waiting for their first.
+    pub const HOLD: usize = 256;
+    /// How long (capture time) a later fragment waits for its first: the
+    /// Linux reassembly timeout (`net.ipv4.ipfrag_time`, 30 s).
+    pub const HOLD_NS: i64 = 30_000_000_000;
+
+    /// [`FragmentTracker::process`] for packets in capture order, handing
+    /// each packet to `out` with its time: a first fragment, then the later
+    /// fragments of its datagram that came before it (attributed to its
+    /// flow); a later fragment at once when its first is known, else once
+    /// its first comes, or unattributed after [`FragmentTracker::HOLD_NS`]
+    /// or when more than [`FragmentTracker::HOLD`] wait. Non-fragments go
+    /// straight through. [`FragmentTracker::release_all`] at the end of the
+    /// input hands over the fragments still waiting.
+    pub fn process_in_order(&mut self, ts_ns: i64, mut meta: PacketMeta, out: &mut impl FnMut(i64, PacketMeta)) {
+        self.expire(ts_ns, out);
+        let key = match (meta.outer_fragment, FragmentKey::of(&meta)) {
+            (Some(outer), _) => Some((outer, true)),
+            (None, Some(own)) => Some((own, meta.fragment.first)),
+            (None, None) => None,
+        };
+        let attributed = self.process(&mut meta);
+        match key {
+            Some((key, true)) => {
+                out(ts_ns, meta);
+                if self.held.iter().any(|h| h.0 == key) {
+                    let flow = FlowIdentity::of(&meta);
+                    let mut rest = VecDeque::with_capacity(self.held.len());
+                    for (k, t, mut m) in self.held.drain(..) {
+                        if k == key {
+                            flow.apply(&mut m);
+                            out(t, m);
+                        } else {
+                            rest.push_back((k, t, m));
+                        }
+                    }
+                    self.held = rest;
+                }
+            }
+            Some((key, false)) if !attributed => {
+                if self.held.len() >= Self::HOLD {
+                    if let Some((_, t, m)) = self.held.pop_front() {
+                        out(t, m);
+                    }
+                }
+                self.held.push_back((key, ts_ns, meta));
+            }
+            _ => out(ts_ns, meta),
+        }
+    }
+
+    /// Hands over (unattributed) the held fragments that waited longer than
+    /// [`FragmentTracker::HOLD_NS`] by `now_ns`.
+    pub fn expire(&mut self, now_ns: i64, out: &mut impl FnMut(i64, PacketMeta)) {
+        while let Some(&(_, t, m)) = self.held.front() {
+            if now_ns.saturating_sub(t) <= Self::HOLD_NS {
+                break;
+            }
+            self.held.pop_front();
+            out(t, m);
+        }
+    }
+
+    /// Hands over (unattributed) every held fragment, oldest first.
+    pub fn release_all(&mut self, out: &mut impl FnMut(i64, PacketMeta)) {
+        for (_, t, m) in self.held.drain(..) {
+            out(t, m);
+        }
+    }
+
+    /// Whether later fragments are waiting for their first.
+    pub fn holds_fragments(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// Number of datagrams remembered.
