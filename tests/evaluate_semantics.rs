@@ -310,3 +310,77 @@ fn fragments_sent_last_first_join_their_flow() {
         "the later fragment came first"
     );
 }
+
+/// A NIC whose secondary IP configuration is in another subnet: `evaluate`
+/// judges every flow with the primary configuration's subnet and says so
+/// (ip-flow-verify judges the secondary address with its own subnet).
+#[test]
+fn a_secondary_configuration_in_another_subnet_is_warned_about() {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
+    let env = dir.join("two-subnets");
+    copy_dir(&common::root().join("demo/hub-spoke"), &env);
+    let nics_file = env.join("rg-spokes/networkInterfaces.json");
+    let mut nics: Value = serde_json::from_str(&std::fs::read_to_string(&nics_file).unwrap()).unwrap();
+    let app1 = nics["value"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["name"] == "nic-app1")
+        .unwrap();
+    let configs = app1["properties"]["ipConfigurations"].as_array_mut().unwrap();
+    let mut second = configs[0].clone();
+    let subnet = second["properties"]["subnet"]["id"]
+        .as_str()
+        .unwrap()
+        .replace("/snet-app", "/snet-db");
+    second["name"] = "ipconfig2".into();
+    second["id"] = second["id"].as_str().unwrap().replace("ipconfig1", "ipconfig2").into();
+    second["properties"]["privateIPAddress"] = "10.2.2.9".into();
+    second["properties"]["primary"] = false.into();
+    second["properties"]["subnet"]["id"] = subnet.into();
+    configs.push(second);
+    std::fs::write(&nics_file, serde_json::to_string_pretty(&nics).unwrap()).unwrap();
+    let mut g = Synth::new();
+    g.tcp_segment(T0, sa("10.1.1.4:50000"), sa("10.2.2.9:1433"), "S", 0);
+    let pcap = capture("two-subnets.pcap", g);
+    let o = netwatch(&[
+        "evaluate",
+        "--resources",
+        env.to_str().unwrap(),
+        "--nic",
+        "nic-app1",
+        pcap.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("IP configuration \"ipconfig2\" (10.2.2.9) is in subnet \"snet-db\", not the primary's \"snet-app\""),
+        "{err}"
+    );
+    // The demo's own NICs have one subnet each: no warning.
+    let o = netwatch(&[
+        "evaluate",
+        "--resources",
+        "demo/hub-spoke",
+        "--nic",
+        "nic-app1",
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("WARN"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

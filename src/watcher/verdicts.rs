@@ -27,6 +27,22 @@ use crate::Environment;
 pub fn prepare_nic<'e>(env: &'e Environment, nic: &str, local: Option<AddrSet>) -> Result<(NicView<'e>, NicEvaluator<'e>), WatcherError> {
     let nic = find_nic(env, nic)?;
     let view = NicView::for_nic(env, nic, None)?;
+    // A secondary IP configuration in another subnet has that subnet's NSG
+    // and VirtualNetwork; a replay judges every flow with the primary's.
+    for c in &nic.ip_configurations {
+        if let (Some(sub), Some(ip)) = (c.subnet_id.as_deref(), c.private_ip_address) {
+            if !sub.eq_ignore_ascii_case(&view.subnet.id) {
+                tracing::warn!(
+                    "network interface {:?}: IP configuration {:?} ({ip}) is in subnet {:?}, not the primary's {:?}; its flows are judged \
+                     with the primary configuration's subnet NSG and VirtualNetwork (ip-flow-verify --local {ip}:PORT judges them with its own)",
+                    nic.name,
+                    c.name,
+                    crate::azure::resources::name_of(sub),
+                    view.subnet.name
+                );
+            }
+        }
+    }
     let stand_in_for = match &local {
         Some(_) => {
             let mut own: Vec<_> = nic.ip_configurations.iter().filter(|c| c.primary).collect();
