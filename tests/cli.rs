@@ -6,13 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn netwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netwatch"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("run netwatch")
-}
+use common::netwatch;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

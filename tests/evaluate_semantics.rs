@@ -8,7 +8,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use netwatch_capture::synth::Synth;
 use serde_json::Value;
@@ -16,13 +15,7 @@ use serde_json::Value;
 const T0: i64 = 1_795_860_000 * 1_000_000_000;
 const DEMO: &[&str] = &["--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json"];
 
-fn netwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netwatch"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("run netwatch")
-}
+use common::netwatch;
 
 fn capture(name: &str, g: Synth) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));

@@ -8,19 +8,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use netwatch_flowlogs::{read_file, FlowLogRecord, NsgFlowState, VnetFlowState};
 use serde_json::Value;
 
-fn netwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netwatch"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("run netwatch")
-}
+use common::netwatch;
 
 fn pt1h_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::IpAddr;
-use std::process::Command;
 
 use netwatch::watcher::routes::{effective_routes, next_hop};
 use netwatch::Environment;
@@ -145,13 +144,7 @@ fn effective_routes_list_losers_as_invalid() {
     assert!(app.routes().iter().all(|r| r.disable_bgp_route_propagation));
 }
 
-fn netwatch(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netwatch"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .unwrap()
-}
+use common::netwatch;
 
 #[test]
 fn next_hop_cli_prints_azure_shape() {

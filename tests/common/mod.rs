@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use netwatch::Environment;
 use netwatch_capture::file::{CaptureReader, PcapWriter};
 
+/// Runs the `netwatch` binary in the repository root.
+pub fn netwatch(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_netwatch"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run netwatch")
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
