@@ -588,11 +588,11 @@ impl PartialOrd for Timer {
 }
 
 /// The flow index: open addressing with linear probing over 4-byte entries,
-/// 0 = empty, at most half full. An entry's low `slot_bits` bits hold
-/// `slot + 1` (a slot is always below the capacity, see
-/// [`FlowTable::insert`]), the bits above them the same bits of the high
-/// half of the key's hash: a tag that skips most non-matching slots without
-/// reading them. The home bucket comes from the hash's low bits. The hash
+/// 0 = empty, at most half full. An entry's bits under `slot_mask` (those
+/// of the capacity, a power of two, minus one) hold `slot + 1` (a slot is
+/// always below the capacity, see [`FlowTable::insert`]), the bits above
+/// them the same bits of the high half of the key's hash: a tag that skips
+/// most non-matching slots without reading them. The home bucket comes from the hash's low bits. The hash
 /// is seeded per table (foldhash), so a crafted capture cannot aim at one
 /// probe sequence.
 ///

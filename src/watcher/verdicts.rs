@@ -19,6 +19,7 @@ use super::context::{find_nic, NicView};
 use super::flow_logging::{FlowLogCounts, FlowLogger};
 use super::replay::{nic_addresses, packet_info, NicEvaluator, Verdict};
 use super::WatcherError;
+use crate::azure::resources::{id_key, name_of};
 use crate::Environment;
 
 /// The NIC `nic` (name or resource id) and its compiled inbound and
@@ -31,13 +32,13 @@ pub fn prepare_nic<'e>(env: &'e Environment, nic: &str, local: Option<AddrSet>) 
     // and VirtualNetwork; a replay judges every flow with the primary's.
     for c in &nic.ip_configurations {
         if let (Some(sub), Some(ip)) = (c.subnet_id.as_deref(), c.private_ip_address) {
-            if !sub.eq_ignore_ascii_case(&view.subnet.id) {
+            if id_key(sub) != id_key(&view.subnet.id) {
                 tracing::warn!(
                     "network interface {:?}: IP configuration {:?} ({ip}) is in subnet {:?}, not the primary's {:?}; its flows are judged \
                      with the primary configuration's subnet NSG and VirtualNetwork (ip-flow-verify --local {ip}:PORT judges them with its own)",
                     nic.name,
                     c.name,
-                    crate::azure::resources::name_of(sub),
+                    name_of(sub),
                     view.subnet.name
                 );
             }
