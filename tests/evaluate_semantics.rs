@@ -254,11 +254,29 @@ fn flow_records_carry_tcp_flags() {
     assert_eq!(lines[3][col("tcpFlagsSent")], "");
 }
 
-/// A UDP datagram sent last fragment first (as Linux sends large ones) is
-/// one flow of two packets, as tshark counts it, not a flow plus a portless
-/// stray (the later fragment waits for its first).
-#[test]
-fn fragments_sent_last_first_join_their_flow() {
+/// Writes a classic pcap of raw IPv4 packets (link type 228) with their
+/// times (microseconds since 2023-11-14T22:13:20Z).
+fn raw_ipv4_pcap(name: &str, packets: &[(u32, Vec<u8>)]) -> PathBuf {
+    let mut file = vec![
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 228, 0, 0, 0,
+    ];
+    for (us, f) in packets {
+        file.extend(1_700_000_000u32.to_le_bytes());
+        file.extend(us.to_le_bytes());
+        file.extend((f.len() as u32).to_le_bytes());
+        file.extend((f.len() as u32).to_le_bytes());
+        file.extend(f);
+    }
+    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, file).unwrap();
+    path
+}
+
+/// The two fragments of one UDP datagram 10.0.0.1:7000 -> 10.0.0.2:8000,
+/// (later, first).
+fn udp_fragments() -> (Vec<u8>, Vec<u8>) {
     fn ipv4(id: u16, flags_frag: u16, payload: &[u8]) -> Vec<u8> {
         let mut h = vec![0x45, 0];
         h.extend((20 + payload.len() as u16).to_be_bytes());
@@ -270,38 +288,45 @@ fn fragments_sent_last_first_join_their_flow() {
     }
     let mut udp = vec![0x1b, 0x58, 0x1f, 0x40, 0, 48, 0, 0];
     udp.extend([0x42; 40]);
-    let frames = [ipv4(78, 3, &udp[24..]), ipv4(78, 0x2000, &udp[..24])];
-    // Classic pcap, raw IPv4 (link type 228).
-    let mut file = vec![
-        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 228, 0, 0, 0,
-    ];
-    for (i, f) in frames.iter().enumerate() {
-        file.extend(1_700_000_000u32.to_le_bytes());
-        file.extend((i as u32 * 1000).to_le_bytes());
-        file.extend((f.len() as u32).to_le_bytes());
-        file.extend((f.len() as u32).to_le_bytes());
-        file.extend(f);
-    }
-    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("fragments.pcap");
-    std::fs::write(&pcap, file).unwrap();
-    let o = netwatch(&["flows", pcap.to_str().unwrap(), "-o", "jsonl"]);
+    (ipv4(78, 3, &udp[24..]), ipv4(78, 0x2000, &udp[..24]))
+}
+
+/// `flows`' rows for `files`.
+fn flows(files: &[&Path]) -> Vec<Value> {
+    let mut args = vec!["flows"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend(["-o", "jsonl"]);
+    let o = netwatch(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+    String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!((&rows[0]["initiatorPort"], &rows[0]["responderPort"]), (&7000.into(), &8000.into()));
-    assert_eq!(
-        (&rows[0]["packetsSent"], &rows[0]["bytesSent"]),
-        (&2.into(), &(20 + 24 + 20 + 24).into())
-    );
-    assert_eq!(
-        rows[0]["firstTime"], "2023-11-14T22:13:20.0000000Z",
-        "the later fragment came first"
-    );
+        .collect()
+}
+
+/// A UDP datagram sent last fragment first (as Linux sends large ones) is
+/// one flow of two packets, as tshark counts it, not a flow plus a portless
+/// stray (the later fragment waits for its first), also when rotated files
+/// split it.
+#[test]
+fn fragments_sent_last_first_join_their_flow() {
+    let (later, first) = udp_fragments();
+    let one = raw_ipv4_pcap("fragments.pcap", &[(0, later.clone()), (1000, first.clone())]);
+    let a = raw_ipv4_pcap("fragments-a.pcap", &[(0, later)]);
+    let b = raw_ipv4_pcap("fragments-b.pcap", &[(1000, first)]);
+    for files in [vec![one.as_path()], vec![a.as_path(), b.as_path()]] {
+        let rows = flows(&files);
+        assert_eq!(rows.len(), 1, "{files:?}: {rows:?}");
+        assert_eq!((&rows[0]["initiatorPort"], &rows[0]["responderPort"]), (&7000.into(), &8000.into()));
+        assert_eq!(
+            (&rows[0]["packetsSent"], &rows[0]["bytesSent"]),
+            (&2.into(), &(20 + 24 + 20 + 24).into())
+        );
+        assert_eq!(
+            rows[0]["firstTime"], "2023-11-14T22:13:20.0000000Z",
+            "the later fragment came first"
+        );
+    }
 }
 
 /// A NIC whose secondary IP configuration is in another subnet: `evaluate`

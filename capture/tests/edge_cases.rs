@@ -132,6 +132,11 @@ fn ipv6_payload_length_zero_counts_the_captured_packet() {
     assert_eq!((m.src_port, m.dst_port), (1000, 80));
     assert_eq!(m.ip_total_len, 40 + 20 + 1000);
     assert!(!m.malformed && !m.truncated);
+    // "No next header" (59) with payload length 0 is an empty packet: the
+    // Ethernet padding after it is not IP bytes.
+    let mut f = ipv6("fd00::1", "fd00::2", 59, &[]);
+    f.extend([0; 6]);
+    assert_eq!(raw(&f).ip_total_len, 40);
 }
 
 /// With `decap`, a fragmented GRE datagram's first fragment is reported as

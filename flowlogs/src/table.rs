@@ -1183,22 +1183,17 @@ impl<T: Clone> FlowTable<T> {
     }
 }
 
-/// Whether a TCP flow's first packet after the handshake, from `src_port`
-/// to `dst_port`, most likely came from the server: its source port is in
-/// a lower IANA range than its destination port (RFC 6335 §6: system ports
-/// 0-1023, user ports 1024-49151, dynamic ports 49152-65535), as from 443
-/// to 35000 or from 8443 to 51000. Equal ranges keep the first sender as
-/// initiator. (Zeek flips partial connections the same way, from a list of
-/// likely server ports.)
+/// Whether a flow's first packet, from `src_port` to `dst_port`, most
+/// likely came from its server: it goes to a port of the range that
+/// clients' stacks pick their ports from (32768 and up: Linux uses
+/// 32768-60999, Windows and IANA 49152-65535, RFC 6335 §6) from a port
+/// below it, as from 443 to 51000, from 8443 to 35000 or from 53 to 33000.
+/// A client bound to a low port (an NFS client's 800 to 2049) and two ports
+/// of the same kind keep the first sender as initiator. (Zeek turns partial
+/// connections by likely server ports the same way.)
 fn server_side_first(src_port: u16, dst_port: u16) -> bool {
-    fn range(p: u16) -> u8 {
-        match p {
-            0..=1023 => 0,
-            1024..=49151 => 1,
-            _ => 2,
-        }
-    }
-    range(src_port) < range(dst_port)
+    const EPHEMERAL: u16 = 32768;
+    src_port < EPHEMERAL && dst_port >= EPHEMERAL
 }
 
 fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, prep: &Prepared, now: i64, init: F) -> Flow<T>
@@ -1219,10 +1214,7 @@ where
             f if f & tcp_flags::SYN != 0 => false,
             _ => server_side_first(pkt.src_port, pkt.dst_port),
         },
-        // A UDP flow's first packet is its client's far more often than a
-        // TCP flow's first captured one: only a system port answering a
-        // port above them (53 to 33000, 443 to 55000) turns it.
-        ip_protocol::UDP => pkt.src_port < 1024 && pkt.dst_port >= 1024,
+        ip_protocol::UDP => server_side_first(pkt.src_port, pkt.dst_port),
         ip_protocol::ICMP | ip_protocol::ICMPV6 => prep.role == IcmpRole::Reply,
         _ => false,
     };

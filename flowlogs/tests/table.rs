@@ -97,17 +97,24 @@ fn a_flow_first_seen_mid_stream_is_initiated_from_its_dynamic_port() {
     let o = t.observe(&udp(1.1, "8.8.8.8", 53, "10.0.0.5", 51000, 90), |_, _| 2);
     assert!(!o.from_initiator);
     assert_eq!((o.tuple.src, o.tuple.dst_port), (ip("10.0.0.5"), 53));
-    // 8443 (user port) against a dynamic port, and a FIN first.
-    let o = t.observe(&tcp(1.2, "10.0.0.9", 8443, "10.0.0.8", 60000, FIN | ACK, 52), |_, _| 3);
+    // 8443 against a Linux client port, and a FIN first.
+    let o = t.observe(&tcp(1.2, "10.0.0.9", 8443, "10.0.0.8", 35000, FIN | ACK, 52), |_, _| 3);
     assert_eq!((o.tuple.src, o.tuple.dst_port), (ip("10.0.0.8"), 8443));
-    // UDP turns only for a system port: 40000 to 50000 is a client's.
+    // Two client-range ports: the first sender stays the initiator.
     let o = t.observe(&udp(1.15, "10.0.0.6", 40000, "10.0.0.7", 50000, 90), |_, _| 6);
     assert!(o.from_initiator);
     assert_eq!(o.tuple.src, ip("10.0.0.6"));
-    // Ports of the same range: the first sender stays the initiator.
     let o = t.observe(&tcp(1.3, "10.0.0.1", 40000, "10.0.0.2", 35000, ACK, 52), |_, _| 4);
     assert!(o.from_initiator);
     assert_eq!(o.tuple.src, ip("10.0.0.1"));
+    // A client bound to a low port (NFS: 800 to 2049), TCP mid-stream and
+    // UDP from its first datagram: its packets are the initiator's.
+    let o = t.observe(&tcp(1.35, "10.2.1.4", 800, "10.2.2.4", 2049, PSH | ACK, 152), |_, _| 7);
+    assert!(o.from_initiator);
+    assert_eq!((o.tuple.src, o.tuple.dst_port), (ip("10.2.1.4"), 2049));
+    let o = t.observe(&udp(1.36, "10.2.1.4", 801, "10.2.2.4", 2049, 152), |_, _| 8);
+    assert!(o.from_initiator);
+    assert_eq!((o.tuple.src, o.tuple.dst_port), (ip("10.2.1.4"), 2049));
     // A SYN decides whatever the ports: a client bound to a system port.
     let o = t.observe(&tcp(1.4, "10.0.0.3", 514, "10.0.0.4", 55000, SYN, 60), |_, _| 5);
     assert!(o.from_initiator);

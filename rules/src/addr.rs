@@ -21,7 +21,8 @@ pub const V4_LAST: u128 = V4_BASE | 0xffff_ffff;
 
 /// Where genuine IPv6 addresses of the IPv4-mapped block go in the unified
 /// space: `::fffe:0:0/96`, IETF-reserved and unassigned (it shares the
-/// values with its own addresses, which no network uses).
+/// values with its own addresses, which no network uses; listings show
+/// them as the mapped addresses they stand for).
 pub const V4_MAPPED_ALIAS: u128 = V4_BASE - (1 << 32);
 
 /// An address in the unified 128-bit space.
@@ -316,15 +317,18 @@ impl AddrSet {
                     };
                     let bits = align.min(span_bits);
                     let plen = 128 - bits;
+                    let size_m1 = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
                     let p = if v4 {
                         IpPrefix::new(u128_to_ip(a), (plen - 96) as u8)
+                    } else if a >= V4_MAPPED_ALIAS && a.saturating_add(size_m1) < V4_BASE {
+                        // Mapped IPv6 addresses, written as they were given.
+                        IpPrefix::new(IpAddr::V6(Ipv6Addr::from(a + (V4_BASE - V4_MAPPED_ALIAS))), plen as u8)
                     } else {
                         IpPrefix::new(IpAddr::V6(Ipv6Addr::from(a)), plen as u8)
                     };
                     if let Some(p) = p {
                         out.push(p);
                     }
-                    let size_m1 = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
                     match a.checked_add(size_m1) {
                         Some(end) if end < b => a = end + 1,
                         _ => break,
@@ -382,6 +386,9 @@ mod tests {
         assert!(block.contains(mapped));
         assert!(!block.contains(v4));
         assert!(!AddrSet::from_prefix(p("2001:db8::/32")).contains(mapped));
+        // Listed as written.
+        let back: Vec<String> = block.to_prefixes().iter().map(|x| x.to_string()).collect();
+        assert_eq!(back, ["::ffff:10.0.0.0/104"]);
     }
 
     #[test]

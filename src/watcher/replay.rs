@@ -391,6 +391,7 @@ fn decode_inputs<T: Clone>(
         early,
     };
     for (input, source) in inputs.iter().enumerate() {
+        let last = input + 1 == inputs.len();
         let name = source.name();
         let capture = |source| ReplayError::Capture {
             path: name.clone(),
@@ -400,8 +401,10 @@ fn decode_inputs<T: Clone>(
             CaptureInput::File(p) => File::open(p)
                 .map_err(|source| ReplayError::Io { path: p.clone(), source })
                 .and_then(|f| CaptureReader::new(f).map_err(capture))
-                .map(|r| d.run(input, &name, r)),
-            CaptureInput::Stdin => CaptureReader::new(io::stdin()).map_err(capture).map(|r| d.run(input, &name, r)),
+                .map(|r| d.run(input, last, &name, r)),
+            CaptureInput::Stdin => CaptureReader::new(io::stdin())
+                .map_err(capture)
+                .map(|r| d.run(input, last, &name, r)),
         };
         match more {
             Ok(true) => {}
@@ -573,9 +576,9 @@ impl<T: Clone> Decoder<'_, T> {
         true
     }
 
-    /// Decodes one input; false when the replay is to stop (an error was
-    /// sent, or nobody listens any more).
-    fn run<R: Read>(&mut self, input: usize, name: &Path, mut reader: CaptureReader<R>) -> bool {
+    /// Decodes one input (`last`: the last of the run); false when the
+    /// replay is to stop (an error was sent, or nobody listens any more).
+    fn run<R: Read>(&mut self, input: usize, last: bool, name: &Path, mut reader: CaptureReader<R>) -> bool {
         self.stats.files += 1;
         let mut batch = self.batch();
         let mut offset = 0;
@@ -619,7 +622,11 @@ impl<T: Clone> Decoder<'_, T> {
                 }
             }
         }
-        self.fragments.release_all(&mut |t, m| batch.push(packet_info(t, &m)));
+        // Fragments still waiting for their first one go on after the last
+        // input (rotated files read as one capture can split a datagram).
+        if last {
+            self.fragments.release_all(&mut |t, m| batch.push(packet_info(t, &m)));
+        }
         if let Some(w) = order.warning() {
             self.stats.warnings.push(format!("{}: {w}", name.display()));
         }

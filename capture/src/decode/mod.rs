@@ -557,8 +557,13 @@ fn ipv6(data: &[u8], off: usize, ctx: &mut Ctx) -> Result<PacketMeta, NotIp> {
     // capturing host (as for IPv4's total length 0): the packet is what was
     // captured from the IPv6 header on, as tshark presumes ("maybe because
     // of TSO").
-    let mut end = if plen == 0 { rest.len() } else { 40 + plen };
-    m.ip_total_len = if plen == 0 {
+    let mut end = if plen == 0 && h.next_header().0 != 59 {
+        rest.len()
+    } else {
+        40 + plen
+    };
+    // (Next header 59, "no next header", may have a payload of 0 for real.)
+    m.ip_total_len = if plen == 0 && h.next_header().0 != 59 {
         u32::try_from(rest.len()).unwrap_or(u32::MAX)
     } else {
         (40 + plen) as u32
