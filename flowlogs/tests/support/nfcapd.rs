@@ -75,6 +75,17 @@ impl Collector {
         panic!("nfcapd did not start");
     }
 
+    /// Waits (up to 5 s) until nfcapd's receive queue holds less than
+    /// `bytes`: a sender that outruns a collector starved of CPU (a loaded
+    /// machine) would otherwise overflow its socket buffer and lose
+    /// datagrams, as UDP may.
+    pub fn wait_below(&self, bytes: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while udp_rx_queue(self.port).is_some_and(|q| q >= bytes) && Instant::now() < deadline {
+            sleep(Duration::from_millis(1));
+        }
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("nfcapd.log")).unwrap_or_default()
     }
