@@ -28,14 +28,17 @@ use crate::Environment;
 pub fn prepare_nic<'e>(env: &'e Environment, nic: &str, local: Option<AddrSet>) -> Result<(NicView<'e>, NicEvaluator<'e>), WatcherError> {
     let nic = find_nic(env, nic)?;
     let view = NicView::for_nic(env, nic, None)?;
-    // A secondary IP configuration in another subnet has that subnet's NSG
-    // and VirtualNetwork; a replay judges every flow with the primary's.
+    // Azure refuses IP configurations of one NIC in different subnets
+    // ("IPConfigurations on a Nic cannot belong to different subnets",
+    // Azure/azure-sdk-for-java#1865), so such input is hand-made; a replay
+    // judges every flow with the primary configuration's subnet.
     for c in &nic.ip_configurations {
         if let (Some(sub), Some(ip)) = (c.subnet_id.as_deref(), c.private_ip_address) {
             if id_key(sub) != id_key(&view.subnet.id) {
                 tracing::warn!(
-                    "network interface {:?}: IP configuration {:?} ({ip}) is in subnet {:?}, not the primary's {:?}; its flows are judged \
-                     with the primary configuration's subnet NSG and VirtualNetwork (ip-flow-verify --local {ip}:PORT judges them with its own)",
+                    "network interface {:?}: IP configuration {:?} ({ip}) is in subnet {:?}, not the primary's {:?} (Azure refuses IP \
+                     configurations of one NIC in different subnets); its flows are judged with the primary configuration's subnet NSG and \
+                     VirtualNetwork (ip-flow-verify --local {ip}:PORT judges them with its own)",
                     nic.name,
                     c.name,
                     name_of(sub),
