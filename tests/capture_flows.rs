@@ -50,14 +50,7 @@ fn live_capture_writes_flow_logs() {
         .arg(dir.join("lo.pcap"))
         .arg("--status-file")
         .arg(&status)
-        .args([
-            "--resources",
-            "demo/hub-spoke",
-            "--service-tags",
-            "demo/ServiceTags_Demo.json",
-            "--nic",
-            "nic-web1",
-        ])
+        .args(common::DEMO_WEB1)
         .arg("--flow-logs")
         .arg(dir.join("nsg"))
         .arg("--vnet-flow-logs")

@@ -17,10 +17,15 @@ const DEMO: &[&str] = &["--resources", "demo/hub-spoke", "--service-tags", "demo
 
 use common::netwatch;
 
-fn capture(name: &str, g: Synth) -> PathBuf {
+/// This test run's scratch directory.
+fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    dir
+}
+
+fn capture(name: &str, g: Synth) -> PathBuf {
+    let path = scratch().join(name);
     g.write_pcap(std::fs::File::create(&path).unwrap()).unwrap();
     path
 }
@@ -39,7 +44,12 @@ fn evaluate(nic: &str, extra: &[&str], pcap: &Path) -> Vec<Value> {
         &[pcap.to_str().unwrap(), "-o", "jsonl"],
     ]
     .concat();
-    let o = netwatch(&args);
+    jsonl(&args)
+}
+
+/// The JSON lines a successful run prints.
+fn jsonl(args: &[&str]) -> Vec<Value> {
+    let o = netwatch(args);
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -228,12 +238,7 @@ fn flow_records_carry_tcp_flags() {
         true,
     );
     let pcap = capture("flags.pcap", g);
-    let o = netwatch(&["flows", pcap.to_str().unwrap(), "-o", "jsonl"]);
-    assert!(o.status.success());
-    let rows: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = flows(&[&pcap]);
     assert_eq!(rows.len(), 3);
     assert_eq!(
         (&rows[0]["tcpFlagsSent"], &rows[0]["tcpFlagsReceived"]),
@@ -267,9 +272,7 @@ fn raw_ipv4_pcap(name: &str, packets: &[(u32, Vec<u8>)]) -> PathBuf {
         file.extend((f.len() as u32).to_le_bytes());
         file.extend(f);
     }
-    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+    let path = scratch().join(name);
     std::fs::write(&path, file).unwrap();
     path
 }
@@ -296,12 +299,7 @@ fn flows(files: &[&Path]) -> Vec<Value> {
     let mut args = vec!["flows"];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     args.extend(["-o", "jsonl"]);
-    let o = netwatch(&args);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    jsonl(&args)
 }
 
 /// A UDP datagram sent last fragment first (as Linux sends large ones) is
@@ -346,8 +344,7 @@ fn a_secondary_configuration_in_another_subnet_is_warned_about() {
             }
         }
     }
-    let dir = std::env::temp_dir().join(format!("netwatch-evaluate-semantics-{}", std::process::id()));
-    let env = dir.join("two-subnets");
+    let env = scratch().join("two-subnets");
     copy_dir(&common::root().join("demo/hub-spoke"), &env);
     let nics_file = env.join("rg-spokes/networkInterfaces.json");
     let mut nics: Value = serde_json::from_str(&std::fs::read_to_string(&nics_file).unwrap()).unwrap();

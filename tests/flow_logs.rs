@@ -495,19 +495,11 @@ fn killed_runs_leave_parsable_files() {
     let mut pcap = Vec::new();
     g.write_pcap(&mut pcap).unwrap();
     let out = dir.join("logs");
-    let mut args: Vec<String> = [
-        "evaluate",
-        "--resources",
-        "demo/hub-spoke",
-        "--service-tags",
-        "demo/ServiceTags_Demo.json",
-        "--nic",
-        "nic-web1",
-        "--flow-logs",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = [&["evaluate"], common::DEMO_WEB1, &["--flow-logs"]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     args.push(out.to_string_lossy().into_owned());
     args.push("-".into());
     for (run, cut) in [pcap.len() / 5, pcap.len() / 2, pcap.len() * 4 / 5].into_iter().enumerate() {
