@@ -1041,20 +1041,19 @@ impl<T: Clone> FlowTable<T> {
             }
         };
         self.live += 1;
-        // A slot is below the live flows' high-water mark, which half load
-        // keeps below the capacity; checked all the same, so that an entry's
-        // slot bits can never overflow into its tag.
-        if self.live * 2 > self.index.entries.len() || slot as usize >= self.index.slot_limit() {
-            self.grow(slot as usize + 1);
+        if self.live * 2 > self.index.entries.len() {
+            self.grow();
         }
+        // A slot is below the live flows' high-water mark, which half load
+        // keeps below the capacity: an entry's slot bits never reach its tag.
+        debug_assert!((slot as usize) < self.index.slot_limit());
         self.index.insert(hash, slot);
         slot
     }
 
     /// Doubles the index and re-indexes the live flows.
-    /// `slots`: slots the new index must be able to hold.
-    fn grow(&mut self, slots: usize) {
-        let mut index = FlowIndex::resized(self.live.max(slots));
+    fn grow(&mut self) {
+        let mut index = FlowIndex::resized(self.live);
         for (s, f) in self.slots.iter().enumerate() {
             if f.hot.token != 0 {
                 index.insert(self.hasher.hash_one(f.hot.key), s as u32);
