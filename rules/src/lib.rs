@@ -32,7 +32,7 @@ pub mod resolve;
 pub mod tags;
 
 pub use addr::{AddrSet, IpPrefix};
-pub use compiled::{CompiledClassifier, CompiledStats};
+pub use compiled::{CompiledClassifier, CompiledStats, CrossProducts};
 pub use error::{FieldError, ResolveError};
 pub use eval::{evaluate_chain, ChainDecision, ChainLink, Classifier, LinearClassifier, NsgVerdict};
 pub use flow::{Flow, FlowKey};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use netwatch_rules::classbench::{generate_flows, parse_resolved};
-use netwatch_rules::{Classifier, CompiledClassifier, LinearClassifier};
+use netwatch_rules::{Classifier, CompiledClassifier, CrossProducts, LinearClassifier};
 
 const SETS: [&str; 6] = [
     "neurocuts__acl1_1k",
@@ -27,14 +27,18 @@ fn check(name: &str) {
     let rules = parse_resolved(&text).unwrap();
     assert!(rules.len() > 800, "{name}: {} rules", rules.len());
     let compiled = CompiledClassifier::new(&rules);
+    let fields = CompiledClassifier::with_cross_products(&rules, CrossProducts::Fields);
     let linear = LinearClassifier::new(rules.clone());
     let flows = generate_flows(&rules, FLOWS, 0x5eed ^ rules.len() as u64);
     let mut out = vec![None; flows.len()];
+    let mut out_fields = vec![None; flows.len()];
     compiled.first_match_batch(&flows, &mut out);
+    fields.first_match_batch(&flows, &mut out_fields);
     let mut matched = 0;
-    for (k, got) in flows.iter().zip(&out) {
+    for ((k, got), got_fields) in flows.iter().zip(&out).zip(&out_fields) {
         let want = linear.first_match(k);
         assert_eq!(*got, want, "{name}: flow {k:?}");
+        assert_eq!(*got_fields, want, "{name}, fields only: flow {k:?}");
         matched += want.is_some() as usize;
     }
     assert!(matched > FLOWS / 2, "{name}: only {matched} flows matched");

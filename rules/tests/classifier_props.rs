@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netwatch_rules::addr::{V4_BASE, V4_LAST};
 use netwatch_rules::classbench::{generate_flows, XorShift};
 use netwatch_rules::{
-    Access, AddrSet, Classifier, CompiledClassifier, FlowKey, IpPrefix, LinearClassifier, PortRange, PortSet, Protocol, ResolvedRule,
+    Access, AddrSet, Classifier, CompiledClassifier, CrossProducts, FlowKey, IpPrefix, LinearClassifier, PortRange, PortSet, Protocol,
+    ResolvedRule,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -167,16 +168,19 @@ fn probe_flows(rules: &[ResolvedRule], seed: u64) -> Vec<FlowKey> {
     flows
 }
 
+/// Both builds ([`CrossProducts`]) answer as the linear reference does.
 fn check(rules: &[ResolvedRule], seed: u64) -> Result<(), TestCaseError> {
-    let compiled = CompiledClassifier::new(rules);
     let linear = LinearClassifier::new(rules.to_vec());
     let flows = probe_flows(rules, seed);
-    let mut batch = vec![None; flows.len()];
-    compiled.first_match_batch(&flows, &mut batch);
-    for (k, b) in flows.iter().zip(&batch) {
-        let want = linear.first_match(k);
-        prop_assert_eq!(compiled.first_match(k), want, "flow {:?}", k);
-        prop_assert_eq!(*b, want, "batch, flow {:?}", k);
+    for cross in [CrossProducts::Full, CrossProducts::Fields] {
+        let compiled = CompiledClassifier::with_cross_products(rules, cross);
+        let mut batch = vec![None; flows.len()];
+        compiled.first_match_batch(&flows, &mut batch);
+        for (k, b) in flows.iter().zip(&batch) {
+            let want = linear.first_match(k);
+            prop_assert_eq!(compiled.first_match(k), want, "{:?}, flow {:?}", cross, k);
+            prop_assert_eq!(*b, want, "{:?}, batch, flow {:?}", cross, k);
+        }
     }
     Ok(())
 }
@@ -210,8 +214,10 @@ fn compiled_equals_linear_multiword_aggregate() {
         r.position = i;
     }
     let compiled = CompiledClassifier::new(&rules);
+    let fields = CompiledClassifier::with_cross_products(&rules, CrossProducts::Fields);
     let linear = LinearClassifier::new(rules.clone());
     for k in generate_flows(&rules, 3000, 42) {
         assert_eq!(compiled.first_match(&k), linear.first_match(&k), "flow {k:?}");
+        assert_eq!(fields.first_match(&k), linear.first_match(&k), "fields, flow {k:?}");
     }
 }

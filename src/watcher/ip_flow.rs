@@ -171,7 +171,7 @@ pub fn ip_flow_verify(
     for (li, link) in chain.links.iter().enumerate() {
         let mut results = Vec::new();
         let mut matched = None;
-        for (ri, r) in link.rules.iter().enumerate() {
+        for (ri, r) in link.rules().iter().enumerate() {
             let m = field_matches(r, &flow);
             let name = chain.rule_name(li, ri).unwrap_or_default();
             results.push(RuleEvaluationResult {
