@@ -364,7 +364,8 @@ impl FlowRow {
 
 /// A JSON string, escaped as serde_json escapes it.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+    // A fold without an early exit: vectorised, where `all` is a branch a byte.
+    if s.bytes().fold(true, |plain, c| plain & (c >= 0x20) & (c != b'"') & (c != b'\\')) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
