@@ -1081,16 +1081,37 @@ impl<T: Clone> FlowTable<T> {
         let now = self.clock;
         // Snapshots in place, then one clear: cheaper than removing the
         // flows one by one in an order unrelated to the table's.
-        let mut order: Vec<(i64, u64, u32)> = self
+        let ending = |f: &&Flow<T>| f.hot.token != 0 && f.has_packets();
+        let key = |f: &Flow<T>| (f.hot.first_ns, f.hot.token);
+        // Slots are taken in the order flows start, so unless flows ended
+        // (and their slots were reused) or time stepped back, the slots are
+        // already in order: then no list to build (and fault in) and sort.
+        let in_order = self
             .slots
             .iter()
-            .enumerate()
-            .filter(|(_, f)| f.hot.token != 0 && f.has_packets())
-            .map(|(s, f)| (f.hot.first_ns, f.hot.token, s as u32))
-            .collect();
-        order.sort_unstable();
-        for (_, _, s) in order {
-            sink(self.slots[s as usize].end_record(EndReason::Flushed, now));
+            .filter(ending)
+            .map(key)
+            .try_fold(None, |last, k| match last {
+                Some(l) if l > k => None,
+                _ => Some(Some(k)),
+            })
+            .is_some();
+        if in_order {
+            for f in self.slots.iter().filter(ending) {
+                sink(f.end_record(EndReason::Flushed, now));
+            }
+        } else {
+            let mut order: Vec<(i64, u64, u32)> = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| ending(f))
+                .map(|(s, f)| (f.hot.first_ns, f.hot.token, s as u32))
+                .collect();
+            order.sort_unstable();
+            for (_, _, s) in order {
+                sink(self.slots[s as usize].end_record(EndReason::Flushed, now));
+            }
         }
         self.slots.clear();
         self.free.clear();

@@ -550,3 +550,49 @@ fn a_step_back_in_time_does_not_split_the_flows_after_it() {
         "reported times stay the packets'"
     );
 }
+
+/// The end of the input ends the live flows in order of first packet,
+/// whatever slots they took: a slot freed by an ended flow and taken by a
+/// later one, and a packet time stepping back, put the table's slots out of
+/// that order.
+#[test]
+fn finish_ends_flows_in_order_of_first_packet() {
+    let mut t = table();
+    let mut recs = feed(
+        &mut t,
+        &[
+            udp(1.0, "10.0.0.1", 1000, "10.0.0.9", 53, 80),
+            udp(2.0, "10.0.0.2", 1000, "10.0.0.9", 53, 80),
+            udp(50.0, "10.0.0.2", 1000, "10.0.0.9", 53, 80),
+        ],
+    );
+    // The first flow idles out (1 min UDP): its slot is free again.
+    t.advance(61 * S + S / 2);
+    recs.extend(t.drain_records());
+    assert_eq!(ends(&recs).len(), 1, "{recs:?}");
+    recs.extend(feed(
+        &mut t,
+        &[
+            udp(62.5, "10.0.0.3", 1000, "10.0.0.9", 53, 80),
+            // A step back in time: an earlier first packet in a later slot.
+            udp(62.0, "10.0.0.4", 1000, "10.0.0.9", 53, 80),
+        ],
+    ));
+    let before = recs.len();
+    t.finish();
+    recs.extend(t.drain_records());
+    let firsts: Vec<(String, i64)> = recs[before..]
+        .iter()
+        .filter(|r| r.kind == FlowRecordKind::End(EndReason::Flushed))
+        .map(|r| (r.tuple.src.to_string(), r.first_ns / (S / 10)))
+        .collect();
+    assert_eq!(
+        firsts,
+        [
+            ("10.0.0.2".to_string(), 20),
+            ("10.0.0.4".to_string(), 620),
+            ("10.0.0.3".to_string(), 625)
+        ]
+    );
+    assert!(t.is_empty());
+}

@@ -60,15 +60,20 @@ impl Protocol {
 
     /// Parses the ARM value, case-insensitively; `Any`/`All` mean `*`.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            "icmp" => Ok(Protocol::Icmp),
-            "esp" => Ok(Protocol::Esp),
-            "ah" => Ok(Protocol::Ah),
-            "*" | "any" | "all" => Ok(Protocol::Any),
-            _ => Err(FieldError::new(s, "one of Tcp, Udp, Icmp, Esp, Ah, *")),
-        }
+        let t = s.trim();
+        [
+            ("tcp", Protocol::Tcp),
+            ("udp", Protocol::Udp),
+            ("icmp", Protocol::Icmp),
+            ("esp", Protocol::Esp),
+            ("ah", Protocol::Ah),
+            ("*", Protocol::Any),
+            ("any", Protocol::Any),
+            ("all", Protocol::Any),
+        ]
+        .into_iter()
+        .find_map(|(k, p)| t.eq_ignore_ascii_case(k).then_some(p))
+        .ok_or_else(|| FieldError::new(s, "one of Tcp, Udp, Icmp, Esp, Ah, *"))
     }
 }
 
@@ -88,10 +93,13 @@ pub enum Access {
 impl Access {
     /// Parses `Allow` / `Deny`, case-insensitively.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "allow" => Ok(Access::Allow),
-            "deny" => Ok(Access::Deny),
-            _ => Err(FieldError::new(s, "Allow or Deny")),
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("allow") {
+            Ok(Access::Allow)
+        } else if t.eq_ignore_ascii_case("deny") {
+            Ok(Access::Deny)
+        } else {
+            Err(FieldError::new(s, "Allow or Deny"))
         }
     }
 
@@ -120,10 +128,13 @@ pub enum Direction {
 impl Direction {
     /// Parses `Inbound` / `Outbound` (also `in` / `out`), case-insensitively.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "inbound" | "in" => Ok(Direction::Inbound),
-            "outbound" | "out" => Ok(Direction::Outbound),
-            _ => Err(FieldError::new(s, "Inbound or Outbound")),
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("inbound") || t.eq_ignore_ascii_case("in") {
+            Ok(Direction::Inbound)
+        } else if t.eq_ignore_ascii_case("outbound") || t.eq_ignore_ascii_case("out") {
+            Ok(Direction::Outbound)
+        } else {
+            Err(FieldError::new(s, "Inbound or Outbound"))
         }
     }
 

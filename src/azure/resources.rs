@@ -223,7 +223,7 @@ impl NsgJson {
 /// without case), 1 to 80 characters, word characters, `.`, `-` and `_`,
 /// starting with a word character and ending with one or `_`.
 fn check_rule_names(items: &[Node<'_>], rules: &[SecurityRule]) -> Result<(), LoadError> {
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(rules.len());
+    let mut seen: HashMap<String, usize, foldhash::fast::RandomState> = HashMap::with_capacity_and_hasher(rules.len(), Default::default());
     for (i, (n, r)) in items.iter().zip(rules).enumerate() {
         let name = r.name.as_str();
         let word = |c: char| c.is_alphanumeric() || c == '_';
@@ -239,16 +239,21 @@ fn check_rule_names(items: &[Node<'_>], rules: &[SecurityRule]) -> Result<(), Lo
                 ),
             ));
         }
-        if let Some(&j) = seen.get(&name.to_lowercase()) {
-            return Err(n.field_error(
-                "name",
-                format!(
-                    "{name:?} is already the name of rule {j} ({:?}); rule names are unique in an NSG",
-                    rules[j].name
-                ),
-            ));
+        match seen.entry(name.to_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let j = *e.get();
+                return Err(n.field_error(
+                    "name",
+                    format!(
+                        "{name:?} is already the name of rule {j} ({:?}); rule names are unique in an NSG",
+                        rules[j].name
+                    ),
+                ));
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(i);
+            }
         }
-        seen.insert(name.to_lowercase(), i);
     }
     Ok(())
 }
