@@ -97,11 +97,11 @@ pub struct CaptureStats {
 /// Packets per batch handed from the decoding thread to the flow table:
 /// about 64 KiB of [`PacketInfo`], which stays in cache between the two.
 const BATCH: usize = 1024;
-/// Batches in flight: bounds the memory between the two threads (256 x
-/// 64 KiB = 16 MiB), and lets decoding run ahead while `evaluate` loads the
-/// resources and compiles the rules (~20 ms, ~200k packets): with fewer,
-/// the decoding thread would stop and wait for that core's time.
-const BATCHES_IN_FLIGHT: usize = 256;
+/// Batches in flight: bounds the memory between the two threads (32 x
+/// 64 KiB = 2 MiB). `evaluate` tracks on the decoding thread while it loads
+/// and compiles, so the decoding runs ahead only by what the flow thread
+/// lags behind (the hand-over, a slow output); 256 measured the same.
+const BATCHES_IN_FLIGHT: usize = 32;
 
 /// Records of flows ended while the decoding thread tracks early, held
 /// until the caller takes them over (~150 bytes each: ~10 MiB, the bound
