@@ -318,8 +318,9 @@ pub struct Observation<'a, T> {
 }
 
 /// Canonical (direction-free) key: the two endpoints in ascending order.
-/// Addresses are IPv4-mapped for IPv4 (`v6` tells the families apart);
-/// kept as `u64` halves so that the key is 40 bytes with 8-byte alignment.
+/// Addresses are IPv4-mapped for IPv4 (`lo_v6`, `hi_v6` tell the families
+/// apart, each endpoint's: a caller's packet may mix them); kept as `u64`
+/// halves so that the key is 40 bytes with 8-byte alignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowKey {
     lo: [u64; 2],
@@ -327,7 +328,8 @@ struct FlowKey {
     lo_port: u16,
     hi_port: u16,
     protocol: u8,
-    v6: bool,
+    lo_v6: bool,
+    hi_v6: bool,
 }
 
 /// Five word writes (the derived `Hash` would add slice lengths and
@@ -339,25 +341,38 @@ impl std::hash::Hash for FlowKey {
         state.write_u64(self.lo[1]);
         state.write_u64(self.hi[0]);
         state.write_u64(self.hi[1]);
-        state
-            .write_u64(u64::from(self.lo_port) | u64::from(self.hi_port) << 16 | u64::from(self.protocol) << 32 | u64::from(self.v6) << 40);
+        state.write_u64(
+            u64::from(self.lo_port)
+                | u64::from(self.hi_port) << 16
+                | u64::from(self.protocol) << 32
+                | u64::from(self.lo_v6) << 40
+                | u64::from(self.hi_v6) << 41,
+        );
     }
 }
 
 impl FlowKey {
-    /// Both endpoints are the same (address and port).
-    fn is_self(&self) -> bool {
-        self.lo == self.hi && self.lo_port == self.hi_port
+    /// Both endpoints have the same address.
+    fn same_addr(&self) -> bool {
+        self.lo == self.hi && self.lo_v6 == self.hi_v6
     }
 
-    /// An endpoint's address ([`addr_bits`] undone).
-    fn addr(&self, bits: [u64; 2]) -> IpAddr {
-        let x = u128::from(bits[0]) << 64 | u128::from(bits[1]);
-        if self.v6 {
-            IpAddr::V6(Ipv6Addr::from(x))
-        } else {
-            IpAddr::V4(Ipv4Addr::from(x as u32))
-        }
+    /// Both endpoints are the same (address and port).
+    fn is_self(&self) -> bool {
+        self.same_addr() && self.lo_port == self.hi_port
+    }
+
+    /// The endpoints' addresses ([`addr_bits`] undone), `lo` first.
+    fn addrs(&self) -> (IpAddr, IpAddr) {
+        let addr = |bits: [u64; 2], v6: bool| {
+            let x = u128::from(bits[0]) << 64 | u128::from(bits[1]);
+            if v6 {
+                IpAddr::V6(Ipv6Addr::from(x))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(x as u32))
+            }
+        };
+        (addr(self.lo, self.lo_v6), addr(self.hi, self.hi_v6))
     }
 }
 
@@ -465,7 +480,7 @@ impl<T> Flow<T> {
     /// The flow's tuple, from its initiator.
     fn tuple(&self) -> FlowTuple {
         let k = &self.hot.key;
-        let (lo, hi) = (k.addr(k.lo), k.addr(k.hi));
+        let (lo, hi) = k.addrs();
         // The key's ports of ICMP flows are the query pairing, not ports.
         let (lo_port, hi_port) = match k.protocol {
             ip_protocol::TCP | ip_protocol::UDP => (k.lo_port, k.hi_port),
@@ -551,7 +566,7 @@ impl<T: Clone> Flow<T> {
             // Both endpoints identical: nothing tells the directions apart.
             ip_protocol::TCP | ip_protocol::UDP if h.key.is_self() => true,
             ip_protocol::TCP | ip_protocol::UDP => prep.src_is_lo == h.initiator_lo,
-            _ if h.key.lo == h.key.hi => prep.role != IcmpRole::Reply,
+            _ if h.key.same_addr() => prep.role != IcmpRole::Reply,
             _ => prep.src_is_lo == h.initiator_lo,
         };
         // The first packet of a record the active timeout restarted: its
@@ -1338,16 +1353,18 @@ where
 /// the key's `lo` endpoint.
 #[inline]
 fn key_of(pkt: &PacketInfo) -> (FlowKey, IcmpRole, bool) {
-    let (src, dst) = (addr_bits(pkt.src), addr_bits(pkt.dst));
-    let v6 = pkt.src.is_ipv6();
+    // Endpoints ordered by address, then family (an IPv4 address and its
+    // IPv4-mapped IPv6 form have the same bits).
+    let (src, dst) = ((addr_bits(pkt.src), pkt.src.is_ipv6()), (addr_bits(pkt.dst), pkt.dst.is_ipv6()));
     let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
-    let key = |lo: u128, hi: u128, lo_port: u16, hi_port: u16| FlowKey {
-        lo: halves(lo),
-        hi: halves(hi),
+    let key = |lo: (u128, bool), hi: (u128, bool), lo_port: u16, hi_port: u16| FlowKey {
+        lo: halves(lo.0),
+        hi: halves(hi.0),
         lo_port,
         hi_port,
         protocol: pkt.protocol,
-        v6,
+        lo_v6: lo.1,
+        hi_v6: hi.1,
     };
     match pkt.protocol {
         ip_protocol::TCP | ip_protocol::UDP => {

@@ -104,14 +104,15 @@ const BATCH: usize = 1024;
 const BATCHES_IN_FLIGHT: usize = 32;
 
 /// Records of flows ended while the decoding thread tracks early, held
-/// until the caller takes them over (~150 bytes each: ~10 MiB, the bound
-/// the batches in flight set otherwise); past it the thread waits.
+/// until the caller takes them over (~150 bytes each: ~10 MiB at most;
+/// a capture whose flows end that fast while the rules compile is rare);
+/// past it the thread waits.
 const EARLY_RECORDS: usize = 1 << 16;
 
 /// Emptied batch vectors, handed back to the decoding thread. A stack, so
 /// that the vector reused next is the one the flow thread just finished
 /// with, still in cache (a queue would cycle through every vector ever in
-/// flight, 16 MiB, and refill each from memory).
+/// flight, up to 2 MiB, and refill each from memory).
 #[derive(Clone, Default)]
 struct SparePool(Arc<Mutex<Vec<Vec<PacketInfo>>>>);
 
