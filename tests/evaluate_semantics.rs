@@ -222,7 +222,8 @@ fn local_addresses_are_judged_as_the_nics_own() {
 }
 
 /// Flow records carry the TCP flags seen each way (nfdump's `CEUAPRSF`,
-/// `.` for a flag not seen) in JSON lines and CSV, and CSV the ICMP type.
+/// `.` for a flag not seen) in JSON lines, CSV and the table, and CSV the
+/// ICMP type.
 #[test]
 fn flow_records_carry_tcp_flags() {
     use netwatch_capture::synth::TcpEnd;
@@ -257,6 +258,15 @@ fn flow_records_carry_tcp_flags() {
     assert_eq!(lines[2][col("tcpFlagsReceived")], "........");
     assert_eq!(lines[3][col("icmpType")], "8");
     assert_eq!(lines[3][col("tcpFlagsSent")], "");
+    // The table for people: sent/received in one column.
+    let o = netwatch(&["flows", pcap.to_str().unwrap(), "-o", "table"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].contains("Flags>/<"), "{table}");
+    let cell = |row: &str, c: &str| row.split_whitespace().any(|x| x == c);
+    assert!(cell(rows[1], "...AP.SF/...AP.SF"), "{table}");
+    assert!(cell(rows[2], "......S./........"), "{table}");
+    assert!(!rows[3].contains('/'), "ICMP has no TCP flags: {table}");
 }
 
 /// Writes a classic pcap of raw IPv4 packets (link type 228) with their

@@ -707,6 +707,7 @@ impl RowWriter {
                     "First",
                     "Duration",
                     "End",
+                    "Flags>/<",
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -733,6 +734,12 @@ impl RowWriter {
                     Rfc3339Buf::new(first).millis(),
                     format!("{:.3}s", (last - first) as f64 / 1e9),
                     r.end_reason.to_string(),
+                    // TCP flags each way, as the JSON lines' tcpFlagsSent
+                    // and tcpFlagsReceived (nfdump's letters).
+                    r.tcp_flags.map_or_else(String::new, |(sent, received)| {
+                        let (s, r) = (tcp_flags_text(sent), tcp_flags_text(received));
+                        format!("{}/{}", String::from_utf8_lossy(&s), String::from_utf8_lossy(&r))
+                    }),
                 ];
                 if evaluated {
                     v.push(r.direction.unwrap_or("Transit").to_string());
