@@ -74,3 +74,50 @@ fn a_quiet_link_still_exports_ended_flows_within_a_tick() {
         assert_eq!((counts.packets, counts.flows), (1, 1));
     });
 }
+
+/// A UDP datagram 10.0.0.1:7000 -> 10.0.0.2:8000 in two IPv4 fragments:
+/// (first, with the ports; later, without).
+fn udp_fragments() -> (Vec<u8>, Vec<u8>) {
+    let ipv4 = |flags_frag: u16, payload: &[u8]| {
+        let mut h = vec![0x45, 0];
+        h.extend((20 + payload.len() as u16).to_be_bytes());
+        h.extend(0x4242u16.to_be_bytes());
+        h.extend(flags_frag.to_be_bytes());
+        h.extend([64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        h.extend(payload);
+        h
+    };
+    let mut udp = Vec::new();
+    udp.extend(7000u16.to_be_bytes());
+    udp.extend(8000u16.to_be_bytes());
+    udp.extend(32u16.to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend([0x55; 8]);
+    // More fragments (0x2000), offset 0; then offset 2 (16 bytes), the last.
+    (ipv4(0x2000, &udp), ipv4(2, &[0x66; 16]))
+}
+
+/// Live tracking, as a replay, holds a later fragment that comes before its
+/// first until the first comes: one flow, with its ports, not a portless
+/// stray beside it.
+#[test]
+fn live_tracking_holds_fragments_that_come_before_their_first() {
+    let (first, later) = udp_fragments();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let (tx, rx) = mpsc::channel();
+    for (i, p) in [later, first].iter().enumerate() {
+        let meta = decode(LinkType::RAW, p, DecodeOptions::default()).unwrap();
+        tx.send(TapPacket {
+            ts_ns: now + i as i64 * 1_000_000,
+            meta,
+        })
+        .unwrap();
+    }
+    drop(tx);
+    let mut records = VerdictRecords::new(None, None, None);
+    let counts = track_packets(&rx, None, &mut records).unwrap();
+    assert_eq!((counts.packets, counts.flows), (2, 1));
+    let totals = records.totals();
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    assert_eq!((totals[0].flows, totals[0].packets, totals[0].bytes), (1, 2, 36 + 36));
+}

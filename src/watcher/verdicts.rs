@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netwatch_capture::live::TapPacket;
-use netwatch_capture::FragmentTracker;
+use netwatch_capture::{FragmentTracker, PacketMeta};
 use netwatch_flowlogs::{ExportStats, FlowExporter, FlowRecord, FlowRecordKind, FlowTable, FlowTableConfig, NsgDecision};
 use netwatch_rules::{Access, AddrSet, Direction};
 use thiserror::Error;
@@ -360,25 +360,32 @@ pub fn track_packets(
     records: &mut VerdictRecords<'_, '_>,
 ) -> Result<LiveCounts, RecordError> {
     let mut table: FlowTable<Verdict> = FlowTable::new(FlowTableConfig::default()).map_err(|e| RecordError::Table(e.to_string()))?;
+    // Later fragments that come before their first wait for it (up to 30 s
+    // of capture time, as in a replay), then go on unattributed.
     let mut fragments = FragmentTracker::new(4096);
     let mut counts = LiveCounts::default();
     let mut last_tick = Instant::now();
+    let observe = |table: &mut FlowTable<Verdict>, ts_ns: i64, meta: PacketMeta| {
+        let info = packet_info(ts_ns, &meta);
+        table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
+    };
     loop {
         match packets.recv_timeout(LIVE_TICK) {
             Ok(p) => {
                 counts.packets += 1;
-                let mut meta = p.meta;
-                if meta.fragment.is_fragment || meta.outer_fragment.is_some() {
-                    fragments.process(&mut meta);
+                let meta = p.meta;
+                if meta.fragment.is_fragment || meta.outer_fragment.is_some() || fragments.holds_fragments() {
+                    fragments.process_in_order(p.ts_ns, meta, &mut |t, m| observe(&mut table, t, m));
+                } else {
+                    observe(&mut table, p.ts_ns, meta);
                 }
-                let info = packet_info(p.ts_ns, &meta);
-                table.observe(&info, |t, _| evaluator.map_or(NicEvaluator::TRANSIT, |e| e.evaluate(t)));
             }
             Err(RecvTimeoutError::Timeout) => {
                 let wall = SystemTime::now()
                     .checked_sub(LIVE_CLOCK_SLACK)
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                fragments.expire(wall, &mut |t, m| observe(&mut table, t, m));
                 table.advance(wall);
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -392,6 +399,7 @@ pub fn track_packets(
             }
         }
     }
+    fragments.release_all(&mut |t, m| observe(&mut table, t, m));
     table.finish();
     drain_live(&mut table, &mut counts, records)?;
     Ok(counts)
