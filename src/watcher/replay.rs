@@ -567,13 +567,9 @@ impl<T: Clone> Decoder<'_, T> {
             stats.truncated_packets += 1;
         }
         // Fragments, and packets decapsulated out of a fragmented tunnel
-        // datagram (the tracker tells them apart).
-        if meta.fragment.is_fragment || meta.outer_fragment.is_some() || self.fragments.holds_fragments() {
-            self.fragments
-                .process_in_order(ts_ns, meta, &mut |t, m| batch.push(packet_info(t, &m)));
-        } else {
-            batch.push(packet_info(ts_ns, &meta));
-        }
+        // datagram (the tracker tells them apart); others go straight on.
+        self.fragments
+            .process_in_order(ts_ns, meta, &mut |t, m| batch.push(packet_info(t, &m)));
         true
     }
 

@@ -373,12 +373,7 @@ pub fn track_packets(
         match packets.recv_timeout(LIVE_TICK) {
             Ok(p) => {
                 counts.packets += 1;
-                let meta = p.meta;
-                if meta.fragment.is_fragment || meta.outer_fragment.is_some() || fragments.holds_fragments() {
-                    fragments.process_in_order(p.ts_ns, meta, &mut |t, m| observe(&mut table, t, m));
-                } else {
-                    observe(&mut table, p.ts_ns, meta);
-                }
+                fragments.process_in_order(p.ts_ns, p.meta, &mut |t, m| observe(&mut table, t, m));
             }
             Err(RecvTimeoutError::Timeout) => {
                 let wall = SystemTime::now()

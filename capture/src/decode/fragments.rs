@@ -125,7 +125,19 @@ impl FragmentTracker {
     /// or when more than [`FragmentTracker::HOLD`] wait. Non-fragments go
     /// straight through. [`FragmentTracker::release_all`] at the end of the
     /// input hands over the fragments still waiting.
-    pub fn process_in_order(&mut self, ts_ns: i64, mut meta: PacketMeta, out: &mut impl FnMut(i64, PacketMeta)) {
+    #[inline]
+    pub fn process_in_order(&mut self, ts_ns: i64, meta: PacketMeta, out: &mut impl FnMut(i64, PacketMeta)) {
+        // The common case: not a fragment, and nothing waiting to expire.
+        if !meta.fragment.is_fragment && meta.outer_fragment.is_none() && self.held.is_empty() {
+            out(ts_ns, meta);
+            return;
+        }
+        self.process_held(ts_ns, meta, out);
+    }
+
+    /// [`FragmentTracker::process_in_order`] for a fragment, or while
+    /// fragments wait.
+    fn process_held(&mut self, ts_ns: i64, mut meta: PacketMeta, out: &mut impl FnMut(i64, PacketMeta)) {
         self.expire(ts_ns, out);
         let key = match (meta.outer_fragment, FragmentKey::of(&meta)) {
             (Some(outer), _) => Some((outer, true)),
