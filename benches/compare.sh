@@ -288,6 +288,18 @@ esac
 cat "$CAP" >/dev/null; cat "$CAP" >/dev/null
 
 now_ns() { date +%s%N; }
+# One line of phase times (ms) from a `netwatch -vv` run's stderr.
+phases() {
+  awk '
+    function t() { v = $1; sub(/s$/, "", v); return v * 1000 }
+    /resources loaded/ { load = t() }
+    /NSG rules compiled/ { comp = t() }
+    /decoding thread done/ { dec = t() }
+    /capture read/ { trk = t() }
+    /DEBUG done/ { done = t() }
+    END { printf "%.1f %.1f %.1f %.1f %.1f\n", load, comp, dec, trk, done }'
+}
+rm -f "$WORK/phases.eval" "$WORK/phases.flows"
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
 declare -A MEDIAN RSS CPU TIMES CPUS FAILED
 echo "== timing ($RUNS rounds, each tool once per round in turn; medians)"
@@ -309,6 +321,10 @@ for r in $(seq 1 "$RUNS"); do
     (( rss > ${RSS[$name]:-0} )) && RSS[$name]=$rss
     CPUS[$name]+="$(awk -v u="$u" -v s="$s" 'BEGIN{printf "%d", (u+s)*1000}') "
   done
+  # Where the time goes: one untimed -vv run of each netwatch command per
+  # round, its debug lines' times (seconds since logging started).
+  "${EVAL[0]}" -vv "${EVAL[@]:1}" 2>&1 >/dev/null | phases >>"$WORK/phases.eval" || true
+  "${FLOWS[0]}" -vv "${FLOWS[@]:1}" 2>&1 >/dev/null | phases >>"$WORK/phases.flows" || true
 done
 for entry in "${TOOLS[@]}"; do
   name=${entry%%|*}
@@ -336,6 +352,19 @@ for entry in "${TOOLS[@]}"; do
     printf "| %s | %.3f | %.2f | %s | %.2f | %.2f | %.1f |\n", n, m/1e9, m/c, (e>0 ? sprintf("%.2fx", m/e) : "-"), p/(m/1e3), u/1000, r/1024 }'
 done
 echo
+
+# The phases of the -vv runs, and the bound they set: the decoding thread
+# reads and decodes the whole capture alone (in `flows` it does nothing
+# else), and at best the rest of `evaluate` hides behind it on the other
+# core; with both cores busy, the run cannot be shorter than half its CPU.
+col() { awk -v c="$1" '{print $c}' "$2" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+if [ -s "$WORK/phases.eval" ] && [ -s "$WORK/phases.flows" ]; then
+  echo "Where the time goes (netwatch -vv, one untimed run per round, medians, ms since logging started):"
+  echo "   evaluate: resources loaded $(col 1 "$WORK/phases.eval"), rules compiled $(col 2 "$WORK/phases.eval"), decoding thread done $(col 3 "$WORK/phases.eval"), flows tracked $(col 4 "$WORK/phases.eval"), output done $(col 5 "$WORK/phases.eval")"
+  echo "   flows:    decoding thread done $(col 3 "$WORK/phases.flows") ($(awk -v d="$(col 3 "$WORK/phases.flows")" -v c="$CAT" 'BEGIN{printf "%.2f", d*1e6/c}')x cat): reading and decoding alone, one thread"
+  [ -n "${CPU["netwatch evaluate"]:-}" ] && echo "   evaluate CPU / 2 cores: $(awk -v u="${CPU["netwatch evaluate"]}" -v c="$CAT" 'BEGIN{printf "%.3f s (%.2fx cat): the wall time with both cores busy throughout", u/2000, u*1e6/2/c}')"
+  echo
+fi
 
 fail=0
 check() { # label ok

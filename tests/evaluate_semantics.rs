@@ -409,3 +409,50 @@ fn a_secondary_configuration_in_another_subnet_is_warned_about() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// An IPv4 packet 10.0.2.4:5000 -> 10.1.1.4:9000 of `protocol` (its
+/// transport header starts with the two ports).
+fn ipv4_with_ports(protocol: u8, transport_len: usize) -> Vec<u8> {
+    let mut p = vec![0x45, 0];
+    p.extend((20 + transport_len as u16).to_be_bytes());
+    p.extend([0, 1, 0, 0, 64, protocol, 0, 0, 10, 0, 2, 4, 10, 1, 1, 4]);
+    let mut t = vec![0u8; transport_len];
+    t[..4].copy_from_slice(&[0x13, 0x88, 0x23, 0x28]);
+    if protocol == 6 {
+        t[12] = 5 << 4;
+        t[13] = 0x02; // SYN
+    }
+    p.extend(t);
+    p
+}
+
+/// SCTP carries ports (its flows are keyed on them, and rows show them),
+/// but NSG rules filter ports for TCP and UDP only: a `*`-protocol rule for
+/// port 9000 denies the TCP flow to port 9000, not the SCTP one, which is
+/// judged as portless (spec §1.1) and allowed from the VNet.
+#[test]
+fn sctp_flows_have_ports_that_nsg_rules_do_not_filter() {
+    let mut nsg: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::root().join("tests/data/nsg-web-nic-strict.json")).unwrap()).unwrap();
+    let mut rule = nsg["properties"]["securityRules"][1].clone();
+    rule["name"] = "Deny-Any-9000-In".into();
+    let id = rule["id"].as_str().unwrap().replace("Deny-8081-In", "Deny-Any-9000-In");
+    rule["id"] = id.into();
+    rule["properties"]["protocol"] = "*".into();
+    rule["properties"]["priority"] = 101.into();
+    rule["properties"]["destinationPortRange"] = "9000".into();
+    nsg["properties"]["securityRules"].as_array_mut().unwrap().push(rule);
+    let nsg_path = scratch().join("nsg-web-nic-any-9000.json");
+    std::fs::write(&nsg_path, serde_json::to_vec(&nsg).unwrap()).unwrap();
+    let pcap = raw_ipv4_pcap("sctp-and-tcp.pcap", &[(0, ipv4_with_ports(132, 12)), (1, ipv4_with_ports(6, 20))]);
+    let rows = evaluate("nic-web1", &["--resources", nsg_path.to_str().unwrap()], &pcap);
+    let row = |proto: &str| {
+        rows.iter()
+            .find(|r| r["protocol"] == proto)
+            .unwrap_or_else(|| panic!("no {proto} row: {rows:?}"))
+    };
+    let (sctp, tcp) = (row("132"), row("TCP"));
+    assert_eq!((&sctp["initiatorPort"], &sctp["responderPort"]), (&5000.into(), &9000.into()));
+    assert_eq!(verdict(tcp), ("Deny".into(), "securityRules/Deny-Any-9000-In".into()));
+    assert_eq!(verdict(sctp), ("Allow".into(), "defaultSecurityRules/AllowVnetInBound".into()));
+}

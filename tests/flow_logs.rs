@@ -323,6 +323,62 @@ fn nsg_flow_logs_match_flows_and_tshark() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With an active timeout shorter than the flows, every allowed flow still
+/// ends in exactly one `E` (one that goes quiet after a cut too: the cut is
+/// a `C`, the end comes later), and its C/E counters add up to its totals.
+#[test]
+fn active_timeout_cuts_keep_one_end_per_flow() {
+    let dir = tmpdir("nsg-active");
+    let ev = evaluate(&["--flow-logs", dir.to_str().unwrap(), "--active-timeout", "1"]);
+    let mut ends: BTreeMap<Key, u32> = BTreeMap::new();
+    let mut continuing = 0;
+    let mut sums: BTreeMap<Key, Totals> = BTreeMap::new();
+    for f in pt1h_files(&dir) {
+        for rec in read_file(&f).unwrap_or_else(|e| panic!("{e}")).records {
+            let FlowLogRecord::Nsg(r) = rec else { panic!("not an NSG record") };
+            for (_, _, t) in r.tuples() {
+                let k: Key = (
+                    if t.protocol.number() == 6 { "TCP".into() } else { "UDP".into() },
+                    t.src.to_string(),
+                    t.src_port,
+                    t.dst.to_string(),
+                    t.dst_port,
+                );
+                match t.state {
+                    Some(NsgFlowState::End) => *ends.entry(k.clone()).or_default() += 1,
+                    Some(NsgFlowState::Continuing) => continuing += 1,
+                    _ => continue,
+                }
+                let c = t.counters.unwrap();
+                let s = sums.entry(k).or_default();
+                s.pkts_fwd += c.packets_src_to_dst;
+                s.bytes_fwd += c.bytes_src_to_dst;
+                s.pkts_rev += c.packets_dst_to_src;
+                s.bytes_rev += c.bytes_dst_to_src;
+            }
+        }
+    }
+    assert!(continuing > 10, "the 1 s active timeout cut only {continuing} records");
+    // The same flows without cuts: one row per flow.
+    let whole = evaluate(&[]);
+    let allowed: Vec<(&Key, &Totals)> = whole
+        .flows
+        .iter()
+        .filter(|(k, (a, _))| a == "Allow" && (k.0 == "TCP" || k.0 == "UDP"))
+        .map(|(k, (_, t))| (k, t))
+        .collect();
+    assert!(allowed.len() > 50);
+    for (k, t) in allowed {
+        assert_eq!(ends.get(k), Some(&1), "{k:?}: E tuples");
+        assert_eq!(sums.get(k), Some(t), "{k:?}: C/E counters against the flow's totals");
+    }
+    // The cut rows of `evaluate` add up to the same totals.
+    for (k, (a, t)) in &ev.flows {
+        assert_eq!(whole.flows.get(k), Some(&(a.clone(), *t)), "{k:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn nsg_flow_logs_version_1() {
     let dir = tmpdir("nsg-v1");

@@ -775,6 +775,11 @@ impl Encoder {
     /// Adds the data records of `rec` (none for `Begin`); every message
     /// that fills up is appended to `out`.
     pub fn push<T>(&mut self, rec: &FlowRecord<T>, nsg: Option<&NsgDecision<'_>>, now_ms: i64, out: &mut Vec<Vec<u8>>) {
+        // The end of a flow whose last record the active timeout already
+        // exported, with no packet since: nothing to export.
+        if !rec.has_packets() {
+            return;
+        }
         self.stats.flow_records += 1;
         for d in data_records(self.protocol, rec, nsg) {
             self.push_data(d, now_ms, out);

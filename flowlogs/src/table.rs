@@ -44,7 +44,19 @@ pub mod ip_protocol {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const DCCP: u8 = 33;
     pub const ICMPV6: u8 = 58;
+    pub const SCTP: u8 = 132;
+    pub const UDP_LITE: u8 = 136;
+
+    /// Transport protocols whose header starts with the source and
+    /// destination ports, which are part of the flow key: TCP (RFC 9293),
+    /// UDP (RFC 768), DCCP (RFC 4340), SCTP (RFC 9260), UDP-Lite (RFC 3828).
+    /// (IPFIX `sourceTransportPort` covers the same, RFC 7012 / IANA.)
+    #[inline(always)]
+    pub const fn has_ports(protocol: u8) -> bool {
+        matches!(protocol, TCP | UDP | DCCP | SCTP | UDP_LITE)
+    }
 }
 
 /// TCP header flag bits (RFC 9293), as [`PacketInfo::tcp_flags`] carries them.
@@ -79,9 +91,10 @@ pub struct PacketInfo {
     pub dst: IpAddr,
     /// IANA protocol number (of the transport header after IPv6 extension headers).
     pub protocol: u8,
-    /// TCP/UDP source port; ignored for other protocols.
+    /// Source port of the protocols with ports ([`ip_protocol::has_ports`]);
+    /// ignored for others.
     pub src_port: u16,
-    /// TCP/UDP destination port; ignored for other protocols.
+    /// Destination port, likewise.
     pub dst_port: u16,
     /// ICMP/ICMPv6 header, for protocols 1 and 58.
     pub icmp: Option<IcmpInfo>,
@@ -94,8 +107,8 @@ pub struct PacketInfo {
 }
 
 /// A flow's 5-tuple oriented from its initiator (`src`) to its responder
-/// (`dst`). Ports are 0 for protocols other than TCP and UDP (NSG rules see
-/// ICMP as portless; spec §1.1).
+/// (`dst`). Ports are 0 for protocols without ports in their header (see
+/// [`ip_protocol::has_ports`]: TCP, UDP, DCCP, SCTP, UDP-Lite have them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowTuple {
     pub protocol: u8,
@@ -128,7 +141,8 @@ pub enum EndReason {
     IdleTimeout,
     /// The record lasted longer than the active timeout. The flow goes on
     /// (same initiator, same user slot: an NSG verdict is not taken again);
-    /// its next record starts with its next packet.
+    /// its next record starts with its next packet, and its end comes as
+    /// an `End` record even without one (see [`FlowRecord::has_packets`]).
     ActiveTimeout,
     /// A new TCP SYN reused the 5-tuple of a closed flow.
     Reused,
@@ -202,6 +216,16 @@ pub struct FlowRecord<T> {
     pub interval_reverse: Counters,
     /// The caller's slot (e.g. the NSG verdict stored on the first packet).
     pub user: T,
+}
+
+impl<T> FlowRecord<T> {
+    /// Whether the record counts a packet. Only the `End` of a flow whose
+    /// record the active timeout cut, with no packet since, has none: a
+    /// flow log still writes the flow's end (spec §7.1 `E`), a flow export
+    /// or a listing of records has nothing to show for it.
+    pub fn has_packets(&self) -> bool {
+        self.forward.packets + self.reverse.packets > 0
+    }
 }
 
 /// Timeouts and limits. Times are nanoseconds of packet time.
@@ -482,9 +506,10 @@ impl<T> Flow<T> {
         let k = &self.hot.key;
         let (lo, hi) = k.addrs();
         // The key's ports of ICMP flows are the query pairing, not ports.
-        let (lo_port, hi_port) = match k.protocol {
-            ip_protocol::TCP | ip_protocol::UDP => (k.lo_port, k.hi_port),
-            _ => (0, 0),
+        let (lo_port, hi_port) = if ip_protocol::has_ports(k.protocol) {
+            (k.lo_port, k.hi_port)
+        } else {
+            (0, 0)
         };
         let (src, src_port, dst, dst_port) = if self.hot.initiator_lo {
             (lo, lo_port, hi, hi_port)
@@ -514,7 +539,9 @@ impl<T: Clone> Flow<T> {
             at_ns,
             tuple: self.tuple(),
             icmp: h.icmp,
-            first_ns: h.first_ns,
+            // A record cut by the active timeout with no packet since starts
+            // nowhere: give it its flow's last packet time, not a sentinel.
+            first_ns: if h.first_ns == i64::MAX { h.last_ns } else { h.first_ns },
             last_ns: h.last_ns,
             state: h.state,
             forward: stats(h.fwd, h.fwd_flags),
@@ -564,8 +591,8 @@ impl<T: Clone> Flow<T> {
         let h = &mut self.hot;
         let from_initiator = match pkt.protocol {
             // Both endpoints identical: nothing tells the directions apart.
-            ip_protocol::TCP | ip_protocol::UDP if h.key.is_self() => true,
-            ip_protocol::TCP | ip_protocol::UDP => prep.src_is_lo == h.initiator_lo,
+            p if ip_protocol::has_ports(p) && h.key.is_self() => true,
+            p if ip_protocol::has_ports(p) => prep.src_is_lo == h.initiator_lo,
             _ if h.key.same_addr() => prep.role != IcmpRole::Reply,
             _ => prep.src_is_lo == h.initiator_lo,
         };
@@ -1140,7 +1167,9 @@ impl<T: Clone> FlowTable<T> {
         let now = self.clock;
         // Snapshots in place, then one clear: cheaper than removing the
         // flows one by one in an order unrelated to the table's.
-        let ending = |f: &&Flow<T>| f.hot.token != 0 && f.has_packets();
+        // Every live flow ends, a record the active timeout cut with no
+        // packet since too (its flow log writes the flow's end).
+        let ending = |f: &&Flow<T>| f.hot.token != 0;
         let key = |f: &Flow<T>| (f.hot.first_ns, f.hot.token);
         // Slots are taken in the order flows start, so unless flows ended
         // (and their slots were reused) or time stepped back, the slots are
@@ -1236,7 +1265,7 @@ impl<T: Clone> FlowTable<T> {
         if f.hot.token == 0 {
             return;
         }
-        let rec = f.has_packets().then(|| f.end_record(reason, at_ns));
+        let rec = f.end_record(reason, at_ns);
         f.hot.token = 0;
         let hash = self.hasher.hash_one(f.hot.key);
         if let Some((pos, _)) = self.index.find(hash, |s| s == slot) {
@@ -1246,7 +1275,7 @@ impl<T: Clone> FlowTable<T> {
         }
         self.free.push(slot);
         self.live -= 1;
-        self.outbox.extend(rec);
+        self.outbox.push(rec);
     }
 
     /// Ends the live flow with the earliest timer. False when there is none.
@@ -1279,8 +1308,11 @@ fn new_flow<T, F>(cfg: &FlowTableConfig, pkt: &PacketInfo, prep: &Prepared, now:
 where
     F: FnOnce(&FlowTuple, &PacketInfo) -> T,
 {
-    let has_ports = matches!(pkt.protocol, ip_protocol::TCP | ip_protocol::UDP);
-    let (sp, dp) = if has_ports { (pkt.src_port, pkt.dst_port) } else { (0, 0) };
+    let (sp, dp) = if ip_protocol::has_ports(pkt.protocol) {
+        (pkt.src_port, pkt.dst_port)
+    } else {
+        (0, 0)
+    };
     // The receiver of a first-seen SYN-ACK (or ICMP query reply) initiated
     // the flow. A TCP flow first seen after its handshake (a capture started
     // on a host with connections open), or a UDP flow, is taken as
@@ -1293,7 +1325,7 @@ where
             f if f & tcp_flags::SYN != 0 => false,
             _ => server_side_first(pkt.src_port, pkt.dst_port),
         },
-        ip_protocol::UDP => server_side_first(pkt.src_port, pkt.dst_port),
+        p if ip_protocol::has_ports(p) => server_side_first(pkt.src_port, pkt.dst_port),
         ip_protocol::ICMP | ip_protocol::ICMPV6 => prep.role == IcmpRole::Reply,
         _ => false,
     };
@@ -1367,7 +1399,7 @@ fn key_of(pkt: &PacketInfo) -> (FlowKey, IcmpRole, bool) {
         hi_v6: hi.1,
     };
     match pkt.protocol {
-        ip_protocol::TCP | ip_protocol::UDP => {
+        p if ip_protocol::has_ports(p) => {
             let a = (src, pkt.src_port);
             let b = (dst, pkt.dst_port);
             if a <= b {

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use netwatch_flowlogs::table::tcp_flags::{ACK, FIN, PSH, RST, SYN};
-use netwatch_flowlogs::{EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTable, FlowTableConfig, PacketInfo};
+use netwatch_flowlogs::{Counters, EndReason, FlowRecord, FlowRecordKind, FlowState, FlowTable, FlowTableConfig, PacketInfo};
 use proptest::prelude::*;
 
 fn table() -> FlowTable<u32> {
@@ -382,17 +382,39 @@ fn active_timeout_keeps_the_flow_its_initiator_and_verdict() {
     }
     let packets: u64 = ends.iter().map(|r| r.forward.packets + r.reverse.packets).sum();
     assert_eq!(packets, pkts.len() as u64);
-    // A cut record with no packet after it leaves no empty record.
-    let mut t: FlowTable<u32> = FlowTable::new(cfg).unwrap();
-    let mut recs = feed(
-        &mut t,
-        &[udp(0.0, client, 5000, server, 53, 70), udp(29.0, client, 5000, server, 53, 70)],
-    );
-    t.advance(1000 * S);
-    recs.extend(t.drain_records());
-    let ends: Vec<_> = recs.iter().filter(|r| matches!(r.kind, FlowRecordKind::End(_))).collect();
-    assert_eq!(ends.len(), 1, "{ends:?}");
-    assert_eq!(ends[0].forward.packets, 2);
+    // A flow that goes quiet after a cut still ends (a flow log writes its
+    // `E`), in a record without packets, at its idle timeout, timed by its
+    // last packet; whether it idles out or the capture ends.
+    for idle_out in [true, false] {
+        let mut t: FlowTable<u32> = FlowTable::new(cfg).unwrap();
+        let mut recs = feed(
+            &mut t,
+            &[udp(0.0, client, 5000, server, 53, 70), udp(29.0, client, 5000, server, 53, 70)],
+        );
+        if idle_out {
+            t.advance(1000 * S);
+        } else {
+            t.advance(40 * S);
+            t.finish();
+        }
+        recs.extend(t.drain_records());
+        let ends: Vec<_> = recs.iter().filter(|r| matches!(r.kind, FlowRecordKind::End(_))).collect();
+        assert_eq!(ends.len(), 2, "{ends:?}");
+        assert_eq!(ends[0].kind, FlowRecordKind::End(EndReason::ActiveTimeout));
+        assert!(ends[0].has_packets());
+        assert_eq!(ends[0].forward.packets, 2);
+        let reason = if idle_out { EndReason::IdleTimeout } else { EndReason::Flushed };
+        assert_eq!(ends[1].kind, FlowRecordKind::End(reason));
+        assert!(!ends[1].has_packets(), "{:?}", ends[1]);
+        assert_eq!(
+            (ends[1].interval_forward, ends[1].interval_reverse),
+            (Counters::default(), Counters::default())
+        );
+        assert_eq!((ends[1].first_ns, ends[1].last_ns), (29 * S, 29 * S));
+        if idle_out {
+            assert_eq!(ends[1].at_ns, 89 * S, "60 s after the last packet");
+        }
+    }
 }
 
 #[test]
@@ -595,4 +617,46 @@ fn finish_ends_flows_in_order_of_first_packet() {
         ]
     );
     assert!(t.is_empty());
+}
+
+/// SCTP, UDP-Lite and DCCP carry ports like TCP and UDP: two associations
+/// between the same hosts are two flows, each with its ports (tshark's
+/// `conv,sctp` keeps them apart too); protocols without ports keep port 0.
+#[test]
+fn ports_of_sctp_udp_lite_and_dccp_are_part_of_the_key() {
+    for proto in [132u8, 136, 33] {
+        let mut t = table();
+        let p = |ts: f64, src: &str, sport: u16, dst: &str, dport: u16| PacketInfo {
+            protocol: proto,
+            ..udp(ts, src, sport, dst, dport, 100)
+        };
+        let mut recs = feed(
+            &mut t,
+            &[
+                p(0.0, "10.0.0.1", 1000, "10.0.0.2", 2905),
+                p(0.1, "10.0.0.1", 1001, "10.0.0.2", 2905),
+                p(0.2, "10.0.0.2", 2905, "10.0.0.1", 1000),
+            ],
+        );
+        t.finish();
+        recs.extend(t.drain_records());
+        let mut ends: Vec<_> = ends(&recs)
+            .into_iter()
+            .map(|r| (r.tuple.src_port, r.tuple.dst_port, r.forward.packets, r.reverse.packets))
+            .collect();
+        ends.sort();
+        assert_eq!(ends, [(1000, 2905, 1, 1), (1001, 2905, 1, 0)], "protocol {proto}");
+    }
+    // GRE (47) has no ports: whatever the caller fills in, one flow, port 0.
+    let mut t = table();
+    let gre = |sport: u16| PacketInfo {
+        protocol: 47,
+        ..udp(0.0, "10.0.0.1", sport, "10.0.0.2", 9, 100)
+    };
+    let mut recs = feed(&mut t, &[gre(1), gre(2)]);
+    t.finish();
+    recs.extend(t.drain_records());
+    let ends = ends(&recs);
+    assert_eq!(ends.len(), 1);
+    assert_eq!((ends[0].tuple.src_port, ends[0].tuple.dst_port, ends[0].forward.packets), (0, 0, 2));
 }

@@ -53,7 +53,7 @@ pub struct CaptureFileArgs {
     /// Idle timeout of UDP, ICMP and other flows, seconds (1 to 31536000).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = seconds())]
     udp_idle_timeout: u64,
-    /// Cut a flow's record after this many seconds, active or not, as NetFlow exporters do; the flow goes on in a new record with the same initiator and verdict (default: never).
+    /// Cut a flow's record after this many seconds, active or not, as NetFlow exporters do; the flow goes on in a new record with the same initiator and verdict (default: never). In flow logs a cut is a C tuple (Azure's come every 5 minutes).
     #[arg(long, value_name = "SECONDS", value_parser = seconds())]
     active_timeout: Option<u64>,
     /// Output format.
@@ -808,7 +808,8 @@ pub fn flows(a: FlowsArgs) -> Result<()> {
                     export_err = Some(e);
                 }
             }
-            if matches!(r.kind, FlowRecordKind::End(_)) {
+            // Ends only; not the empty end after an active timeout's cut.
+            if matches!(r.kind, FlowRecordKind::End(_)) && r.has_packets() {
                 flows += 1;
                 bytes += r.forward.bytes + r.reverse.bytes;
                 out.write(row(&r));
@@ -879,7 +880,7 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         |t| evaluator.evaluate(t),
         |r| {
             let (nsg, rule) = records.record(&r);
-            if !matches!(r.kind, FlowRecordKind::End(_)) {
+            if !matches!(r.kind, FlowRecordKind::End(_)) || !r.has_packets() {
                 return;
             }
             let v = r.user;

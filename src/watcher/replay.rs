@@ -23,6 +23,7 @@ use std::thread::{self, JoinHandle};
 
 use netwatch_capture::decode::{decode_fast, decode_walk};
 use netwatch_capture::{CaptureReader, DecodeOptions, FragmentTracker, LinkType, NotIp, PacketMeta};
+use netwatch_flowlogs::table::ip_protocol;
 use netwatch_flowlogs::{FlowRecord, FlowTable, FlowTableConfig, FlowTuple, IcmpInfo, PacketInfo};
 use netwatch_rules::{Access, AddrSet, Direction, Flow, IpPrefix};
 use thiserror::Error;
@@ -756,12 +757,18 @@ impl NicEvaluator<'_> {
                 decided_by: None,
             };
         };
+        // NSG rules filter ports for TCP and UDP only; other protocols are
+        // portless to them (spec §1.1), whatever ports their flows carry.
+        let (source_port, destination_port) = match t.protocol {
+            ip_protocol::TCP | ip_protocol::UDP => (t.src_port, t.dst_port),
+            _ => (0, 0),
+        };
         let mut flow = Flow {
             protocol: t.protocol,
             source: t.src,
-            source_port: t.src_port,
+            source_port,
             destination: t.dst,
-            destination_port: t.dst_port,
+            destination_port,
         };
         let local_end = match dir {
             Direction::Outbound => &mut flow.source,

@@ -238,7 +238,7 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
                 self.error.get_or_insert(RecordError::FlowLog(e));
             }
         }
-        if matches!(r.kind, FlowRecordKind::End(_)) {
+        if matches!(r.kind, FlowRecordKind::End(_)) && r.has_packets() {
             tally.flows += 1;
             tally.packets += r.forward.packets + r.reverse.packets;
             tally.bytes += r.forward.bytes + r.reverse.bytes;
@@ -403,7 +403,7 @@ pub fn track_packets(
 /// Hands the records `table` produced to `records`, counting ended flows.
 fn drain_live(table: &mut FlowTable<Verdict>, counts: &mut LiveCounts, records: &mut VerdictRecords<'_, '_>) -> Result<(), RecordError> {
     for r in table.drain_records() {
-        if matches!(r.kind, FlowRecordKind::End(_)) {
+        if matches!(r.kind, FlowRecordKind::End(_)) && r.has_packets() {
             counts.flows += 1;
         }
         records.record(&r);
