@@ -12,5 +12,5 @@ pub mod filter;
 pub mod live;
 pub mod synth;
 
-pub use decode::{decode, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta};
+pub use decode::{decode, Attribution, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta};
 pub use file::{CaptureReader, LinkType, PacketRef, ReadError, ReaderOptions, Warning};

@@ -2,13 +2,14 @@
 //! (4.0) reports for the same bytes: IPv6 fragments whose first fragment
 //! has a destination options or AH header after the fragment header, IPv4
 //! with total length 0 (TCP segmentation offload), fragmented GRE tunnels
-//! with `decap`, 802.3 frames carrying IP in LLC/SNAP (RFC 1042), pcapng
+//! with `decap` (one inner packet, its later fragments no packets of their
+//! own), 802.3 frames carrying IP in LLC/SNAP (RFC 1042), pcapng
 //! files of thousands of sections, and a damaged packet block's error
 //! naming the packet.
 
 use std::net::IpAddr;
 
-use netwatch_capture::decode::{decode, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
+use netwatch_capture::decode::{decode, Attribution, DecodeOptions, FragmentTracker, NotIp, PacketMeta};
 use netwatch_capture::file::{CaptureReader, LinkType};
 
 fn ip(s: &str) -> IpAddr {
@@ -103,8 +104,8 @@ fn ipv6_later_fragments_after_extension_headers_join_their_flow() {
             m2.protocol, ext,
             "the later fragment alone names the header after the fragment header"
         );
-        assert!(!tracker.process(&mut m1));
-        assert!(tracker.process(&mut m2), "later fragment attributed");
+        assert_eq!(tracker.process(&mut m1), Attribution::Unattributed);
+        assert_eq!(tracker.process(&mut m2), Attribution::Attributed, "later fragment attributed");
         assert_eq!((m2.protocol, m2.src_port, m2.dst_port), (proto, ports.0, ports.1));
     }
 }
@@ -139,41 +140,103 @@ fn ipv6_payload_length_zero_counts_the_captured_packet() {
     assert_eq!(raw(&f).ip_total_len, 40);
 }
 
-/// With `decap`, a fragmented GRE datagram's first fragment is reported as
-/// the inner packet; its later fragment (no inner header) must join the
-/// inner flow rather than make an outer GRE flow of its own.
-#[test]
-fn later_fragments_of_a_decapsulated_tunnel_join_the_inner_flow() {
+/// A GRE datagram (outer 10.4.0.1 -> 10.4.0.2, identification `id`)
+/// carrying a 140-byte IPv4/TCP packet, in two outer fragments of 64 and 80
+/// bytes of GRE payload: (first, later).
+fn gre_fragments(id: u16) -> (Vec<u8>, Vec<u8>) {
     let inner = ipv4([192, 168, 0, 1], [192, 168, 0, 2], 6, 9, 0, 140, &tcp(5555, 80, &[0x11; 100]));
     let gre = [vec![0, 0, 0x08, 0x00], inner].concat();
-    // Outer datagram: 144 bytes of GRE payload in two fragments (64 + 80).
     let (p1, p2) = gre.split_at(64);
-    let outer = |ff: u16, part: &[u8]| ipv4([10, 4, 0, 1], [10, 4, 0, 2], 47, 4242, ff, 20 + part.len() as u16, part);
-    let first = outer(0x2000, p1);
-    let later = outer(64 / 8, p2);
+    let outer = |ff: u16, part: &[u8]| ipv4([10, 4, 0, 1], [10, 4, 0, 2], 47, id, ff, 20 + part.len() as u16, part);
+    (outer(0x2000, p1), outer(64 / 8, p2))
+}
+
+/// With `decap`, a fragmented GRE datagram's first fragment is reported as
+/// the inner packet with the inner IP length, as tshark shows the
+/// reassembled datagram's inner packet (`ip.len` 140); its later fragment
+/// (no inner header) is the rest of that packet: given the inner flow, but
+/// no packet of it, whose bytes the inner length counts already.
+#[test]
+fn later_fragments_of_a_decapsulated_tunnel_are_part_of_the_inner_packet() {
+    let (first, later) = gre_fragments(4242);
     let opts = DecodeOptions { decap: true };
     let mut m1 = decode(LinkType::RAW, &first, opts).unwrap();
     let mut m2 = decode(LinkType::RAW, &later, opts).unwrap();
-    assert_eq!((m1.src, m1.protocol, m1.src_port, m1.dst_port), (ip("192.168.0.1"), 6, 5555, 80));
+    assert_eq!(
+        (m1.src, m1.protocol, m1.src_port, m1.dst_port, m1.ip_total_len),
+        (ip("192.168.0.1"), 6, 5555, 80, 140)
+    );
+    assert!(
+        !m1.truncated,
+        "the inner packet goes on in the later fragment: the capture did not cut it"
+    );
     assert_eq!(
         (m2.src, m2.protocol),
         (ip("10.4.0.1"), 47),
         "alone, the later fragment is the outer packet"
     );
     let mut tracker = FragmentTracker::new(8);
-    assert!(!tracker.process(&mut m1));
-    assert!(tracker.process(&mut m2));
+    assert_eq!(tracker.process(&mut m1), Attribution::Unattributed);
+    assert_eq!(tracker.process(&mut m2), Attribution::PartOfInner);
     assert_eq!(
         (m2.src, m2.dst, m2.protocol, m2.src_port, m2.dst_port),
         (ip("192.168.0.1"), ip("192.168.0.2"), 6, 5555, 80)
     );
-    // Without decap the later fragment joins the outer GRE flow, as before.
+    // Without decap the later fragment joins the outer GRE flow with its
+    // own length, as before.
     let mut tracker = FragmentTracker::new(8);
     let mut o1 = decode(LinkType::RAW, &first, DecodeOptions::default()).unwrap();
     let mut o2 = decode(LinkType::RAW, &later, DecodeOptions::default()).unwrap();
-    tracker.process(&mut o1);
-    assert!(tracker.process(&mut o2));
-    assert_eq!((o2.src, o2.protocol), (ip("10.4.0.1"), 47));
+    assert_eq!(tracker.process(&mut o1), Attribution::Unattributed);
+    assert_eq!(tracker.process(&mut o2), Attribution::Attributed);
+    assert_eq!(
+        (o1.ip_total_len, o2.src, o2.protocol, o2.ip_total_len),
+        (84, ip("10.4.0.1"), 47, 100)
+    );
+    assert!(!o1.truncated);
+}
+
+/// In capture order, a fragmented tunnel datagram with `decap` is one inner
+/// packet with the inner IP length whichever fragment comes first (the
+/// later one, held while it waits, is then dropped rather than handed on),
+/// over IPv4 and IPv6 alike; a later fragment whose first never comes goes
+/// on as the outer packet, unattributed, as any such fragment does.
+#[test]
+fn a_fragmented_tunnel_datagram_is_one_inner_packet_in_any_order() {
+    let opts = DecodeOptions { decap: true };
+    let s = 1_000_000_000i64;
+    // (time, source, protocol, source port, IP length) of what is handed on.
+    let run = |frames: &[(i64, &[u8])], release: bool| {
+        let mut t = FragmentTracker::new(8);
+        let mut out = Vec::new();
+        for (ts, f) in frames {
+            let m = decode(LinkType::RAW, f, opts).unwrap();
+            t.process_in_order(*ts, m, &mut |ts, m| out.push((ts, m.src, m.protocol, m.src_port, m.ip_total_len)));
+        }
+        if release {
+            t.release_all(&mut |ts, m| out.push((ts, m.src, m.protocol, m.src_port, m.ip_total_len)));
+        }
+        assert!(!t.holds_fragments());
+        out
+    };
+    let inner = ip("192.168.0.1");
+    let (first, later) = gre_fragments(4243);
+    assert_eq!(run(&[(s, &first), (2 * s, &later)], false), [(s, inner, 6, 5555, 140)]);
+    assert_eq!(run(&[(s, &later), (2 * s, &first)], false), [(2 * s, inner, 6, 5555, 140)]);
+    assert_eq!(run(&[(s, &later)], true), [(s, ip("10.4.0.1"), 47, 0, 100)]);
+    // IPv4 in IPv6 (RFC 2473), the outer datagram fragmented (RFC 8200 §4.5).
+    let packet = ipv4([192, 168, 0, 1], [192, 168, 0, 2], 17, 3, 0, 108, &udp(5353, 53, &[0x22; 80]));
+    let (p1, p2) = packet.split_at(56);
+    let f1 = ipv6("2001:db8::a", "2001:db8::b", 44, &[frag6(4, 0, true, 99), p1.to_vec()].concat());
+    let f2 = ipv6(
+        "2001:db8::a",
+        "2001:db8::b",
+        44,
+        &[frag6(4, 56 / 8, false, 99), p2.to_vec()].concat(),
+    );
+    assert_eq!(run(&[(s, &f1), (2 * s, &f2)], false), [(s, inner, 17, 5353, 108)]);
+    assert_eq!(run(&[(s, &f2), (2 * s, &f1)], false), [(2 * s, inner, 17, 5353, 108)]);
+    assert_eq!(run(&[(s, &f2)], true), [(s, ip("2001:db8::a"), 4, 0, 40 + 8 + 52)]);
 }
 
 /// IEEE 802.3 with an LLC/SNAP header carrying an ethertype (RFC 1042),

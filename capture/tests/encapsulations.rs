@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use common::{corpus, require_tshark, tshark_fields};
-use netwatch_capture::decode::{decode, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta, Tunnel};
+use netwatch_capture::decode::{decode, Attribution, DecodeOptions, FragmentTracker, IpVersion, NotIp, PacketMeta, Tunnel};
 use netwatch_capture::file::{CaptureReader, FileFormat, LinkType};
 
 struct Pkt {
@@ -244,7 +244,7 @@ fn check_fragments(file: &str, datagrams_min: usize, later_min: usize) {
         if !m.fragment.is_fragment {
             continue;
         }
-        let filled = tracker.process(&mut m);
+        let filled = tracker.process(&mut m) == Attribution::Attributed;
         if m.fragment.first {
             assert!(m.src_port != 0, "{file} #{}: first fragment has ports", pkt.number);
             firsts.insert(m.fragment.id, (m.src_port, m.dst_port));
@@ -289,10 +289,10 @@ fn fragment_tracker_is_bounded() {
     f[7] = 0x10; // offset 16, last fragment
     f[5] = 99;
     let mut m = decode(LinkType::RAW, &f, DecodeOptions::default()).unwrap();
-    assert!(t.process(&mut m) && m.src_port == 1);
+    assert!(t.process(&mut m) == Attribution::Attributed && m.src_port == 1);
     f[5] = 0;
     let mut m = decode(LinkType::RAW, &f, DecodeOptions::default()).unwrap();
-    assert!(!t.process(&mut m) && m.src_port == 0);
+    assert!(t.process(&mut m) == Attribution::Unattributed && m.src_port == 0);
 }
 
 /// With `decap`, the reported packet is the (depth + 1)-th IP layer that

@@ -82,7 +82,10 @@ pub struct ReplayOptions {
 pub struct CaptureStats {
     pub files: usize,
     pub packets: u64,
-    /// IP packets accounted to flows.
+    /// IP packets accounted to flows: every frame with an IP packet once,
+    /// also (with `decap`) a later fragment of a fragmented tunnel datagram,
+    /// which is no packet of a flow of its own but the rest of the inner
+    /// packet its first fragment was reported as.
     pub ip_packets: u64,
     /// Frames that carry no IP packet (ARP, STP, ...).
     pub non_ip_frames: u64,
@@ -568,7 +571,9 @@ impl<T: Clone> Decoder<'_, T> {
             stats.truncated_packets += 1;
         }
         // Fragments, and packets decapsulated out of a fragmented tunnel
-        // datagram (the tracker tells them apart); others go straight on.
+        // datagram (the tracker tells them apart, and keeps back the later
+        // fragments of such a datagram: the inner packet counts them);
+        // others go straight on.
         self.fragments
             .process_in_order(ts_ns, meta, &mut |t, m| batch.push(packet_info(t, &m)));
         true

@@ -9,9 +9,13 @@
 //! — (source, destination, protocol, identification) for IPv4 (RFC 791
 //! §2.3), (source, destination, identification) for IPv6 (RFC 8200 §4.5) —
 //! and gives it to later fragments. With decapsulation the key is the outer
-//! datagram's: its later fragments carry no inner header at all, and belong
-//! to the inner flow the first one was reported as. It is bounded: when
-//! full, the oldest datagram is forgotten.
+//! datagram's: its later fragments carry no inner header at all, and are
+//! the rest of the inner packet the first one was reported as, whose IP
+//! length (RFC 791 §3.1 total length, RFC 8200 §3 payload length) already
+//! counts their bytes; they are [`Attribution::PartOfInner`], not packets
+//! of the inner flow of their own (tshark reassembles them into that one
+//! inner packet). It is bounded: when full, the oldest datagram is
+//! forgotten.
 //!
 //! Fragments that arrive before their first fragment (reordered on the way,
 //! or sent last first as some stacks do) are held back by
@@ -25,6 +29,24 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use super::{IcmpInfo, IpVersion, PacketMeta};
+
+/// What [`FragmentTracker::process`] made of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// Not a later fragment (a first fragment, a decapsulated packet or no
+    /// fragment at all), or a later fragment whose first fragment is not
+    /// known: it keeps its own header's fields.
+    Unattributed,
+    /// A later fragment given the flow of its first fragment: it counts in
+    /// that flow with its own IP length, as NetFlow / IPFIX count fragments.
+    Attributed,
+    /// A later fragment of a tunnel datagram whose first fragment was
+    /// reported decapsulated: given the inner flow, but it is the rest of
+    /// the inner packet already counted with its inner IP length, so it is
+    /// no packet of that flow (nor of the outer flow, which `decap` does not
+    /// report).
+    PartOfInner,
+}
 
 /// Identity of a fragmented datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,6 +84,8 @@ struct FlowIdentity {
     src_port: u16,
     dst_port: u16,
     icmp: Option<IcmpInfo>,
+    /// The first fragment was reported as the inner packet of a tunnel.
+    inner: bool,
 }
 
 impl FlowIdentity {
@@ -74,10 +98,11 @@ impl FlowIdentity {
             src_port: m.src_port,
             dst_port: m.dst_port,
             icmp: m.icmp,
+            inner: m.outer_fragment.is_some(),
         }
     }
 
-    fn apply(&self, m: &mut PacketMeta) {
+    fn apply(&self, m: &mut PacketMeta) -> Attribution {
         m.ip_version = self.ip_version;
         m.src = self.src;
         m.dst = self.dst;
@@ -85,6 +110,11 @@ impl FlowIdentity {
         m.src_port = self.src_port;
         m.dst_port = self.dst_port;
         m.icmp = self.icmp;
+        if self.inner {
+            Attribution::PartOfInner
+        } else {
+            Attribution::Attributed
+        }
     }
 }
 
@@ -122,7 +152,9 @@ impl FragmentTracker {
     /// fragments of its datagram that came before it (attributed to its
     /// flow); a later fragment at once when its first is known, else once
     /// its first comes, or unattributed after [`FragmentTracker::HOLD_NS`]
-    /// or when more than [`FragmentTracker::HOLD`] wait. Non-fragments go
+    /// or when more than [`FragmentTracker::HOLD`] wait. Later fragments
+    /// that are [`Attribution::PartOfInner`] are not handed over at all,
+    /// whichever comes first: the inner packet counts them. Non-fragments go
     /// straight through. [`FragmentTracker::release_all`] at the end of the
     /// input hands over the fragments still waiting.
     #[inline]
@@ -144,7 +176,7 @@ impl FragmentTracker {
             (None, Some(own)) => Some((own, meta.fragment.first)),
             (None, None) => None,
         };
-        let attributed = self.process(&mut meta);
+        let attribution = self.process(&mut meta);
         match key {
             Some((key, true)) => {
                 out(ts_ns, meta);
@@ -152,17 +184,18 @@ impl FragmentTracker {
                     let flow = FlowIdentity::of(&meta);
                     let mut rest = VecDeque::with_capacity(self.held.len());
                     for (k, t, mut m) in self.held.drain(..) {
-                        if k == key {
-                            flow.apply(&mut m);
-                            out(t, m);
-                        } else {
+                        if k != key {
                             rest.push_back((k, t, m));
+                        } else if flow.apply(&mut m) == Attribution::Attributed {
+                            out(t, m);
                         }
                     }
                     self.held = rest;
                 }
             }
-            Some((key, false)) if !attributed => {
+            // Already counted by the inner packet of its first fragment.
+            _ if attribution == Attribution::PartOfInner => {}
+            Some((key, false)) if attribution == Attribution::Unattributed => {
                 if self.held.len() >= Self::HOLD {
                     if let Some((_, t, m)) = self.held.pop_front() {
                         out(t, m);
@@ -209,22 +242,23 @@ impl FragmentTracker {
     }
 
     /// Records the flow of a first fragment, or gives a later fragment the
-    /// flow of its first fragment (addresses, protocol, ports, ICMP fields).
-    /// Returns true when a later fragment was attributed. Non-fragments are
-    /// left alone.
-    pub fn process(&mut self, meta: &mut PacketMeta) -> bool {
+    /// flow of its first fragment (addresses, protocol, ports, ICMP fields),
+    /// and says which (see [`Attribution`]: a caller counting packets must
+    /// not count [`Attribution::PartOfInner`]). Non-fragments are left
+    /// alone.
+    pub fn process(&mut self, meta: &mut PacketMeta) -> Attribution {
         // A decapsulated packet out of a fragmented datagram is always its
         // first fragment (later ones have no inner header to report).
         let (key, first) = match (meta.outer_fragment, FragmentKey::of(meta)) {
             (Some(outer), _) => (outer, true),
             (None, Some(own)) => (own, meta.fragment.first),
-            (None, None) => return false,
+            (None, None) => return Attribution::Unattributed,
         };
         if first {
             let flow = FlowIdentity::of(meta);
             if let Some(v) = self.flows.get_mut(&key) {
                 *v = flow;
-                return false;
+                return Attribution::Unattributed;
             }
             if self.flows.len() >= self.capacity {
                 while let Some(old) = self.order.pop_front() {
@@ -235,12 +269,11 @@ impl FragmentTracker {
             }
             self.flows.insert(key, flow);
             self.order.push_back(key);
-            false
+            Attribution::Unattributed
         } else if let Some(flow) = self.flows.get(&key) {
-            flow.apply(meta);
-            true
+            flow.apply(meta)
         } else {
-            false
+            Attribution::Unattributed
         }
     }
 }

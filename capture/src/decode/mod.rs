@@ -36,7 +36,7 @@ use etherparse::{Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6HeaderSlice, Ipv6Raw
 use thiserror::Error;
 
 pub use fast::decode_fast;
-pub use fragments::{FragmentKey, FragmentTracker};
+pub use fragments::{Attribution, FragmentKey, FragmentTracker};
 
 use crate::file::LinkType;
 
@@ -127,8 +127,9 @@ pub struct PacketMeta {
     pub ip_offset: usize,
     /// With `decap`: the outer datagram this inner packet came out of, when
     /// that datagram is fragmented (this is its first fragment), so that
-    /// [`FragmentTracker`] can attribute its later fragments, which carry
-    /// no inner header, to the inner flow.
+    /// [`FragmentTracker`] can tell its later fragments, which carry no
+    /// inner header, as the rest of this inner packet
+    /// ([`Attribution::PartOfInner`]): its IP length counts them already.
     pub outer_fragment: Option<FragmentKey>,
 }
 
@@ -786,6 +787,12 @@ fn tunnel(mut m: PacketMeta, data: &[u8], start: usize, end: usize, ctx: &mut Ct
             // The outermost fragmented datagram names the later fragments.
             if let Some(k) = FragmentKey::of(&m) {
                 i.outer_fragment = Some(k);
+                // The inner packet goes on in the later fragments: it ends
+                // where this fragment does, not where the capture did
+                // (unless this fragment was itself cut short).
+                if m.fragment.more_fragments && !m.truncated {
+                    i.truncated = false;
+                }
             }
             i
         }
