@@ -3,9 +3,9 @@
 //! has a destination options or AH header after the fragment header, IPv4
 //! with total length 0 (TCP segmentation offload), fragmented GRE tunnels
 //! with `decap` (one inner packet, its later fragments no packets of their
-//! own), 802.3 frames carrying IP in LLC/SNAP (RFC 1042), pcapng
-//! files of thousands of sections, and a damaged packet block's error
-//! naming the packet.
+//! own), 802.3 frames carrying IP in LLC/SNAP (RFC 1042) on Ethernet and in
+//! Linux cooked captures, pcapng files of thousands of sections, and a
+//! damaged packet block's error naming the packet.
 
 use std::net::IpAddr;
 
@@ -237,6 +237,44 @@ fn a_fragmented_tunnel_datagram_is_one_inner_packet_in_any_order() {
     assert_eq!(run(&[(s, &f1), (2 * s, &f2)], false), [(s, inner, 17, 5353, 108)]);
     assert_eq!(run(&[(s, &f2), (2 * s, &f1)], false), [(2 * s, inner, 17, 5353, 108)]);
     assert_eq!(run(&[(s, &f2)], true), [(s, ip("2001:db8::a"), 4, 0, 40 + 8 + 52)]);
+}
+
+/// Linux cooked captures (SLL, link type 113; SLL2, 276) give an 802.3
+/// frame's protocol as `ETH_P_802_2` (4) with the LLC header after the
+/// cooked header: LLC/SNAP with an ethertype (RFC 1042) is IP there too, as
+/// tshark decodes it (`sll:llc:ip`); other LLC frames and the other Linux
+/// pseudo protocols are not.
+#[test]
+fn sll_and_sll2_llc_snap_frames_carry_ip() {
+    let packet = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, 1, 0, 29, &udp(1000, 2000, b"a"));
+    let snap = [0xAA, 0xAA, 0x03, 0, 0, 0, 0x08, 0x00];
+    let stp = [0x42, 0x42, 0x03, 0, 0, 0, 0, 0];
+    // Packet type, ARPHRD_ETHER, address length, address, protocol.
+    let sll = |proto: u16| [vec![0, 0, 0, 1, 0, 6], vec![0x02; 6], vec![0, 0], proto.to_be_bytes().to_vec()].concat();
+    // Protocol, reserved, interface index, ARPHRD_ETHER, packet type,
+    // address length, address.
+    let sll2 = |proto: u16| [proto.to_be_bytes().to_vec(), vec![0, 0, 0, 0, 0, 1, 0, 1, 0, 6], vec![0x02; 8]].concat();
+    for (link, header) in [
+        (LinkType::LINUX_SLL, &sll as &dyn Fn(u16) -> Vec<u8>),
+        (LinkType::LINUX_SLL2, &sll2),
+    ] {
+        let frame = [header(0x0004), snap.to_vec(), packet.clone()].concat();
+        let m = decode(link, &frame, DecodeOptions::default()).unwrap();
+        assert_eq!(
+            (m.src, m.dst, m.protocol, m.src_port, m.dst_port, m.ip_total_len),
+            (ip("10.0.0.1"), ip("10.0.0.2"), 17, 1000, 2000, 29),
+            "{link:?}"
+        );
+        let frame = [header(0x0004), stp.to_vec()].concat();
+        assert_eq!(
+            decode(link, &frame, DecodeOptions::default()),
+            Err(NotIp::Llc { dsap: 0x42 }),
+            "{link:?}"
+        );
+        // Novell raw 802.3 (ETH_P_802_3) is IPX, whatever follows.
+        let frame = [header(0x0001), snap.to_vec(), packet.clone()].concat();
+        assert_eq!(decode(link, &frame, DecodeOptions::default()), Err(NotIp::EtherType(1)), "{link:?}");
+    }
 }
 
 /// IEEE 802.3 with an LLC/SNAP header carrying an ethertype (RFC 1042),

@@ -273,7 +273,7 @@ fn link_layer(link: LinkType, data: &[u8]) -> Result<(Next, usize), NotIp> {
         LinkType::LINUX_SLL => {
             // packet type, ARPHRD type, address length, 8-byte address, protocol.
             let proto = be16(data, 14).ok_or_else(|| truncated("Linux SLL header", 16, data, 0))?;
-            sll_protocol(proto, 16)
+            sll_protocol(data, proto, 16)
         }
         LinkType::LINUX_SLL2 => {
             // protocol, reserved, ifindex, ARPHRD type, packet type, address length, address.
@@ -281,19 +281,23 @@ fn link_layer(link: LinkType, data: &[u8]) -> Result<(Next, usize), NotIp> {
                 return Err(truncated("Linux SLL2 header", 20, data, 0));
             }
             let proto = be16(data, 0).unwrap_or(0);
-            sll_protocol(proto, 20)
+            sll_protocol(data, proto, 20)
         }
         other => Err(NotIp::UnsupportedLinkType(other)),
     }
 }
 
 /// SLL protocol field: an ethertype, or below 0x0600 a Linux pseudo
-/// protocol (802.2 LLC, Novell 802.3, CAN, ...), none of them IP.
-fn sll_protocol(proto: u16, off: usize) -> Result<(Next, usize), NotIp> {
-    if proto < 0x0600 {
-        Err(NotIp::EtherType(proto))
-    } else {
-        Ok((Next::EtherType(proto), off))
+/// protocol (`ETH_P_*` of `linux/if_ether.h`). Of these, 802.2 LLC
+/// (`ETH_P_802_2`, 4: the frame had an 802.3 length field) may carry IP in
+/// LLC/SNAP (RFC 1042), as the same frame on Ethernet does, and tshark
+/// decodes it so (`sll:llc:ip`); the others (Novell 802.3, CAN, ...) are
+/// not IP.
+fn sll_protocol(data: &[u8], proto: u16, off: usize) -> Result<(Next, usize), NotIp> {
+    match proto {
+        0x0004 => llc_snap(data, off),
+        p if p < 0x0600 => Err(NotIp::EtherType(p)),
+        p => Ok((Next::EtherType(p), off)),
     }
 }
 
@@ -303,10 +307,10 @@ fn llc(data: &[u8], off: usize) -> NotIp {
     }
 }
 
-/// An IEEE 802.2 LLC header at `off` (after an 802.3 length field): SNAP
-/// with an ethertype (RFC 1042: DSAP/SSAP 0xAA, UI control, OUI 00-00-00;
-/// 802.1H's 00-00-F8 the same) continues with that ethertype, anything
-/// else is not IP.
+/// An IEEE 802.2 LLC header at `off` (after an 802.3 length field, or a
+/// Linux SLL protocol of 802.2 LLC): SNAP with an ethertype (RFC 1042:
+/// DSAP/SSAP 0xAA, UI control, OUI 00-00-00; 802.1H's 00-00-F8 the same)
+/// continues with that ethertype, anything else is not IP.
 fn llc_snap(data: &[u8], off: usize) -> Result<(Next, usize), NotIp> {
     match data.get(off..off + 8) {
         Some([0xAA, 0xAA, 0x03, 0x00, 0x00, 0x00 | 0xF8, t0, t1]) => Ok((Next::EtherType(u16::from_be_bytes([*t0, *t1])), off + 8)),
