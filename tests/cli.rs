@@ -913,3 +913,105 @@ fn topology_of_a_group_has_its_gateways_connections_and_asgs() {
     // Another VNet draws no gateway.
     assert!(get(&names(&["--vnet", "vnet-web"]), "vgw-hub").is_none());
 }
+
+/// An application security group's members are NICs of the evaluated NIC's
+/// VNet (spec §1.7). nicA's subnet NSG denies inbound from asg-app; the
+/// group's members are nicA3 (10.0.1.6, vnA) and nicC (10.0.1.5, in vnC,
+/// not peered, the same 10.0.0.0/16). 10.0.1.5 in vnA is nicA2, not a
+/// member: every command that applies the rule lets it in, 10.0.1.6 not.
+#[test]
+fn asg_members_of_another_vnet_are_not_matched() {
+    let res = "tests/data/asg-unpeered-vnets";
+    let run = |args: &[&str]| -> serde_json::Value {
+        let o = netwatch(&[args, &["--resources", res]].concat());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let allowed = ("Allow", "defaultSecurityRules/AllowVnetInBound");
+    let denied = ("Deny", "securityRules/deny-from-app");
+    for (remote, want) in [("10.0.1.5", allowed), ("10.0.1.6", denied)] {
+        let remote = format!("{remote}:5000");
+        let v = run(&[
+            "ip-flow-verify",
+            "--nic",
+            "nicA",
+            "--direction",
+            "Inbound",
+            "--protocol",
+            "TCP",
+            "--local",
+            "10.0.1.4:80",
+            "--remote",
+            &remote,
+        ]);
+        assert_eq!(
+            (v["access"].as_str(), v["ruleName"].as_str()),
+            (Some(want.0), Some(want.1)),
+            "{remote}: {v}"
+        );
+    }
+    // The views expand the group to the member of vnA alone.
+    let expansion = |rules: &serde_json::Value| {
+        let rules = rules.as_array().unwrap();
+        let r = rules.iter().find(|r| r["name"] == "securityRules/deny-from-app").unwrap();
+        r["expandedSourceAddressPrefix"].clone()
+    };
+    let v = run(&["effective-security-rules", "--nic", "nicA"]);
+    assert_eq!(
+        expansion(&v["value"][0]["effectiveSecurityRules"]),
+        serde_json::json!(["10.0.1.6/32"])
+    );
+    let v = run(&["security-group-view", "--vm", "vmA"]);
+    let effective = &v["networkInterfaces"][0]["securityRuleAssociations"]["effectiveSecurityRules"];
+    assert_eq!(expansion(effective), serde_json::json!(["10.0.1.6/32"]));
+    // evaluate: a replay of both senders' SYNs on nicA.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("asg.pcap");
+    let mut g = netwatch_capture::synth::Synth::new();
+    let t0 = 1_795_860_000 * 1_000_000_000;
+    g.tcp_segment(t0, "10.0.1.5:5000".parse().unwrap(), "10.0.1.4:80".parse().unwrap(), "S", 0);
+    g.tcp_segment(
+        t0 + 1_000_000,
+        "10.0.1.6:5000".parse().unwrap(),
+        "10.0.1.4:80".parse().unwrap(),
+        "S",
+        0,
+    );
+    g.write_pcap(std::fs::File::create(&pcap).unwrap()).unwrap();
+    let o = netwatch(&[
+        "evaluate",
+        "--resources",
+        res,
+        "--nic",
+        "nicA",
+        pcap.to_str().unwrap(),
+        "-o",
+        "jsonl",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let verdicts: Vec<_> = rows
+        .iter()
+        .map(|r| (r["initiator"].as_str(), r["access"].as_str(), r["ruleName"].as_str()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            (Some("10.0.1.5"), Some(allowed.0), Some(allowed.1)),
+            (Some("10.0.1.6"), Some(denied.0), Some(denied.1))
+        ]
+    );
+    // connectivity-check from each sender to nicA's port 80.
+    for (source, connected) in [("nicA2", "Connected"), ("nicA3", "Disconnected")] {
+        let v = run(&[
+            "connectivity-check",
+            "--source-nic",
+            source,
+            "--dest-address",
+            "10.0.1.4",
+            "--dest-port",
+            "80",
+        ]);
+        assert_eq!(v["connectionStatus"], connected, "{source}: {v}");
+    }
+}

@@ -83,9 +83,9 @@ fn cases() -> Vec<Case> {
         c("subnet only: subnet rule decides", "vm-web2", In, Tcp, "10.1.1.5:8081", "52.178.4.10:50000", Allow, Some("securityRules/Allow-Web-Alt-In")),
         c("subnet only: deny", "vm-web2", In, Tcp, "10.1.1.5:22", "52.178.4.10:50000", Deny, Some("securityRules/Deny-SSH-From-Internet")),
         // vm-app1: NIC NSG only, ASG rules, a 0.0.0.0/0 UDR on its subnet.
-        c("NIC only: ASG source and destination", "vm-app1", In, Tcp, "10.2.1.4:8443", "10.1.1.4:50000", Allow, Some("securityRules/Allow-Web-To-App")),
-        c("ASG member on another NIC", "vm-app1", In, Tcp, "10.2.1.4:8443", "10.1.1.5:50000", Allow, Some("securityRules/Allow-Web-To-App")),
-        c("source not in the ASG", "vm-app1", In, Tcp, "10.2.1.4:8443", "10.0.2.4:50000", Deny, Some("securityRules/Deny-Other-8443")),
+        c("NIC only: prefix source, ASG destination", "vm-app1", In, Tcp, "10.2.1.4:8443", "10.1.1.4:50000", Allow, Some("securityRules/Allow-Web-To-App")),
+        c("another NIC of the source prefix", "vm-app1", In, Tcp, "10.2.1.4:8443", "10.1.1.5:50000", Allow, Some("securityRules/Allow-Web-To-App")),
+        c("source outside the prefix", "vm-app1", In, Tcp, "10.2.1.4:8443", "10.0.2.4:50000", Deny, Some("securityRules/Deny-Other-8443")),
         c("a 0.0.0.0/0 UDR makes VirtualNetwork cover everything", "vm-app1", In, Tcp, "10.2.1.4:9999", "52.178.4.10:50000", Allow, Some("defaultSecurityRules/AllowVnetInBound")),
         c("outbound to destination ASG", "vm-app1", Out, Tcp, "10.2.1.4:50000", "10.2.2.4:1433", Allow, Some("securityRules/Allow-App-To-Db")),
         c("outbound prefix deny", "vm-app1", Out, Tcp, "10.2.1.4:50000", "10.2.2.4:22", Deny, Some("securityRules/Deny-Db-Subnet-Out")),

@@ -125,8 +125,10 @@ nsg(SPOKES, A, [
     rule(SPOKES, A, "Deny-Db-Subnet-Out", 110, "Outbound", "Deny", "*", dst="10.2.2.0/24"),
 ], nics=[net(SPOKES, "networkInterfaces", "nic-app1")])
 # ASG-based rules: source/destination given by application security groups.
+# A group's NICs are all in one VNet and a rule's groups name NICs of the
+# VNet it guards (spec 1.7): the web tier (vnet-web) is its subnet's prefix here.
 r = nsgs[A][1]["properties"]["securityRules"]
-r[0]["properties"]["sourceApplicationSecurityGroups"] = [asg_ref(SPOKES, "asg-web")]
+r[0]["properties"]["sourceAddressPrefix"] = "10.1.1.0/24"
 r[0]["properties"]["destinationApplicationSecurityGroups"] = [asg_ref(SPOKES, "asg-app")]
 r[2]["properties"]["destinationApplicationSecurityGroups"] = [asg_ref(SPOKES, "asg-db")]
 r[2]["properties"]["sourceAddressPrefix"] = "*"

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use netwatch_rules::{AddrSet, IpPrefix};
 
-use super::{id_key, Environment, NetworkInterface, Subnet, VirtualNetwork, VirtualNetworkGateway};
+use super::{id_key, parent_id, Environment, Subnet, VirtualNetwork, VirtualNetworkGateway};
 
 impl Environment {
     /// Gateways in a VNet's own `GatewaySubnet`.
@@ -122,35 +122,25 @@ impl Environment {
     }
 
     /// Private IPs of the member NICs of every application security group,
-    /// keyed by lower-case ASG id, as seen from `nic`. Loaded ASGs without
-    /// members map to the empty set. The other end of a flow is known only
-    /// by its address, so membership goes by IP; but `nic`'s own addresses
-    /// are members exactly of `nic`'s groups: another NIC with the same
-    /// address (overlapping, unpeered VNets) does not make a rule on its
-    /// group apply to `nic` (spec §1.7: a rule with a destination ASG "is
-    /// skipped for other NICs").
-    pub fn application_security_group_members(&self, nic: &NetworkInterface) -> HashMap<String, AddrSet> {
+    /// keyed by lower-case ASG id, for the rules of a NIC in `vnet`: only
+    /// members in `vnet` count. An ASG's NICs all sit in one VNet (spec
+    /// §1.7), so a rule's group names NICs of the VNet it guards; a NIC of
+    /// another VNet (peered or not, its address perhaps the same as a NIC's
+    /// here) is not one of them. Loaded ASGs without members there map to
+    /// the empty set.
+    pub fn application_security_group_members(&self, vnet: &VirtualNetwork) -> HashMap<String, AddrSet> {
         let host = |ip: IpAddr| IpPrefix::new(ip, if ip.is_ipv4() { 32 } else { 128 });
+        let here = id_key(&vnet.id);
         let mut ips: HashMap<String, Vec<IpPrefix>> = HashMap::new();
         for a in &self.application_security_groups {
             ips.entry(id_key(&a.id)).or_default();
         }
-        let own: Vec<IpPrefix> = nic
-            .ip_configurations
-            .iter()
-            .filter_map(|c| c.private_ip_address)
-            .filter_map(host)
-            .collect();
-        for n in &self.network_interfaces {
-            let is_nic = std::ptr::eq(n, nic);
-            for c in &n.ip_configurations {
-                for a in &c.application_security_group_ids {
-                    let e = ips.entry(id_key(a)).or_default();
-                    if let Some(p) = c.private_ip_address.and_then(host) {
-                        if is_nic || !own.contains(&p) {
-                            e.push(p);
-                        }
-                    }
+        for c in self.network_interfaces.iter().flat_map(|n| &n.ip_configurations) {
+            let in_vnet = c.subnet_id.as_deref().is_some_and(|s| id_key(parent_id(s)) == here);
+            for a in &c.application_security_group_ids {
+                let e = ips.entry(id_key(a)).or_default();
+                if let Some(p) = c.private_ip_address.filter(|_| in_vnet).and_then(host) {
+                    e.push(p);
                 }
             }
         }

@@ -67,7 +67,7 @@ impl<'e> NicView<'e> {
         let addresses = AddressContext {
             virtual_network: env.virtual_network_tag(vnet, subnet),
             service_tags: env.service_tags.as_ref(),
-            application_security_groups: env.application_security_group_members(nic),
+            application_security_groups: env.application_security_group_members(vnet),
         };
         Ok(NicView {
             env,
