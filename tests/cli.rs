@@ -1015,3 +1015,51 @@ fn asg_members_of_another_vnet_are_not_matched() {
         assert_eq!(v["connectionStatus"], connected, "{source}: {v}");
     }
 }
+
+/// A reference to a resource that is not loaded (the NIC's or the subnet's
+/// NSG, the IP configuration's subnet, the subnet's route table), or an IP
+/// configuration without subnet, is an error naming the file and the JSON
+/// path of the reference, exit 1.
+#[test]
+fn dangling_references_name_file_and_path() {
+    let nsg = "network security group \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/ghost\" is not among the loaded resources (load it with --resources)";
+    let ifv = [
+        "ip-flow-verify",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.0.1.4:80",
+        "--remote",
+        "10.0.1.5:5000",
+    ];
+    let cases: &[(&str, &[&str], String)] = &[
+        ("nic-nsg.json", &ifv, format!("value[1].properties.networkSecurityGroup.id: {nsg}")),
+        ("nic-nsg.json", &["effective-security-rules"], format!("value[1].properties.networkSecurityGroup.id: {nsg}")),
+        ("subnet-nsg.json", &ifv, format!("[0].properties.subnets[0].properties.networkSecurityGroup.id: {nsg}")),
+        (
+            "nic-subnet.json",
+            &["effective-routes"],
+            "[1].properties.ipConfigurations[0].properties.subnet.id: subnet \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vn/subnets/other\" is not among the loaded resources: virtual network \"vn\" as loaded has no subnet \"other\"".into(),
+        ),
+        (
+            "nic-without-subnet.json",
+            &ifv,
+            "[1].properties.ipConfigurations[0]: IP configuration \"ipconfig1\" of network interface \"nic1\" has no subnet".into(),
+        ),
+        (
+            "route-table.json",
+            &["effective-routes"],
+            "[0].subnets[0].routeTable.id: route table \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/routeTables/ghost-rt\" is not among the loaded resources (load it with --resources)".into(),
+        ),
+    ];
+    for (file, command, want) in cases {
+        let path = format!("tests/data/dangling/{file}");
+        let o = netwatch(&[*command, &["--resources", &path, "--nic", "nic1"]].concat());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file}: {err}");
+        assert_eq!(err.lines().count(), 1, "{file}: {err}");
+        assert!(err.contains(&format!("{path}: {want}")), "{file} {command:?}: {err}");
+    }
+}

@@ -808,6 +808,17 @@ impl<'a> Node<'a> {
             .collect()
     }
 
+    /// Where the sub-resource reference at `key` writes its id (`key.id`, or
+    /// `key` written as a bare string), for errors about the resource it
+    /// names, which is only looked up after loading. `None` when absent.
+    pub fn reference_location(&self, key: &str) -> Option<Location> {
+        let f = self.field(key)?;
+        match f.value {
+            Json::Object(_) => f.field("id").map(|id| id.location()),
+            _ => Some(f.location()),
+        }
+    }
+
     /// `{"id": "..."}` sub-resource reference at `key`.
     pub fn reference(&self, key: &str) -> Result<Option<&'a str>, LoadError> {
         match self.lookup(key) {

@@ -602,7 +602,12 @@ pub struct Subnet {
     pub name: String,
     pub address_prefixes: Vec<IpPrefix>,
     pub network_security_group_id: Option<String>,
+    /// Where `network_security_group_id` is written (for a reference to an
+    /// NSG that is not loaded).
+    pub network_security_group_at: Option<Location>,
     pub route_table_id: Option<String>,
+    /// Where `route_table_id` is written.
+    pub route_table_at: Option<Location>,
     /// `serviceEndpoints[].service`, e.g. `Microsoft.Storage`.
     pub service_endpoints: Vec<String>,
 }
@@ -650,7 +655,9 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
         name,
         address_prefixes,
         network_security_group_id: n.reference("networkSecurityGroup")?.map(str::to_string),
+        network_security_group_at: n.reference_location("networkSecurityGroup"),
         route_table_id: n.reference("routeTable")?.map(str::to_string),
+        route_table_at: n.reference_location("routeTable"),
         service_endpoints,
     })
 }
@@ -713,6 +720,9 @@ pub struct NetworkInterface {
     pub mac_address: Option<String>,
     pub virtual_machine_id: Option<String>,
     pub network_security_group_id: Option<String>,
+    /// Where `network_security_group_id` is written (for a reference to an
+    /// NSG that is not loaded).
+    pub network_security_group_at: Option<Location>,
     pub enable_ip_forwarding: bool,
     pub ip_configurations: Vec<IpConfiguration>,
 }
@@ -724,8 +734,12 @@ pub struct IpConfiguration {
     pub name: String,
     pub private_ip_address: Option<IpAddr>,
     pub subnet_id: Option<String>,
+    /// Where `subnet_id` is written (for a subnet that is not loaded).
+    pub subnet_at: Option<Location>,
     pub primary: bool,
     pub application_security_group_ids: Vec<String>,
+    /// Where the IP configuration is.
+    pub at: Location,
 }
 
 /// Parses `Microsoft.Network/networkInterfaces`.
@@ -760,8 +774,10 @@ pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
             name: cname,
             private_ip_address,
             subnet_id: c.reference("subnet")?.map(str::to_string),
+            subnet_at: c.reference_location("subnet"),
             primary: c.bool("primary")?.unwrap_or(i == 0),
             application_security_group_ids: asgs,
+            at: c.location(),
         });
     }
     Ok(NetworkInterface {
@@ -771,6 +787,7 @@ pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
         mac_address: n.str("macAddress")?.map(str::to_string),
         virtual_machine_id: n.reference("virtualMachine")?.map(str::to_string),
         network_security_group_id: n.reference("networkSecurityGroup")?.map(str::to_string),
+        network_security_group_at: n.reference_location("networkSecurityGroup"),
         enable_ip_forwarding: n.bool("enableIPForwarding")?.unwrap_or(false),
         ip_configurations,
     })
@@ -807,7 +824,7 @@ pub struct Route {
     pub next_hop_ip_address: Option<String>,
     /// `hasBgpOverride`: overrides overlapping BGP routes (spec §5.3).
     pub has_bgp_override: bool,
-    pub at: super::json::Location,
+    pub at: Location,
 }
 
 /// Parses `Microsoft.Network/routeTables`.

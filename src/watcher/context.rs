@@ -10,7 +10,7 @@ use netwatch_rules::{
 };
 
 use super::WatcherError;
-use crate::azure::{Environment, IpConfiguration, NetworkInterface, Subnet, VirtualMachine, VirtualNetwork};
+use crate::azure::{Environment, IpConfiguration, Location, NetworkInterface, Subnet, VirtualMachine, VirtualNetwork};
 
 /// Which level an NSG is attached at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,33 +37,23 @@ pub struct NicView<'e> {
 impl<'e> NicView<'e> {
     /// The view of one IP configuration of a NIC.
     pub fn new(env: &'e Environment, nic: &'e NetworkInterface, ip_configuration: &'e IpConfiguration) -> Result<Self, WatcherError> {
-        let subnet_id = ip_configuration.subnet_id.as_deref().ok_or_else(|| {
-            WatcherError::Invalid(format!(
-                "network interface {:?}: IP configuration {:?} has no subnet",
-                nic.name, ip_configuration.name
-            ))
-        })?;
-        let (vnet, subnet) = env.subnet(subnet_id).ok_or_else(|| {
-            WatcherError::NotFound(format!(
-                "network interface {:?}: subnet {subnet_id:?} is not among the loaded resources (load its virtual network with --resources)",
-                nic.name
-            ))
-        })?;
-        let nsg = |id: Option<&str>, what: &str| -> Result<Option<&'e NetworkSecurityGroup>, WatcherError> {
+        let (vnet, subnet) = subnet_of(env, nic, ip_configuration)?;
+        let nsg = |id: Option<&str>, at: Option<&Location>| -> Result<Option<&'e NetworkSecurityGroup>, WatcherError> {
             match id {
                 None => Ok(None),
                 Some(id) => env.nsg(id).map(Some).ok_or_else(|| {
-                    WatcherError::NotFound(format!(
-                        "{what}: network security group {id:?} is not among the loaded resources (load it with --resources)"
+                    WatcherError::NotFound(located(
+                        at,
+                        format!("network security group {id:?} is not among the loaded resources (load it with --resources)"),
                     ))
                 }),
             }
         };
-        let subnet_nsg = nsg(subnet.network_security_group_id.as_deref(), &format!("subnet {:?}", subnet.name))?;
-        let nic_nsg = nsg(
-            nic.network_security_group_id.as_deref(),
-            &format!("network interface {:?}", nic.name),
+        let subnet_nsg = nsg(
+            subnet.network_security_group_id.as_deref(),
+            subnet.network_security_group_at.as_ref(),
         )?;
+        let nic_nsg = nsg(nic.network_security_group_id.as_deref(), nic.network_security_group_at.as_ref())?;
         let addresses = AddressContext {
             virtual_network: env.virtual_network_tag(vnet, subnet),
             service_tags: env.service_tags.as_ref(),
@@ -143,6 +133,44 @@ impl<'e> NicView<'e> {
         }
         Ok(NsgChain { direction, links })
     }
+}
+
+/// `message` after the file and JSON path it is about (a reference Azure
+/// resolves but the loaded files may not), when known.
+pub(crate) fn located(at: Option<&Location>, message: String) -> String {
+    match at {
+        Some(at) => format!("{at}: {message}"),
+        None => message,
+    }
+}
+
+/// The VNet and subnet of IP configuration `cfg` of `nic`.
+pub fn subnet_of<'e>(
+    env: &'e Environment,
+    nic: &NetworkInterface,
+    cfg: &IpConfiguration,
+) -> Result<(&'e VirtualNetwork, &'e Subnet), WatcherError> {
+    let subnet_id = cfg.subnet_id.as_deref().ok_or_else(|| {
+        WatcherError::Invalid(format!(
+            "{}: IP configuration {:?} of network interface {:?} has no subnet (expected subnet.id, as Azure writes it)",
+            cfg.at, cfg.name, nic.name
+        ))
+    })?;
+    env.subnet(subnet_id).ok_or_else(|| {
+        // A VNet loaded without the subnet is likely an older export.
+        let why = match env.vnet(crate::azure::parent_id(subnet_id)) {
+            Some(v) => format!(
+                ": virtual network {:?} as loaded has no subnet {:?} (load its current export with --resources)",
+                v.name,
+                crate::azure::name_of(subnet_id)
+            ),
+            None => " (load its virtual network with --resources)".to_string(),
+        };
+        WatcherError::NotFound(located(
+            cfg.subnet_at.as_ref(),
+            format!("subnet {subnet_id:?} is not among the loaded resources{why}"),
+        ))
+    })
 }
 
 fn addresses_of(nic: &NetworkInterface) -> String {

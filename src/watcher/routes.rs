@@ -106,9 +106,9 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
     }
     if let Some(rt_id) = &subnet.route_table_id {
         let rt = env.route_table(rt_id).ok_or_else(|| {
-            WatcherError::NotFound(format!(
-                "subnet {:?}: route table {rt_id:?} is not among the loaded resources (load it with --resources)",
-                subnet.name
+            WatcherError::NotFound(super::context::located(
+                subnet.route_table_at.as_ref(),
+                format!("route table {rt_id:?} is not among the loaded resources (load it with --resources)"),
             ))
         })?;
         let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
@@ -146,18 +146,7 @@ pub fn nic_effective_routes(env: &Environment, nic: &NetworkInterface, ip: Optio
         None => nic.ip_configurations.iter().find(|c| c.primary).or(nic.ip_configurations.first()),
     }
     .ok_or_else(|| WatcherError::Invalid(format!("network interface {:?} has no matching IP configuration", nic.name)))?;
-    let subnet_id = cfg.subnet_id.as_deref().ok_or_else(|| {
-        WatcherError::Invalid(format!(
-            "network interface {:?}: IP configuration {:?} has no subnet",
-            nic.name, cfg.name
-        ))
-    })?;
-    let (vnet, subnet) = env.subnet(subnet_id).ok_or_else(|| {
-        WatcherError::NotFound(format!(
-            "subnet {subnet_id:?} of network interface {:?} is not among the loaded resources",
-            nic.name
-        ))
-    })?;
+    let (vnet, subnet) = super::context::subnet_of(env, nic, cfg)?;
     let input = subnet_routing_input(env, vnet, subnet)?;
     build_routes(&input).map_err(|e| {
         // Name the file and JSON path of the offending route as well.
