@@ -382,6 +382,14 @@ fn malformed_resources_get_one_line_errors() {
                 "set beside sourceAddressPrefix",
             ],
         ),
+        // Characters, not bytes: rule 0's 140 (ü, é) pass.
+        (
+            "long-description.json",
+            &[
+                "properties.securityRules[1].properties.description",
+                "141 characters long; a rule's description has at most 140",
+            ],
+        ),
         (
             "address-space-array.json",
             &["properties.addressSpace", "expected an object, found an array"],

@@ -465,6 +465,14 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
     if dports.is_empty() {
         return Err(n.field_error("destinationPortRange", "missing: a rule needs a destination port range or ranges"));
     }
+    // Azure refuses a longer one (spec §1.1); characters, not UTF-8 bytes.
+    let description = n.str("description")?;
+    if let Some(len) = description.map(|d| d.chars().count()).filter(|&len| len > 140) {
+        return Err(n.field_error(
+            "description",
+            format!("{len} characters long; a rule's description has at most 140"),
+        ));
+    }
     let collection = kind.collection();
     Ok(SecurityRule {
         id: Some(
@@ -474,7 +482,7 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
         ),
         name,
         kind,
-        description: n.str("description")?.map(str::to_string),
+        description: description.map(str::to_string),
         priority,
         direction,
         access,
