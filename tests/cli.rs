@@ -1061,6 +1061,12 @@ fn dangling_references_name_file_and_path() {
             &["effective-routes"],
             "[0].subnets[0].routeTable.id: route table \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/routeTables/ghost-rt\" is not among the loaded resources (load it with --resources)".into(),
         ),
+        // Its user routes make part of `VirtualNetwork`: rules cannot be judged without it.
+        (
+            "route-table.json",
+            &ifv,
+            "[0].subnets[0].routeTable.id: route table \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/routeTables/ghost-rt\" is not among the loaded resources (load it with --resources)".into(),
+        ),
     ];
     for (file, command, want) in cases {
         let path = format!("tests/data/dangling/{file}");

@@ -54,6 +54,16 @@ impl<'e> NicView<'e> {
             subnet.network_security_group_at.as_ref(),
         )?;
         let nic_nsg = nsg(nic.network_security_group_id.as_deref(), nic.network_security_group_at.as_ref())?;
+        // The subnet's user routes widen `VirtualNetwork` (spec Decisions 1):
+        // judging without its route table would change verdicts silently.
+        if let Some(id) = subnet.route_table_id.as_deref() {
+            if env.route_table(id).is_none() {
+                return Err(WatcherError::NotFound(located(
+                    subnet.route_table_at.as_ref(),
+                    format!("route table {id:?} is not among the loaded resources (load it with --resources)"),
+                )));
+            }
+        }
         let addresses = AddressContext {
             virtual_network: env.virtual_network_tag(vnet, subnet),
             service_tags: env.service_tags.as_ref(),
