@@ -716,3 +716,200 @@ fn vnet_flow_log_region_display_name() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two captures of nic-web1 over the same six minutes (10:58:30 to 11:04:30,
+/// across an hour), `a` and `b`, written to `dir`: HTTPS sessions every 20 s
+/// in both (`b` 10 s later, from other clients), and in `b` SSH attempts
+/// from the Internet every 30 s (denied by the subnet NSG). Returns their
+/// paths and the first packet's time (ns).
+fn overlapping_captures(dir: &Path) -> (PathBuf, PathBuf, i64) {
+    use netwatch_capture::synth::{Synth, TcpEnd};
+    let t0 = 1_767_265_110i64 * 1_000_000_000; // 2026-01-01T10:58:30Z
+    let server: std::net::SocketAddr = "10.1.1.4:443".parse().unwrap();
+    let (mut a, mut b) = (Synth::new(), Synth::new());
+    for k in 0..18i64 {
+        let at = t0 + k * 20_000_000_000;
+        let client = |net: u8| -> std::net::SocketAddr { format!("52.{net}.0.{}:{}", k + 1, 40000 + k).parse().unwrap() };
+        a.tcp_session(at, client(178), server, &[(300, 2000)], TcpEnd::Fin);
+        b.tcp_session(at + 10_000_000_000, client(179), server, &[(200, 1500)], TcpEnd::Fin);
+    }
+    for k in 0..12i64 {
+        let client: std::net::SocketAddr = format!("198.51.100.{}:{}", k + 1, 50000 + k).parse().unwrap();
+        b.tcp_unanswered(t0 + 5_000_000_000 + k * 30_000_000_000, client, "10.1.1.4:22".parse().unwrap(), 1);
+    }
+    let (pa, pb) = (dir.join("a.pcap"), dir.join("b.pcap"));
+    for (g, p) in [(a, &pa), (b, &pb)] {
+        let mut bytes = Vec::new();
+        g.write_pcap(&mut bytes).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    (pa, pb, t0)
+}
+
+/// One record of a written hour file: minute, `time`, and the tuples under
+/// each (rule, MAC) or (ACL, rule), in file order.
+type MinuteRecord = (i64, String, BTreeMap<(String, String), Vec<String>>);
+
+fn minute_records(file: &Path) -> Vec<MinuteRecord> {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    doc["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let time = r["time"].as_str().unwrap().to_string();
+            let minute = netwatch_flowlogs::time::parse_rfc3339(&time).unwrap().div_euclid(60_000_000_000);
+            let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+            let mut add = |k: (&Value, &Value), tuples: &Value| {
+                let k = (k.0.as_str().unwrap().to_string(), k.1.as_str().unwrap().to_string());
+                let e = groups.entry(k).or_default();
+                assert!(e.is_empty(), "{file:?} {time}: a rule twice in one record");
+                e.extend(tuples.as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()));
+            };
+            if r.get("properties").is_some() {
+                for f in r["properties"]["flows"].as_array().unwrap() {
+                    for m in f["flows"].as_array().unwrap() {
+                        add((&f["rule"], &m["mac"]), &m["flowTuples"]);
+                    }
+                }
+            } else {
+                for a in r["flowRecords"]["flows"].as_array().unwrap() {
+                    for g in a["flowGroups"].as_array().unwrap() {
+                        add((&a["aclID"], &g["rule"]), &g["flowTuples"]);
+                    }
+                }
+            }
+            (minute, time, groups)
+        })
+        .collect()
+}
+
+/// Every hour file under `dir`, by path below it.
+fn hour_files(dir: &Path) -> BTreeMap<PathBuf, Vec<MinuteRecord>> {
+    pt1h_files(dir)
+        .into_iter()
+        .map(|f| (f.strip_prefix(dir).unwrap().to_path_buf(), minute_records(&f)))
+        .collect()
+}
+
+/// Captures whose times overlap, given to one `evaluate`: the second starts
+/// a new flow table with an earlier clock after the first's minutes were
+/// written. Each hour file still has one record per NSG (or flow log) and
+/// minute, in time order (spec §7.1), holding the tuples of both captures
+/// under their rules, in time order: what each capture writes on its own,
+/// merged.
+#[test]
+fn overlapping_captures_give_one_record_per_minute() {
+    let dir = tmpdir("overlap");
+    let (a, b, _) = overlapping_captures(&dir);
+    let run = |out: &str, captures: &[&Path]| -> BTreeMap<PathBuf, Vec<MinuteRecord>> {
+        let out = dir.join(out);
+        let mut args: Vec<String> = [common::DEMO_WEB1, &["--flow-logs"]]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend([
+            out.join("nsg").display().to_string(),
+            "--vnet-flow-logs".into(),
+            out.join("vnet").display().to_string(),
+        ]);
+        args.extend(captures.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = netwatch(&["evaluate"].iter().copied().chain(args).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for f in pt1h_files(&out) {
+            let doc: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            if f.to_string_lossy().contains("insights-logs-networksecuritygroupflowevent") {
+                check_nsg_structure(&doc);
+            } else {
+                check_vnet_structure(&doc);
+            }
+        }
+        hour_files(&out)
+    };
+    let both = run("both", &[&a, &b]);
+    let (only_a, only_b) = (run("a", &[&a]), run("b", &[&b]));
+    // Both NSGs, both formats, both hours.
+    assert_eq!(both.len(), 6, "{:?}", both.keys().collect::<Vec<_>>());
+    let mut want = only_a.clone();
+    for (path, records) in only_b {
+        let have = want.entry(path).or_default();
+        for (minute, time, groups) in records {
+            match have.iter_mut().find(|r| r.0 == minute) {
+                Some(r) => {
+                    r.1 = r.1.clone().max(time);
+                    for (k, tuples) in groups {
+                        r.2.entry(k).or_default().extend(tuples);
+                    }
+                }
+                None => have.push((minute, time, groups)),
+            }
+        }
+        have.sort_by_key(|r| r.0);
+    }
+    for (path, records) in &both {
+        let minutes: Vec<i64> = records.iter().map(|r| r.0).collect();
+        assert!(minutes.windows(2).all(|w| w[0] < w[1]), "{path:?}: record minutes {minutes:?}");
+    }
+    // The same tuples in the same records (a rule's tuples of one time in
+    // either order: both captures' flows end at the same times).
+    let sorted = |files: &BTreeMap<PathBuf, Vec<MinuteRecord>>| -> BTreeMap<PathBuf, Vec<MinuteRecord>> {
+        let mut files = files.clone();
+        for r in files.values_mut().flatten() {
+            r.2.values_mut().for_each(|t| t.sort());
+        }
+        files
+    };
+    assert_eq!(sorted(&both), sorted(&want));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The records of an overlapping capture's minutes are written as its clock
+/// moves on, not held until it passes the previous capture's end: memory
+/// stays bounded however long the captures are.
+#[test]
+fn overlapping_captures_are_written_minute_by_minute() {
+    use netwatch::watcher::flow_logging::{FlowLogOptions, FlowLogger};
+    use netwatch::watcher::replay::{replay, CaptureInput, ReplayOptions};
+    use netwatch::watcher::verdicts::{prepare_nic, VerdictRecords};
+    let dir = tmpdir("overlap-bounded");
+    let (a, b, t0) = overlapping_captures(&dir);
+    let root = common::root();
+    let mut env = netwatch::Environment::load(&[root.join("demo/hub-spoke")]).unwrap();
+    env.load_service_tags(&root.join("demo/ServiceTags_Demo.json")).unwrap();
+    let (view, evaluator) = prepare_nic(&env, "nic-web1", None).unwrap();
+    let out = dir.join("logs");
+    let opts = FlowLogOptions {
+        nsg_dir: Some(out.clone()),
+        ..FlowLogOptions::default()
+    };
+    let logger = FlowLogger::new(&view, &evaluator, &opts).unwrap();
+    let mut records = VerdictRecords::new(Some(&evaluator), Some(logger), None);
+    // b's first HTTPS session begins at 10:58:40 (minute m0); once b's clock
+    // is at 11:01, that minute must be on disk with b's tuple in it.
+    let m0_file = |out: &Path| pt1h_files(out).into_iter().find(|f| f.to_string_lossy().contains("h=10"));
+    let mut checked = false;
+    replay(
+        &[CaptureInput::File(a), CaptureInput::File(b)],
+        &ReplayOptions::default(),
+        |t| evaluator.evaluate(t),
+        |r| {
+            records.record(&r);
+            let from_b = r.tuple.src.to_string().starts_with("52.179.");
+            if from_b && !checked && r.at_ns >= t0 + 150_000_000_000 {
+                checked = true;
+                let f = m0_file(&out).expect("the h=10 file");
+                let text = std::fs::read_to_string(f).unwrap();
+                assert!(
+                    text.contains("52.179.0.1,10.1.1.4,40000,443,T,I,A,B"),
+                    "b's 10:58:40 tuple not written yet: {text}"
+                );
+            }
+        },
+    )
+    .unwrap();
+    assert!(checked, "b's records never reached 11:01");
+    records.finish().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

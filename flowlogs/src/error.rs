@@ -18,9 +18,9 @@ pub enum FlowLogError {
         #[source]
         source: std::io::Error,
     },
-    /// The hour file to append to exists but is not a flow-log document;
-    /// it is left untouched.
-    #[error("{path}: cannot append: {reason}")]
+    /// The hour file to add records to exists but is not a flow-log
+    /// document; it is left untouched.
+    #[error("{path}: cannot add records: {reason}")]
     ExistingFile { path: PathBuf, reason: String },
     #[error("serializing a flow log record: {0}")]
     Serialize(#[from] serde_json::Error),

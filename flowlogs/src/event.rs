@@ -23,7 +23,8 @@ pub enum FlowLogState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowLogEvent {
     /// When the event was logged: decides the record (minute) and the hour
-    /// file. Must not decrease between `flush_before` calls of a writer.
+    /// file. May go back (overlapping captures): a minute already written
+    /// gets the event's tuple merged into its record.
     pub logged_ns: i64,
     /// The tuple's own time stamp: first packet (`B`), report boundary
     /// (`C`), last packet (`E`).

@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::error::FlowLogError;
 use crate::event::{FlowLogEvent, FlowLogState};
 use crate::ids::{derived_guid, upper_resource_id, IdError, MacAddress};
-use crate::store::{hour_file, push_id, BucketKey, MinuteBuckets, Written};
+use crate::store::{hour_file, push_id, BucketKey, MinuteBuckets, RecordShape, Written};
 use crate::time::{format_rfc3339_7, NS_PER_HOUR, NS_PER_MIN, NS_PER_SEC};
 use crate::tuple::{NsgFlowState, NsgFlowTuple, NsgProtocol};
 
@@ -40,6 +40,21 @@ pub const NSG_CONTAINER: &str = "insights-logs-networksecuritygroupflowevent";
 pub const NSG_CATEGORY: &str = "NetworkSecurityGroupFlowEvent";
 /// `operationName` of every record.
 pub const NSG_OPERATION: &str = "NetworkSecurityGroupFlowEvents";
+
+/// A record's tuples by rule, then MAC; one record per NSG, MAC, minute
+/// (and systemId and Version: another NSG's or version's record stays apart).
+const NSG_SHAPE: RecordShape = RecordShape {
+    identity: &[
+        &["systemId"],
+        &["macAddress"],
+        &["category"],
+        &["resourceId"],
+        &["operationName"],
+        &["properties", "Version"],
+    ],
+    list: &["properties", "flows"],
+    levels: &[("rule", "flows"), ("mac", "flowTuples")],
+};
 
 /// NSG flow log format version (`properties.Version`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -258,6 +273,7 @@ impl NsgFlowLogWriter {
             before_ns,
             &mut written,
             |key| file_path(root, &key.resource_id, key.mac, key.minute * NS_PER_MIN),
+            &NSG_SHAPE,
             |m| serialize(version, m),
         );
         self.stats.file_writes += written.files;

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::error::FlowLogError;
 use crate::event::{FlowLogEvent, FlowLogState};
 use crate::ids::{derived_guid, upper_resource_id, IdError, MacAddress};
-use crate::store::{hour_file, push_id, BucketKey, MinuteBuckets, Written};
+use crate::store::{hour_file, push_id, BucketKey, MinuteBuckets, RecordShape, Written};
 use crate::time::{format_rfc3339_7, NS_PER_HOUR, NS_PER_MIN, NS_PER_MS};
 use crate::tuple::{Encryption, TupleCounters, VnetFlowState, VnetFlowTuple};
 
@@ -35,6 +35,22 @@ pub const VNET_CONTAINER: &str = "insights-logs-flowlogflowevent";
 pub const VNET_CATEGORY: &str = "FlowLogFlowEvent";
 /// `flowLogVersion` written.
 pub const VNET_FLOW_LOG_VERSION: u32 = 4;
+
+/// A record's tuples by ACL, then rule; one record per flow log, MAC and
+/// minute (and GUID, target and version).
+const VNET_SHAPE: RecordShape = RecordShape {
+    identity: &[
+        &["flowLogVersion"],
+        &["flowLogGUID"],
+        &["macAddress"],
+        &["category"],
+        &["flowLogResourceID"],
+        &["targetResourceID"],
+        &["operationName"],
+    ],
+    list: &["flowRecords", "flows"],
+    levels: &[("aclID", "flowGroups"), ("rule", "flowTuples")],
+};
 
 /// The flow log resource records belong to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -254,6 +270,7 @@ impl VnetFlowLogWriter {
             before_ns,
             &mut written,
             |key| file_path(root, &key.resource_id, key.mac, key.minute * NS_PER_MIN),
+            &VNET_SHAPE,
             serialize,
         );
         self.stats.file_writes += written.files;

@@ -9,7 +9,7 @@ use common::*;
 use netwatch_flowlogs::table::tcp_flags::{ACK, SYN};
 use netwatch_flowlogs::{
     read_file, FlowLogError, FlowLogEvent, FlowLogRecord, FlowRecordKind, FlowTable, FlowTableConfig, FlowTuple, MacAddress,
-    NsgFlowLogVersion, NsgFlowLogWriter, NsgFlowState, NsgLogTarget, TupleCounters,
+    NsgFlowLogVersion, NsgFlowLogWriter, NsgFlowState, NsgLogTarget, TupleCounters, VnetFlowLogWriter, VnetLogTarget,
 };
 use netwatch_rules::{Access, Direction};
 
@@ -94,6 +94,197 @@ fn a_second_run_appends_to_the_hour_file() {
     let files = files_under(dir.path());
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(files.iter().all(|p| p.file_name().unwrap() == "PT1H.json"));
+}
+
+/// A record's minute, and per (rule, MAC or ACL) its tuples' times.
+type MinuteTuples = (i64, Vec<(String, String, Vec<i64>)>);
+
+/// Per record: its minute, and per (rule, MAC or ACL) its tuples' times.
+fn records_of(path: &std::path::Path) -> Vec<MinuteTuples> {
+    read_file(path)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| match r {
+            FlowLogRecord::Nsg(r) => (
+                r.time_ns.div_euclid(60 * S),
+                r.rules
+                    .iter()
+                    .flat_map(|g| {
+                        g.flows
+                            .iter()
+                            .map(|m| (g.rule.clone(), m.mac.clone(), m.tuples.iter().map(|t| t.time_s).collect()))
+                    })
+                    .collect(),
+            ),
+            FlowLogRecord::Vnet(r) => (
+                r.time_ns.div_euclid(60 * S),
+                r.acls
+                    .iter()
+                    .flat_map(|a| {
+                        a.groups.iter().map(|g| {
+                            (
+                                g.rule.clone(),
+                                a.acl_id.clone(),
+                                g.tuples.iter().map(|t| t.time_ms / 1000).collect(),
+                            )
+                        })
+                    })
+                    .collect(),
+            ),
+        })
+        .collect()
+}
+
+/// Overlapping captures (or a second run over the same time) write a
+/// minute again: its tuples go into the minute's record, under their rule
+/// and MAC, in time order; the file keeps one record per minute, in time
+/// order (spec §7.1: one record per NSG per minute).
+#[test]
+fn a_minute_written_again_is_merged_into_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040; // 22:14:00Z
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 10, 1));
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 30, 2));
+    w.flush_before((t0 + 60) * S).unwrap();
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 70, 3));
+    w.flush().unwrap();
+    let path = w.file_path(&target(), mac(), t0 * S);
+    let m0 = t0 / 60;
+    // The clock goes back (another capture): minute m0 again, then m0+1.
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 5, 4));
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 20, 5));
+    w.record(&target(), mac(), "UserRule_b", &begin(t0 + 50, 6));
+    w.flush_before((t0 + 60) * S).unwrap();
+    let mac_text = "000D3AD53B86".to_string();
+    let a = |times: &[i64]| {
+        (
+            "UserRule_a".to_string(),
+            mac_text.clone(),
+            times.iter().map(|t| t0 + t).collect::<Vec<_>>(),
+        )
+    };
+    let b = |times: &[i64]| {
+        (
+            "UserRule_b".to_string(),
+            mac_text.clone(),
+            times.iter().map(|t| t0 + t).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        records_of(&path),
+        vec![(m0, vec![a(&[5, 10, 20, 30]), b(&[50])]), (m0 + 1, vec![a(&[70])])]
+    );
+    let FlowLogRecord::Nsg(first) = &read_file(&path).unwrap().records[0] else {
+        panic!()
+    };
+    assert_eq!(first.time, "2023-11-14T22:14:50.0000000Z", "the latest event's time");
+    // Another run, later: minute m0+1 again, and a later minute.
+    let mut w2 = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    w2.record(&target(), mac(), "UserRule_a", &begin(t0 + 70, 7));
+    w2.record(&target(), mac(), "UserRule_a", &begin(t0 + 130, 8));
+    w2.flush().unwrap();
+    assert_eq!(
+        records_of(&path),
+        vec![
+            (m0, vec![a(&[5, 10, 20, 30]), b(&[50])]),
+            (m0 + 1, vec![a(&[70, 70])]),
+            (m0 + 2, vec![a(&[130])])
+        ]
+    );
+    // Tuples of one time keep the order they were written in.
+    let FlowLogRecord::Nsg(second) = &read_file(&path).unwrap().records[1] else {
+        panic!()
+    };
+    let ports: Vec<u16> = second.tuples().map(|t| t.2.src_port).collect();
+    assert_eq!(ports, [3, 7]);
+    assert_eq!(files_under(dir.path()).len(), 1, "no temporary file left");
+}
+
+/// Rewriting an hour file to merge a minute touches only that minute's
+/// records: the others keep their bytes, a record of another format
+/// version stays apart, and an old file's two records of one minute become
+/// one.
+#[test]
+fn merging_a_minute_leaves_the_other_records_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040;
+    let mut w1 = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V1);
+    w1.record(&target(), mac(), "UserRule_a", &begin(t0 + 1, 1));
+    w1.flush().unwrap();
+    let path = w1.file_path(&target(), mac(), t0 * S);
+    let v1_text = std::fs::read_to_string(&path).unwrap();
+    let v1_record = v1_text.strip_prefix("{\"records\":[").unwrap().strip_suffix("]}").unwrap();
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    for (t, port) in [(t0 + 2, 2), (t0 + 62, 3)] {
+        w.record(&target(), mac(), "UserRule_a", &begin(t, port));
+        w.flush().unwrap();
+    }
+    // As an earlier netwatch left it: minute t0 twice, v2 (and v1 before them).
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 3, 4));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let records: Vec<serde_json::Value> =
+        serde_json::from_value(serde_json::from_str::<serde_json::Value>(&text).unwrap()["records"].clone()).unwrap();
+    let mut dup = records[1].clone();
+    dup["properties"]["flows"][0]["flows"][0]["flowTuples"][0] = "1700000044,10.0.0.4,13.67.143.118,9,443,T,O,A,B,,,,".into();
+    let pretty_later = serde_json::to_string_pretty(&records[2]).unwrap();
+    let old = format!(
+        "{{\"records\":[{v1_record},{},{},{pretty_later}]}}",
+        serde_json::to_string(&records[1]).unwrap(),
+        serde_json::to_string(&dup).unwrap()
+    );
+    std::fs::write(&path, &old).unwrap();
+    w.flush().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(&format!("{{\"records\":[{v1_record},")), "{text}");
+    assert!(text.ends_with(&format!(",{pretty_later}]}}")), "{text}");
+    let f = read_file(&path).unwrap();
+    assert_eq!(f.records.len(), 3);
+    let FlowLogRecord::Nsg(merged) = &f.records[1] else { panic!() };
+    assert_eq!(merged.version, 2);
+    let ports: Vec<u16> = merged.tuples().map(|t| t.2.src_port).collect();
+    assert_eq!(ports, [2, 4, 9], "in time order");
+}
+
+/// The same for VNet flow logs: tuples merged under their ACL and rule.
+#[test]
+fn a_vnet_minute_written_again_is_merged_into_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040;
+    let target = VnetLogTarget::new(
+        &VnetLogTarget::default_flow_log_id("sub-1", "westeurope", "vnet-flowlog"),
+        "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Network/virtualNetworks/vnet-1",
+        None,
+    )
+    .unwrap();
+    let (acl1, acl2) = ("00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002");
+    let mut w = VnetFlowLogWriter::new(dir.path());
+    w.record(&target, mac(), acl1, "AllowWeb", &begin(t0 + 10, 1));
+    w.record(&target, mac(), acl1, "AllowWeb", &begin(t0 + 65, 2));
+    w.flush().unwrap();
+    let path = w.file_path(&target, mac(), t0 * S);
+    w.record(&target, mac(), acl1, "AllowWeb", &begin(t0 + 3, 3));
+    w.record(&target, mac(), acl1, "DefaultRule_AllowInternetOutBound", &begin(t0 + 4, 4));
+    w.record(&target, mac(), acl2, "AllowWeb", &begin(t0 + 5, 5));
+    w.record(&target, mac(), acl1, "AllowWeb", &begin(t0 + 61, 6));
+    w.flush().unwrap();
+    let m0 = t0 / 60;
+    let g = |rule: &str, acl: &str, times: &[i64]| (rule.to_string(), acl.to_string(), times.iter().map(|t| t0 + t).collect::<Vec<_>>());
+    assert_eq!(
+        records_of(&path),
+        vec![
+            (
+                m0,
+                vec![
+                    g("AllowWeb", acl1, &[3, 10]),
+                    g("DefaultRule_AllowInternetOutBound", acl1, &[4]),
+                    g("AllowWeb", acl2, &[5])
+                ]
+            ),
+            (m0 + 1, vec![g("AllowWeb", acl1, &[61, 65])]),
+        ]
+    );
 }
 
 #[test]

@@ -224,11 +224,19 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
             // Records come in time order: when a new minute starts, the
             // previous ones are complete and go to disk (Azure writes one
             // record per NSG per minute), so memory stays bounded and a
-            // crash loses at most the current minute.
+            // crash loses at most the current minute. An input that starts
+            // before the previous one ended (another capture, a new flow
+            // table) turns the clock back: everything held goes to disk
+            // first, else the minutes held would wait for the new clock to
+            // pass them; the writers merge a minute written again into its
+            // record.
             let minute = r.at_ns.div_euclid(60_000_000_000);
             let res = if minute > self.last_minute {
                 self.last_minute = minute;
                 l.flush_before(r.at_ns).map_err(|e| e.to_string())
+            } else if minute < self.last_minute {
+                self.last_minute = minute;
+                l.flush().map(drop).map_err(|e| e.to_string())
             } else {
                 Ok(())
             }
