@@ -356,6 +356,33 @@ fn merged_document(
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Removes the temporary files for `name` in `dir` that a killed run left
+/// (a SIGKILL between creating one and its rename): those of processes that
+/// no longer exist. Linux only (`/proc`); a live process's are kept.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temp file in the same directory,
 /// fsync, rename, fsync of the directory (best effort).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlowLogError> {
@@ -368,6 +395,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FlowLogError
         .ok_or_else(|| io(path, std::io::Error::other("no parent directory")))?;
     fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("PT1H.json");
+    remove_stale_temps(dir, name);
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let result = (|| {
