@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use netwatch_flowlogs::{read_file, FlowLogRecord, NsgFlowState, VnetFlowState};
+use netwatch_flowlogs::{read_file, FlowLogRecord, NsgFlowState, NsgFlowTuple, TupleCounters, VnetFlowState};
 use serde_json::Value;
 
 use common::netwatch;
@@ -50,6 +50,27 @@ struct Totals {
     bytes_fwd: u64,
     pkts_rev: u64,
     bytes_rev: u64,
+}
+
+impl Totals {
+    /// Adds a C/E tuple's counters.
+    fn add(&mut self, c: &TupleCounters) {
+        self.pkts_fwd += c.packets_src_to_dst;
+        self.bytes_fwd += c.bytes_src_to_dst;
+        self.pkts_rev += c.packets_dst_to_src;
+        self.bytes_rev += c.bytes_dst_to_src;
+    }
+}
+
+/// An NSG flow-log tuple's flow key (NSG logs hold TCP and UDP only).
+fn nsg_key(t: &NsgFlowTuple) -> Key {
+    (
+        if t.protocol.number() == 6 { "TCP".into() } else { "UDP".into() },
+        t.src.to_string(),
+        t.src_port,
+        t.dst.to_string(),
+        t.dst_port,
+    )
 }
 
 struct Evaluated {
@@ -256,13 +277,7 @@ fn nsg_flow_logs_match_flows_and_tshark() {
             nsgs.insert(r.resource_id.clone());
             for (_, _, t) in r.tuples() {
                 {
-                    let k: Key = (
-                        if t.protocol.number() == 6 { "TCP".into() } else { "UDP".into() },
-                        t.src.to_string(),
-                        t.src_port,
-                        t.dst.to_string(),
-                        t.dst_port,
-                    );
+                    let k = nsg_key(t);
                     match t.state {
                         Some(NsgFlowState::Begin) => {
                             begins.insert(k.clone());
@@ -270,10 +285,7 @@ fn nsg_flow_logs_match_flows_and_tshark() {
                         Some(NsgFlowState::Continuing) | Some(NsgFlowState::End) => {
                             let c = t.counters.unwrap();
                             let s = sums.entry(k).or_default();
-                            s.pkts_fwd += c.packets_src_to_dst;
-                            s.bytes_fwd += c.bytes_src_to_dst;
-                            s.pkts_rev += c.packets_dst_to_src;
-                            s.bytes_rev += c.bytes_dst_to_src;
+                            s.add(&c);
                         }
                         None => panic!("v2 tuple without state"),
                     }
@@ -337,13 +349,7 @@ fn active_timeout_cuts_keep_one_end_per_flow() {
         for rec in read_file(&f).unwrap_or_else(|e| panic!("{e}")).records {
             let FlowLogRecord::Nsg(r) = rec else { panic!("not an NSG record") };
             for (_, _, t) in r.tuples() {
-                let k: Key = (
-                    if t.protocol.number() == 6 { "TCP".into() } else { "UDP".into() },
-                    t.src.to_string(),
-                    t.src_port,
-                    t.dst.to_string(),
-                    t.dst_port,
-                );
+                let k = nsg_key(t);
                 match t.state {
                     Some(NsgFlowState::End) => *ends.entry(k.clone()).or_default() += 1,
                     Some(NsgFlowState::Continuing) => continuing += 1,
@@ -351,10 +357,7 @@ fn active_timeout_cuts_keep_one_end_per_flow() {
                 }
                 let c = t.counters.unwrap();
                 let s = sums.entry(k).or_default();
-                s.pkts_fwd += c.packets_src_to_dst;
-                s.bytes_fwd += c.bytes_src_to_dst;
-                s.pkts_rev += c.packets_dst_to_src;
-                s.bytes_rev += c.bytes_dst_to_src;
+                s.add(&c);
             }
         }
     }
@@ -474,10 +477,7 @@ fn vnet_flow_logs_match_flows_and_nsg_logs() {
                             VnetFlowState::Continuing | VnetFlowState::End => {
                                 let s = sums.entry(k).or_default();
                                 let c = t.counters.expect("C and E tuples carry counters");
-                                s.pkts_fwd += c.packets_src_to_dst;
-                                s.bytes_fwd += c.bytes_src_to_dst;
-                                s.pkts_rev += c.packets_dst_to_src;
-                                s.bytes_rev += c.bytes_dst_to_src;
+                                s.add(&c);
                             }
                         }
                     }
@@ -512,13 +512,7 @@ fn vnet_flow_logs_match_flows_and_nsg_logs() {
             let FlowLogRecord::Nsg(r) = rec else { panic!() };
             for (_, _, t) in r.tuples() {
                 {
-                    let k: Key = (
-                        if t.protocol.number() == 6 { "TCP".into() } else { "UDP".into() },
-                        t.src.to_string(),
-                        t.src_port,
-                        t.dst.to_string(),
-                        t.dst_port,
-                    );
+                    let k = nsg_key(t);
                     nsg_decisions.insert(k, if t.decision == netwatch_rules::Access::Allow { 'A' } else { 'D' });
                 }
             }
