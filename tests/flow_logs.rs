@@ -552,15 +552,18 @@ fn killed_runs_leave_parsable_files() {
         .collect();
     args.push(out.to_string_lossy().into_owned());
     args.push("-".into());
-    for (run, cut) in [pcap.len() / 5, pcap.len() / 2, pcap.len() * 4 / 5].into_iter().enumerate() {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_netwatch"))
             .args(&args)
             .current_dir(common::root())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    for (run, cut) in [pcap.len() / 5, pcap.len() / 2, pcap.len() * 4 / 5].into_iter().enumerate() {
+        let mut child = spawn();
         let mut stdin = child.stdin.take().unwrap();
         // Feed part of the capture, give it time to write, then kill it mid-stream.
         stdin.write_all(&pcap[..cut]).unwrap();
@@ -591,14 +594,7 @@ fn killed_runs_leave_parsable_files() {
     let hour_dir = pt1h_files(&out)[0].parent().unwrap().to_path_buf();
     let stale = hour_dir.join(format!(".PT1H.json.{}.0.tmp", u32::MAX - 1));
     std::fs::write(&stale, b"{\"records\":[{\"ti").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_netwatch"))
-        .args(&args)
-        .current_dir(common::root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn();
     child.stdin.take().unwrap().write_all(&pcap).unwrap();
     assert!(child.wait().unwrap().success());
     for f in pt1h_files(&out) {
