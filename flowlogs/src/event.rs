@@ -27,7 +27,8 @@ pub struct FlowLogEvent {
     /// gets the event's tuple merged into its record.
     pub logged_ns: i64,
     /// The tuple's own time stamp: first packet (`B`), report boundary
-    /// (`C`), last packet (`E`).
+    /// (`C`), last packet (`E`; the end itself when no packet came since
+    /// the flow's last `C`).
     pub time_ns: i64,
     /// Initiator → responder.
     pub tuple: FlowTuple,
@@ -49,6 +50,11 @@ impl FlowLogEvent {
             // The active timeout cuts a record, not the flow: in a flow log
             // the flow continues.
             FlowRecordKind::End(EndReason::ActiveTimeout) => (FlowLogState::Continuing, rec.at_ns),
+            // The last packet, unless none came since the flow's previous
+            // tuple (a `C` at a report or an active-timeout cut, after that
+            // packet): then the end's own time, so that `E` never comes
+            // before the `C` it follows.
+            FlowRecordKind::End(_) if rec.interval_forward.packets + rec.interval_reverse.packets == 0 => (FlowLogState::End, rec.at_ns),
             FlowRecordKind::End(_) => (FlowLogState::End, rec.last_ns),
         };
         let counters = match rec.kind {

@@ -472,3 +472,60 @@ fn counters_over_c_and_e_tuples_sum_to_flow_totals() {
     // Flow k lasts 3k minutes: floor(3k*60/300) reports (flows ending on a boundary get E instead).
     assert!(continuing >= 8, "{continuing} C tuples");
 }
+
+/// A flow's tuples are in time order: an `E` with no packet since the
+/// flow's last `C` (all its packets before a 5-minute report, or before an
+/// active-timeout cut) is timed by its end, not by its last packet, which
+/// would put it before that `C`.
+#[test]
+fn an_end_after_a_quiet_report_comes_after_it() {
+    let udp = |ts: f64| udp(ts, "10.0.0.4", 5000, "13.67.143.118", 53, 70);
+    for (cfg, pkts, finish) in [
+        // A packet every 50 s, the last at 290 s; report at 300 s, idle end at 350 s.
+        (
+            FlowTableConfig::default(),
+            vec![udp(0.0), udp(50.0), udp(100.0), udp(150.0), udp(200.0), udp(250.0), udp(290.0)],
+            false,
+        ),
+        // Cut at 30 s (after the packet at 29 s); the capture ends at 40 s.
+        (
+            FlowTableConfig {
+                active_timeout_ns: Some(30 * S),
+                ..FlowTableConfig::default()
+            },
+            vec![udp(0.0), udp(29.0), udp(29.5)],
+            true,
+        ),
+    ] {
+        let cfg = FlowTableConfig {
+            report_interval_ns: Some(300 * S),
+            ..cfg
+        };
+        let mut t: FlowTable<()> = FlowTable::new(cfg).unwrap();
+        let mut events = Vec::new();
+        let mut take = |t: &mut FlowTable<()>| {
+            for r in t.drain_records() {
+                events.push(FlowLogEvent::from_record(&r, Direction::Outbound, Access::Allow));
+            }
+        };
+        for p in &pkts {
+            t.observe(p, |_, _| ());
+            take(&mut t);
+        }
+        if finish {
+            t.advance(40 * S);
+            t.finish();
+        } else {
+            t.advance(1000 * S);
+        }
+        take(&mut t);
+        let states: Vec<_> = events.iter().map(|e| e.state).collect();
+        use netwatch_flowlogs::FlowLogState::{Continuing, End};
+        assert_eq!(&states[states.len() - 2..], [Continuing, End], "{events:?}");
+        let times: Vec<i64> = events.iter().map(|e| e.time_ns).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "tuple times go back: {times:?}");
+        let end = events.last().unwrap();
+        assert_eq!(end.counters, TupleCounters::default());
+        assert_eq!(end.time_ns, if finish { 40 * S } else { 350 * S });
+    }
+}
