@@ -196,6 +196,26 @@ fn later_fragments_of_a_decapsulated_tunnel_are_part_of_the_inner_packet() {
     assert!(!o1.truncated);
 }
 
+/// The inner packet of a tunnel's first fragment is not truncated because
+/// its IP length reaches into the later fragments, but it is when the
+/// fragment boundary cuts its own transport header (here 8 of TCP's 20
+/// bytes: ports, no flags), as any packet whose header is cut.
+#[test]
+fn an_inner_transport_header_cut_by_the_fragment_is_truncated() {
+    let inner = ipv4([192, 168, 0, 1], [192, 168, 0, 2], 6, 9, 0, 140, &tcp(5555, 80, &[0x11; 100]));
+    let gre = [vec![0, 0, 0x08, 0x00], inner].concat();
+    let outer = |part: &[u8]| ipv4([10, 4, 0, 1], [10, 4, 0, 2], 47, 77, 0x2000, 20 + part.len() as u16, part);
+    let opts = DecodeOptions { decap: true };
+    // 4 GRE + 20 IP + 8 TCP bytes.
+    let cut = decode(LinkType::RAW, &outer(&gre[..32]), opts).unwrap();
+    assert_eq!((cut.src, cut.src_port, cut.dst_port), (ip("192.168.0.1"), 5555, 80));
+    assert!(cut.truncated, "the inner TCP header is cut short");
+    // 4 GRE + 20 IP + 20 TCP + 4 data bytes: the header is whole.
+    let whole = decode(LinkType::RAW, &outer(&gre[..48]), opts).unwrap();
+    assert_eq!(whole.src_port, 5555);
+    assert!(!whole.truncated);
+}
+
 /// In capture order, a fragmented tunnel datagram with `decap` is one inner
 /// packet with the inner IP length whichever fragment comes first (the
 /// later one, held while it waits, is then dropped rather than handed on),

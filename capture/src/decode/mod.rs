@@ -196,6 +196,7 @@ pub fn decode_walk(link: LinkType, data: &[u8], opts: DecodeOptions) -> Result<P
         opts,
         vlan: None,
         depth: 0,
+        in_first_fragment: false,
     };
     walk(next, data, off, &mut ctx)
 }
@@ -204,6 +205,10 @@ struct Ctx {
     opts: DecodeOptions,
     vlan: Option<u16>,
     depth: u8,
+    /// Decoding the inner packet of a tunnel datagram's first fragment,
+    /// whose later fragments carry the rest: its IP length reaching past
+    /// the fragment is no truncation (its transport header cut short is).
+    in_first_fragment: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -511,7 +516,7 @@ fn ipv4(data: &[u8], off: usize, ctx: &mut Ctx) -> Result<PacketMeta, NotIp> {
     m.ip_total_len = total.into();
     let total = usize::from(total);
     let end = if total >= ihl {
-        if rest.len() < total {
+        if rest.len() < total && !ctx.in_first_fragment {
             m.truncated = true;
         }
         total.min(rest.len())
@@ -640,7 +645,7 @@ fn ipv6(data: &[u8], off: usize, ctx: &mut Ctx) -> Result<PacketMeta, NotIp> {
         }
     }
     m.protocol = next;
-    if rest.len() < end {
+    if rest.len() < end && !ctx.in_first_fragment {
         m.truncated = true;
     }
     let end = end.min(rest.len());
@@ -778,10 +783,15 @@ fn tunnel(mut m: PacketMeta, data: &[u8], start: usize, end: usize, ctx: &mut Ct
     if !ctx.opts.decap || ctx.depth >= MAX_TUNNEL_DEPTH {
         return m;
     }
+    // The inner packet goes on in the later fragments: it ends where this
+    // fragment does, not where the capture did (unless this fragment was
+    // itself cut short).
+    let outer = FragmentKey::of(&m);
     let mut sub = Ctx {
         opts: ctx.opts,
         vlan: ctx.vlan,
         depth: ctx.depth + 1,
+        in_first_fragment: ctx.in_first_fragment || (outer.is_some() && m.fragment.more_fragments && !m.truncated),
     };
     match walk(next, inner, start + rel, &mut sub) {
         Ok(mut i) => {
@@ -789,14 +799,8 @@ fn tunnel(mut m: PacketMeta, data: &[u8], start: usize, end: usize, ctx: &mut Ct
                 i.tunnel = Some(kind);
             }
             // The outermost fragmented datagram names the later fragments.
-            if let Some(k) = FragmentKey::of(&m) {
+            if let Some(k) = outer {
                 i.outer_fragment = Some(k);
-                // The inner packet goes on in the later fragments: it ends
-                // where this fragment does, not where the capture did
-                // (unless this fragment was itself cut short).
-                if m.fragment.more_fragments && !m.truncated {
-                    i.truncated = false;
-                }
             }
             i
         }
