@@ -262,10 +262,11 @@ fn a_fragmented_tunnel_datagram_is_one_inner_packet_in_any_order() {
 /// Linux cooked captures (SLL, link type 113; SLL2, 276) give an 802.3
 /// frame's protocol as `ETH_P_802_2` (4) with the LLC header after the
 /// cooked header: LLC/SNAP with an ethertype (RFC 1042) is IP there too, as
-/// tshark decodes it (`sll:llc:ip`); other LLC frames and the other Linux
+/// tshark decodes it (`sll:llc:ip`); so are a whole Ethernet frame (3) and
+/// PPP in HDLC-like framing (7); other LLC frames and the other Linux
 /// pseudo protocols are not.
 #[test]
-fn sll_and_sll2_llc_snap_frames_carry_ip() {
+fn sll_and_sll2_pseudo_protocols_that_carry_ip() {
     let packet = ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, 1, 0, 29, &udp(1000, 2000, b"a"));
     let snap = [0xAA, 0xAA, 0x03, 0, 0, 0, 0x08, 0x00];
     let stp = [0x42, 0x42, 0x03, 0, 0, 0, 0, 0];
@@ -294,6 +295,22 @@ fn sll_and_sll2_llc_snap_frames_carry_ip() {
         // Novell raw 802.3 (ETH_P_802_3) is IPX, whatever follows.
         let frame = [header(0x0001), snap.to_vec(), packet.clone()].concat();
         assert_eq!(decode(link, &frame, DecodeOptions::default()), Err(NotIp::EtherType(1)), "{link:?}");
+        // A whole Ethernet frame (3) and PPP in HDLC-like framing (7, with
+        // or without address and control) carry IP, as tshark decodes them
+        // (`sll:eth:ip`, `sll:ppp:ip`).
+        let ethernet = [vec![0x02; 6], vec![0x04; 6], vec![0x08, 0x00]].concat();
+        for frame in [
+            [header(0x0003), ethernet, packet.clone()].concat(),
+            [header(0x0007), vec![0xFF, 0x03, 0x00, 0x21], packet.clone()].concat(),
+            [header(0x0007), vec![0x00, 0x21], packet.clone()].concat(),
+        ] {
+            let m = decode(link, &frame, DecodeOptions::default()).unwrap();
+            assert_eq!(
+                (m.src, m.protocol, m.src_port, m.ip_total_len),
+                (ip("10.0.0.1"), 17, 1000, 29),
+                "{link:?}"
+            );
+        }
     }
 }
 

@@ -293,14 +293,18 @@ fn link_layer(link: LinkType, data: &[u8]) -> Result<(Next, usize), NotIp> {
 }
 
 /// SLL protocol field: an ethertype, or below 0x0600 a Linux pseudo
-/// protocol (`ETH_P_*` of `linux/if_ether.h`). Of these, 802.2 LLC
-/// (`ETH_P_802_2`, 4: the frame had an 802.3 length field) may carry IP in
-/// LLC/SNAP (RFC 1042), as the same frame on Ethernet does, and tshark
-/// decodes it so (`sll:llc:ip`); the others (Novell 802.3, CAN, ...) are
-/// not IP.
+/// protocol (`ETH_P_*` of `linux/if_ether.h`, `LINUX_SLL_P_*` of
+/// libpcap's `pcap/sll.h`). Of these, three may carry IP, as tshark decodes
+/// them: 802.2 LLC (`ETH_P_802_2`, 4: the frame had an 802.3 length field)
+/// in LLC/SNAP (RFC 1042), as the same frame on Ethernet (`sll:llc:ip`); a
+/// whole Ethernet frame (`LINUX_SLL_P_ETHERNET`, 3: `sll:eth:ip`); and PPP
+/// in HDLC-like framing (`LINUX_SLL_P_PPPHDLC`, 7, RFC 1662: `sll:ppp:ip`).
+/// The others (Novell 802.3, CAN, ...) are not IP.
 fn sll_protocol(data: &[u8], proto: u16, off: usize) -> Result<(Next, usize), NotIp> {
     match proto {
+        0x0003 => Ok((Next::Ethernet, off)),
         0x0004 => llc_snap(data, off),
+        0x0007 => Ok((Next::PppFrame, off)),
         p if p < 0x0600 => Err(NotIp::EtherType(p)),
         p => Ok((Next::EtherType(p), off)),
     }
