@@ -303,7 +303,12 @@ fn merged_document(
         Parsed { mergeable: bool, value: Value },
     }
     let new: Vec<Value> = records.iter().map(|r| serde_json::from_str(r)).collect::<Result<_, _>>()?;
-    let new_minutes: Vec<i64> = new.iter().filter_map(record_ns).map(|ns| ns.div_euclid(NS_PER_MIN)).collect();
+    // The minutes to merge: those the new records write, and those the file
+    // already holds more than once (as an earlier version could leave it).
+    let mut touched: Vec<i64> = new.iter().filter_map(record_ns).map(|ns| ns.div_euclid(NS_PER_MIN)).collect();
+    let mut seen = old_minutes.iter().flatten().copied().collect::<Vec<i64>>();
+    seen.sort_unstable();
+    touched.extend(seen.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
     let mut merged: Vec<(i64, Entry<'_>)> = Vec::with_capacity(old.len() + new.len());
     let add = |merged: &mut Vec<(i64, Entry<'_>)>, minute: i64, value: Value| {
         let mergeable = shape.mergeable(&value);
@@ -327,11 +332,15 @@ fn merged_document(
         if let Some(m) = *m {
             minute = m;
         }
-        if new_minutes.contains(&minute) {
-            add(&mut merged, minute, serde_json::from_str(raw.get())?);
-        } else {
-            merged.push((minute, Entry::Kept(raw.get())));
+        if touched.contains(&minute) {
+            let value: Value = serde_json::from_str(raw.get())?;
+            if shape.mergeable(&value) {
+                add(&mut merged, minute, value);
+                continue;
+            }
         }
+        // Not to merge: kept as written, byte for byte.
+        merged.push((minute, Entry::Kept(raw.get())));
     }
     for value in new {
         let m = record_ns(&value).map_or(minute, |ns| ns.div_euclid(NS_PER_MIN));

@@ -529,3 +529,39 @@ fn an_end_after_a_quiet_report_comes_after_it() {
         assert_eq!(end.time_ns, if finish { 40 * S } else { 350 * S });
     }
 }
+
+/// A file an earlier version left with a minute twice gets that minute
+/// merged too when another minute of it is written again: one record per
+/// minute again, every tuple kept once.
+#[test]
+fn every_minute_held_twice_is_merged_when_the_file_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_040;
+    let mut w = NsgFlowLogWriter::new(dir.path(), NsgFlowLogVersion::V2);
+    for (t, port) in [(t0 + 2, 2), (t0 + 62, 3)] {
+        w.record(&target(), mac(), "UserRule_a", &begin(t, port));
+        w.flush().unwrap();
+    }
+    let path = w.file_path(&target(), mac(), t0 * S);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let records: Vec<serde_json::Value> =
+        serde_json::from_value(serde_json::from_str::<serde_json::Value>(&text).unwrap()["records"].clone()).unwrap();
+    // Minute t0 + 60 twice, as overlapping captures left it before merging.
+    let mut dup = records[1].clone();
+    dup["properties"]["flows"][0]["flows"][0]["flowTuples"][0] = "1700000101,10.0.0.4,13.67.143.118,9,443,T,O,A,B,,,,".into();
+    let old = format!(
+        "{{\"records\":[{},{},{}]}}",
+        serde_json::to_string(&records[0]).unwrap(),
+        serde_json::to_string(&records[1]).unwrap(),
+        serde_json::to_string(&dup).unwrap()
+    );
+    std::fs::write(&path, &old).unwrap();
+    // Minute t0 written again.
+    w.record(&target(), mac(), "UserRule_a", &begin(t0 + 5, 4));
+    w.flush().unwrap();
+    let got = records_of(&path);
+    let minutes: Vec<i64> = got.iter().map(|(m, _)| *m).collect();
+    assert_eq!(minutes, [t0 / 60, t0 / 60 + 1], "{got:?}");
+    assert_eq!(got[0].1[0].2, [t0 + 2, t0 + 5]);
+    assert_eq!(got[1].1[0].2, [t0 + 61, t0 + 62], "the minute held twice, merged");
+}
