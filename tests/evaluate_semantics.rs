@@ -290,15 +290,7 @@ fn raw_ipv4_pcap(name: &str, packets: &[(u32, Vec<u8>)]) -> PathBuf {
 /// The two fragments of one UDP datagram 10.0.0.1:7000 -> 10.0.0.2:8000,
 /// (later, first).
 fn udp_fragments() -> (Vec<u8>, Vec<u8>) {
-    fn ipv4(id: u16, flags_frag: u16, payload: &[u8]) -> Vec<u8> {
-        let mut h = vec![0x45, 0];
-        h.extend((20 + payload.len() as u16).to_be_bytes());
-        h.extend(id.to_be_bytes());
-        h.extend(flags_frag.to_be_bytes());
-        h.extend([64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-        h.extend(payload);
-        h
-    }
+    let ipv4 = |id, flags_frag, payload: &[u8]| common::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, id, flags_frag, payload);
     let mut udp = vec![0x1b, 0x58, 0x1f, 0x40, 0, 48, 0, 0];
     udp.extend([0x42; 40]);
     (ipv4(78, 3, &udp[24..]), ipv4(78, 0x2000, &udp[..24]))
@@ -413,17 +405,13 @@ fn a_secondary_configuration_in_another_subnet_is_warned_about() {
 /// An IPv4 packet 10.0.2.4:5000 -> 10.1.1.4:9000 of `protocol` (its
 /// transport header starts with the two ports).
 fn ipv4_with_ports(protocol: u8, transport_len: usize) -> Vec<u8> {
-    let mut p = vec![0x45, 0];
-    p.extend((20 + transport_len as u16).to_be_bytes());
-    p.extend([0, 1, 0, 0, 64, protocol, 0, 0, 10, 0, 2, 4, 10, 1, 1, 4]);
     let mut t = vec![0u8; transport_len];
     t[..4].copy_from_slice(&[0x13, 0x88, 0x23, 0x28]);
     if protocol == 6 {
         t[12] = 5 << 4;
         t[13] = 0x02; // SYN
     }
-    p.extend(t);
-    p
+    common::ipv4([10, 0, 2, 4], [10, 1, 1, 4], protocol, 1, 0, &t)
 }
 
 /// SCTP carries ports (its flows are keyed on them, and rows show them),

@@ -12,21 +12,10 @@ use std::io::BufWriter;
 use std::net::IpAddr;
 use std::path::Path;
 
+use common::ipv4;
 use netwatch::watcher::replay::{replay, CaptureInput, CaptureStats, ReplayOptions};
 use netwatch_capture::file::{LinkType, PcapWriter};
 use netwatch_flowlogs::{FlowRecordKind, FlowTuple};
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, flags_frag: u16, payload: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x45, 0];
-    h.extend((20 + payload.len() as u16).to_be_bytes());
-    h.extend(id.to_be_bytes());
-    h.extend(flags_frag.to_be_bytes());
-    h.extend([64, proto, 0, 0]);
-    h.extend(src);
-    h.extend(dst);
-    h.extend(payload);
-    h
-}
 
 fn ethernet(ip: &[u8]) -> Vec<u8> {
     [

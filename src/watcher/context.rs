@@ -10,7 +10,7 @@ use netwatch_rules::{
 };
 
 use super::WatcherError;
-use crate::azure::{Environment, IpConfiguration, Location, NetworkInterface, Subnet, VirtualMachine, VirtualNetwork};
+use crate::azure::{Environment, IpConfiguration, Location, NetworkInterface, RouteTable, Subnet, VirtualMachine, VirtualNetwork};
 
 /// Which level an NSG is attached at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,14 +56,7 @@ impl<'e> NicView<'e> {
         let nic_nsg = nsg(nic.network_security_group_id.as_deref(), nic.network_security_group_at.as_ref())?;
         // The subnet's user routes widen `VirtualNetwork` (spec Decisions 1):
         // judging without its route table would change verdicts silently.
-        if let Some(id) = subnet.route_table_id.as_deref() {
-            if env.route_table(id).is_none() {
-                return Err(WatcherError::NotFound(located(
-                    subnet.route_table_at.as_ref(),
-                    format!("route table {id:?} is not among the loaded resources (load it with --resources)"),
-                )));
-            }
-        }
+        route_table_of(env, subnet)?;
         let addresses = AddressContext {
             virtual_network: env.virtual_network_tag(vnet, subnet),
             service_tags: env.service_tags.as_ref(),
@@ -152,6 +145,20 @@ pub(crate) fn located(at: Option<&Location>, message: String) -> String {
         Some(at) => format!("{at}: {message}"),
         None => message,
     }
+}
+
+/// The route table of `subnet`, if it names one; an error when that one is
+/// not loaded.
+pub(crate) fn route_table_of<'e>(env: &'e Environment, subnet: &Subnet) -> Result<Option<&'e RouteTable>, WatcherError> {
+    let Some(id) = subnet.route_table_id.as_deref() else {
+        return Ok(None);
+    };
+    env.route_table(id).map(Some).ok_or_else(|| {
+        WatcherError::NotFound(located(
+            subnet.route_table_at.as_ref(),
+            format!("route table {id:?} is not among the loaded resources (load it with --resources)"),
+        ))
+    })
 }
 
 /// The VNet and subnet of IP configuration `cfg` of `nic`.

@@ -104,13 +104,7 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
             ),
         }
     }
-    if let Some(rt_id) = &subnet.route_table_id {
-        let rt = env.route_table(rt_id).ok_or_else(|| {
-            WatcherError::NotFound(super::context::located(
-                subnet.route_table_at.as_ref(),
-                format!("route table {rt_id:?} is not among the loaded resources (load it with --resources)"),
-            ))
-        })?;
+    if let Some(rt) = super::context::route_table_of(env, subnet)? {
         let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
         for r in &rt.routes {
             if r.address_prefix.parse::<IpPrefix>().is_err() {

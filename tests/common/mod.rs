@@ -114,3 +114,17 @@ pub fn udp_flows_capture(path: &Path, flows: u32, spacing_ns: i64) {
         .write_pcap(BufWriter::new(File::create(path).expect("create")))
         .expect("write");
 }
+
+/// An IPv4 packet (header without options, checksum 0, TTL 64) around
+/// `payload`: `flags_frag` is the flags and fragment offset field.
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, flags_frag: u16, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x45, 0];
+    h.extend((20 + payload.len() as u16).to_be_bytes());
+    h.extend(id.to_be_bytes());
+    h.extend(flags_frag.to_be_bytes());
+    h.extend([64, proto, 0, 0]);
+    h.extend(src);
+    h.extend(dst);
+    h.extend(payload);
+    h
+}
