@@ -1077,3 +1077,76 @@ fn dangling_references_name_file_and_path() {
         assert!(err.contains(&format!("{path}: {want}")), "{file} {command:?}: {err}");
     }
 }
+
+/// `*` as the source port of IP flow verify (spec §3: "Support for * for
+/// the source port, which depends on the direction"): a rule on some source
+/// ports does not decide a flow that stands for all of them; `*` as the
+/// destination port is a usage error.
+#[test]
+fn ip_flow_verify_takes_any_source_port() {
+    let res = "tests/data/source-ports";
+    let verify = |dir: &str, proto: &str, local: &str, remote: &str, extra: &[&str]| {
+        netwatch(
+            &[
+                &[
+                    "ip-flow-verify",
+                    "--resources",
+                    res,
+                    "--nic",
+                    "nic",
+                    "--direction",
+                    dir,
+                    "--protocol",
+                    proto,
+                    "--local",
+                    local,
+                    "--remote",
+                    remote,
+                ],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let decision = |o: &Output| -> (String, String) {
+        assert!(o.status.success(), "{}", stderr(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["access"].as_str().unwrap().into(), v["ruleName"].as_str().unwrap().into())
+    };
+    let pair = |a: &str, r: &str| (a.to_string(), r.to_string());
+    // Inbound: the remote port is the source port.
+    let o = verify("Inbound", "TCP", "10.0.1.4:80", "52.1.1.1:50000", &[]);
+    assert_eq!(decision(&o), pair("Deny", "securityRules/deny-web-from-high-ports"));
+    let o = verify("Inbound", "TCP", "10.0.1.4:80", "52.1.1.1:*", &[]);
+    assert_eq!(decision(&o), pair("Allow", "securityRules/allow-web"));
+    // Outbound: the local port is.
+    let o = verify("Outbound", "UDP", "10.0.1.4:53", "8.8.8.8:53", &[]);
+    assert_eq!(decision(&o), pair("Deny", "securityRules/deny-dns-from-low-ports"));
+    let o = verify("Outbound", "UDP", "10.0.1.4:*", "8.8.8.8:53", &["--explain"]);
+    assert_eq!(decision(&o), pair("Allow", "defaultSecurityRules/AllowInternetOutBound"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["flow"]["sourcePort"], "*", "{v}");
+    let first = &v["evaluatedNetworkSecurityGroups"][0]["rulesEvaluationResult"][0];
+    assert_eq!(first["name"], "securityRules/deny-dns-from-low-ports");
+    assert_eq!(first["sourcePortMatched"], false, "{first}");
+    assert_eq!(first["destinationPortMatched"], true, "{first}");
+    // `*` as the destination port, either way round, and a bad port.
+    for (dir, local, remote, flag) in [
+        ("Inbound", "10.0.1.4:*", "52.1.1.1:50000", "--local"),
+        ("Outbound", "10.0.1.4:5000", "8.8.8.8:*", "--remote"),
+    ] {
+        let o = verify(dir, "TCP", local, remote, &[]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("{flag} is the destination of an {dir} flow")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = verify("Inbound", "TCP", "10.0.1.4:80", "52.1.1.1:x", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // IPv6 in brackets parses with `*` too (the NIC has no IPv6 address:
+    // an error naming it, not a usage error).
+    let o = verify("Inbound", "TCP", "[2001:db8::4]:80", "[2001:db8::5]:*", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}

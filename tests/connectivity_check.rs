@@ -211,6 +211,7 @@ fn every_nsg_issue_is_ip_flow_verifys_verdict() {
                 local_port: lport,
                 remote_ip: remote,
                 remote_port: rport,
+                any_source_port: false,
             };
             ip_flow_verify(&env, &p).unwrap().0
         };

@@ -123,6 +123,7 @@ fn params(c: &Case) -> IpFlowVerifyParameters {
         local_port: l.port(),
         remote_ip: r.ip(),
         remote_port: r.port(),
+        any_source_port: false,
     }
 }
 
@@ -265,6 +266,7 @@ fn asg_membership_is_per_vnet() {
         local_port: 80,
         remote_ip: "8.8.8.8".parse().unwrap(),
         remote_port: 1000,
+        any_source_port: false,
     };
     let (a, _) = ip_flow_verify(&env, &p("nicA")).expect("nicA");
     assert_eq!((a.access, a.rule_name.as_deref()), (Allow, Some("securityRules/allow-web-asg")));

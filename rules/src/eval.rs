@@ -38,6 +38,21 @@ impl Classifier for LinearClassifier {
     }
 }
 
+/// A linear scan for a flow whose source port is not given (`*` in IP flow
+/// verify, spec §3): the first rule that matches it whatever its source
+/// port ([`ResolvedRule::matches_any_source_port`]). The key's source port
+/// is ignored.
+#[derive(Clone, Copy, Debug)]
+pub struct AnySourcePortClassifier<'a> {
+    pub rules: &'a [ResolvedRule],
+}
+
+impl Classifier for AnySourcePortClassifier<'_> {
+    fn first_match(&self, key: &FlowKey) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches_any_source_port(key))
+    }
+}
+
 /// What one NSG of the chain decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NsgVerdict {

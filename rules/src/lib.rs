@@ -34,7 +34,7 @@ pub mod tags;
 pub use addr::{AddrSet, IpPrefix};
 pub use compiled::{CompiledClassifier, CompiledStats, CrossProducts};
 pub use error::{FieldError, ResolveError};
-pub use eval::{evaluate_chain, ChainDecision, ChainLink, Classifier, LinearClassifier, NsgVerdict};
+pub use eval::{evaluate_chain, AnySourcePortClassifier, ChainDecision, ChainLink, Classifier, LinearClassifier, NsgVerdict};
 pub use flow::{Flow, FlowKey};
 pub use model::{
     default_security_rules, Access, AddressPrefix, Direction, NetworkSecurityGroup, PortRange, Protocol, RuleKind, SecurityRule,

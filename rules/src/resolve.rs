@@ -179,6 +179,11 @@ impl PortSet {
     pub fn contains(&self, p: u16) -> bool {
         self.ranges.iter().any(|r| r.contains(p))
     }
+
+    /// Every port, 0-65535 (the ranges are merged, so one range).
+    pub fn is_any(&self) -> bool {
+        self.ranges.as_slice() == [PortRange::ANY]
+    }
 }
 
 /// A rule reduced to what matching needs, for one NIC.
@@ -202,6 +207,19 @@ impl ResolvedRule {
     pub fn matches(&self, k: &FlowKey) -> bool {
         self.protocol.matches(k.protocol)
             && self.source_ports.contains(k.source_port)
+            && self.destination_ports.contains(k.destination_port)
+            && self.source.contains_u128(k.source)
+            && self.destination.contains_u128(k.destination)
+    }
+
+    /// Whether a flow matches whatever its source port: the other four
+    /// fields match and the rule's source ports are all ports. For a flow
+    /// that stands for every source port (`*` in IP flow verify, spec §3),
+    /// a rule on some source ports decides only part of it, so not it.
+    #[inline]
+    pub fn matches_any_source_port(&self, k: &FlowKey) -> bool {
+        self.protocol.matches(k.protocol)
+            && self.source_ports.is_any()
             && self.destination_ports.contains(k.destination_port)
             && self.source.contains_u128(k.source)
             && self.destination.contains_u128(k.destination)

@@ -107,12 +107,14 @@ struct IpFlowVerifyArgs {
     /// TCP or UDP.
     #[arg(long, value_parser = IpFlowProtocol::parse)]
     protocol: IpFlowProtocol,
-    /// The VM's address and port, e.g. 10.0.0.4:22 or [2001:db8::4]:22.
-    #[arg(long, value_name = "IP:PORT")]
-    local: SocketAddr,
-    /// The other end's address and port.
-    #[arg(long, value_name = "IP:PORT")]
-    remote: SocketAddr,
+    /// The VM's address and port, e.g. 10.0.0.4:22 or [2001:db8::4]:22;
+    /// the port may be `*` when it is the source port (outbound).
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_flow_endpoint)]
+    local: FlowEndpoint,
+    /// The other end's address and port; the port may be `*` when it is
+    /// the source port (inbound).
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_flow_endpoint)]
+    remote: FlowEndpoint,
     /// Also print the per-NSG, per-rule trace.
     #[arg(long)]
     explain: bool,
@@ -238,6 +240,34 @@ struct TopologyArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Json)]
     output: OutputFormat,
+}
+
+/// An IP flow verify endpoint: an address and a port, or `*` for any port.
+#[derive(Clone, Copy, Debug)]
+struct FlowEndpoint {
+    ip: IpAddr,
+    /// `None` for `*`.
+    port: Option<u16>,
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or either with `*` as the port.
+fn parse_flow_endpoint(s: &str) -> Result<FlowEndpoint, String> {
+    if let Some(host) = s.strip_suffix(":*") {
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+        let ip = match bare {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().map(IpAddr::V6).ok(),
+            None => host.parse::<std::net::Ipv4Addr>().map(IpAddr::V4).ok(),
+        };
+        return ip
+            .map(|ip| FlowEndpoint { ip, port: None })
+            .ok_or_else(|| format!("{s:?} is not IP:PORT (e.g. 10.0.0.4:22, [2001:db8::4]:22, 10.0.0.4:*)"));
+    }
+    s.parse::<SocketAddr>()
+        .map(|a| FlowEndpoint {
+            ip: a.ip(),
+            port: Some(a.port()),
+        })
+        .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 10.0.0.4:22, [2001:db8::4]:22, 10.0.0.4:*)"))
 }
 
 fn parse_direction(s: &str) -> Result<Direction, String> {
@@ -379,16 +409,28 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 fn ip_flow_verify(a: IpFlowVerifyArgs) -> Result<()> {
     let env = a.resources.load()?;
-    let local_ip: IpAddr = a.local.ip();
+    // `*` is allowed for the source port only (spec §3): the remote
+    // port inbound, the local port outbound.
+    let (source, destination, dest_flag) = match a.direction {
+        Direction::Inbound => (a.remote, a.local, "--local"),
+        Direction::Outbound => (a.local, a.remote, "--remote"),
+    };
+    if destination.port.is_none() {
+        usage_error(&format!(
+            "{dest_flag} is the destination of an {} flow: its port must be a number (`*` is allowed for the source port only)",
+            a.direction
+        ));
+    }
     let p = IpFlowVerifyParameters {
         vm: a.vm.clone(),
         nic: a.nic.clone(),
         direction: a.direction,
         protocol: a.protocol,
-        local_ip,
-        local_port: a.local.port(),
-        remote_ip: a.remote.ip(),
-        remote_port: a.remote.port(),
+        local_ip: a.local.ip,
+        local_port: a.local.port.unwrap_or(0),
+        remote_ip: a.remote.ip,
+        remote_port: a.remote.port.unwrap_or(0),
+        any_source_port: source.port.is_none(),
     };
     let (result, explanation) = watcher::ip_flow_verify(&env, &p).context("ip-flow-verify")?;
     let v = if a.explain {

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use netwatch_rules::{
-    evaluate_chain, AddressContext, ChainDecision, ChainLink, Classifier, Direction, FlowKey, LinearClassifier, NetworkSecurityGroup,
-    ResolveError, ResolvedNsg, ResolvedRule,
+    evaluate_chain, AddressContext, AnySourcePortClassifier, ChainDecision, ChainLink, Classifier, Direction, FlowKey, LinearClassifier,
+    NetworkSecurityGroup, ResolveError, ResolvedNsg, ResolvedRule,
 };
 
 use super::WatcherError;
@@ -245,6 +245,19 @@ impl NsgChain<'_> {
             self.links.iter().map(|l| ChainLink {
                 rules: l.rules(),
                 classifier: l.classifier.as_ref(),
+            }),
+            key,
+        )
+    }
+
+    /// The decision for a flow that stands for every source port (`*` in
+    /// IP flow verify): rules on some source ports only do not decide it.
+    pub fn decide_any_source_port(&self, key: &FlowKey) -> ChainDecision {
+        let scans: Vec<AnySourcePortClassifier> = self.links.iter().map(|l| AnySourcePortClassifier { rules: l.rules() }).collect();
+        evaluate_chain(
+            self.links.iter().zip(&scans).map(|(l, c)| ChainLink {
+                rules: l.rules(),
+                classifier: c as &dyn Classifier,
             }),
             key,
         )

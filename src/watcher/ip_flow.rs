@@ -47,6 +47,11 @@ pub struct IpFlowVerifyParameters {
     pub local_port: u16,
     pub remote_ip: IpAddr,
     pub remote_port: u16,
+    /// `*` as the source port (the remote port inbound, the local port
+    /// outbound; the REST API allows `*` for the source port only): the
+    /// flow stands for every source port, so a rule on some source ports
+    /// does not decide it, and the source port given is ignored.
+    pub any_source_port: bool,
 }
 
 impl IpFlowVerifyParameters {
@@ -96,9 +101,17 @@ pub struct IpFlowExplanation {
 pub struct FlowView {
     pub protocol: String,
     pub source: String,
-    pub source_port: u16,
+    pub source_port: PortView,
     pub destination: String,
     pub destination_port: u16,
+}
+
+/// A port of the evaluated flow: a number, or `*` for any source port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum PortView {
+    Number(u16),
+    Any(&'static str),
 }
 
 /// One NSG in the chain and how its rules fared.
@@ -132,12 +145,16 @@ pub struct RuleEvaluationResult {
     pub destination_port_matched: bool,
 }
 
-fn field_matches(rule: &ResolvedRule, flow: &Flow) -> [bool; 5] {
+fn field_matches(rule: &ResolvedRule, flow: &Flow, any_source_port: bool) -> [bool; 5] {
     let k = flow.key();
     [
         rule.protocol.matches(k.protocol),
         rule.source.contains_u128(k.source),
-        rule.source_ports.contains(k.source_port),
+        if any_source_port {
+            rule.source_ports.is_any()
+        } else {
+            rule.source_ports.contains(k.source_port)
+        },
         rule.destination.contains_u128(k.destination),
         rule.destination_ports.contains(k.destination_port),
     ]
@@ -158,7 +175,11 @@ pub fn ip_flow_verify(
     let view = NicView::for_nic(env, nic, Some(p.local_ip))?;
     let chain = view.compile(p.direction)?;
     let flow = p.flow();
-    let decision = chain.decide(&flow.key());
+    let decision = if p.any_source_port {
+        chain.decide_any_source_port(&flow.key())
+    } else {
+        chain.decide(&flow.key())
+    };
     let rule_name = decision
         .decided_by
         .and_then(|v| v.rule_index.and_then(|i| chain.rule_name(v.chain_index, i)));
@@ -172,7 +193,7 @@ pub fn ip_flow_verify(
         let mut results = Vec::new();
         let mut matched = None;
         for (ri, r) in link.rules().iter().enumerate() {
-            let m = field_matches(r, &flow);
+            let m = field_matches(r, &flow, p.any_source_port);
             let name = chain.rule_name(li, ri).unwrap_or_default();
             results.push(RuleEvaluationResult {
                 name: name.clone(),
@@ -214,7 +235,11 @@ pub fn ip_flow_verify(
                 super::IpFlowProtocol::Udp => "UDP".into(),
             },
             source: flow.source.to_string(),
-            source_port: flow.source_port,
+            source_port: if p.any_source_port {
+                PortView::Any("*")
+            } else {
+                PortView::Number(flow.source_port)
+            },
             destination: flow.destination.to_string(),
             destination_port: flow.destination_port,
         },
