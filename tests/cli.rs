@@ -1150,3 +1150,123 @@ fn ip_flow_verify_takes_any_source_port() {
     let o = verify("Inbound", "TCP", "[2001:db8::4]:80", "[2001:db8::5]:*", &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
+
+/// Parses RFC 4180 CSV (quoted fields with `""`, commas and line breaks
+/// inside quotes) into rows of fields.
+fn parse_csv(s: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field, mut quoted, mut chars) = (Vec::new(), Vec::new(), String::new(), false, s.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    rows
+}
+
+/// `-o csv` on the resource commands: the table's rows and columns, cells
+/// in full (lists not cut, ids not shortened); the `--explain` traces of
+/// ip-flow-verify and next-hop are tables too, a row per rule or route.
+#[test]
+fn resource_commands_write_csv_and_trace_tables() {
+    let res = ["--resources", "demo/hub-spoke", "--service-tags", "demo/ServiceTags_Demo.json"];
+    let run = |args: &[&str]| {
+        let o = netwatch(&[args, &res].concat());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let csv = parse_csv(&run(&["effective-security-rules", "--nic", "nic-db1", "-o", "csv"]));
+    assert_eq!(
+        csv[0],
+        [
+            "NSG",
+            "Name",
+            "Priority",
+            "Direction",
+            "Access",
+            "Protocol",
+            "Source",
+            "SourcePorts",
+            "Destination",
+            "DestinationPorts"
+        ]
+    );
+    assert!(csv.iter().all(|r| r.len() == csv[0].len()), "{csv:?}");
+    let sql = csv.iter().find(|r| r[1] == "securityRules/Allow-Sql-From-App").unwrap();
+    assert!(sql[6].ends_with("/applicationSecurityGroups/asg-app"), "{sql:?}");
+    // The JSON's rows, one for one.
+    let json: serde_json::Value = serde_json::from_str(&run(&["effective-security-rules", "--nic", "nic-db1"])).unwrap();
+    let rules: usize = json["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["effectiveSecurityRules"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(csv.len() - 1, rules);
+
+    let csv = parse_csv(&run(&["effective-routes", "--nic", "nic-web1", "-o", "csv"]));
+    let prefix = csv[0].iter().position(|h| h == "AddressPrefix").unwrap();
+    assert!(csv.iter().skip(1).any(|r| r[prefix] == "10.2.0.0/16"), "{csv:?}");
+
+    let flow = [
+        "ip-flow-verify",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:8081",
+        "--remote",
+        "52.178.4.10:40000",
+        "--explain",
+    ];
+    let csv = parse_csv(&run(&[&flow[..], &["-o", "csv"]].concat()));
+    assert_eq!(csv[0][..3], ["NSG", "AppliedTo", "Rule"]);
+    let decision = csv[0].iter().position(|h| h == "Decision").unwrap();
+    let decided: Vec<(&str, &str, &str)> = csv
+        .iter()
+        .skip(1)
+        .filter(|r| !r[decision].is_empty())
+        .map(|r| (r[0].as_str(), r[2].as_str(), r[decision].as_str()))
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("nsg-web-subnet", "securityRules/Allow-Web-Alt-In", "Allow"),
+            ("nsg-web-nic", "securityRules/Deny-8081-In", "Deny")
+        ]
+    );
+    let table = run(&[&flow[..], &["-o", "table"]].concat());
+    assert!(!table.contains('{'), "{table}");
+    assert_eq!(table.lines().count(), csv.len(), "{table}");
+
+    let hops = run(&[
+        "next-hop",
+        "--vm",
+        "vm-web1",
+        "--source",
+        "10.1.1.4",
+        "--destination",
+        "10.2.1.4",
+        "--explain",
+        "-o",
+        "table",
+    ]);
+    let selected: Vec<&str> = hops.lines().filter(|l| l.contains("selected")).collect();
+    assert!(
+        selected.len() == 1 && selected[0].contains("10.2.0.0/16") && selected[0].contains("VirtualAppliance"),
+        "{hops}"
+    );
+    assert!(hops.contains("lessSpecific winnerPrefix=10.2.0.0/16"), "{hops}");
+}

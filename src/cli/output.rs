@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use serde_json::Value;
 
-/// `-o json|jsonl|table`.
+/// `-o json|jsonl|table|csv`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Azure's response shape, pretty-printed.
@@ -15,6 +15,8 @@ pub enum OutputFormat {
     Jsonl,
     /// Aligned columns for people.
     Table,
+    /// The table's rows and columns as CSV (RFC 4180), cells in full.
+    Csv,
 }
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
@@ -42,6 +44,7 @@ pub fn print_value(v: &Value, format: OutputFormat) -> Result<()> {
             }
         }
         OutputFormat::Table => write_table(&mut out, &rows(v))?,
+        OutputFormat::Csv => write_csv(&mut out, &rows(v))?,
     }
     out.flush()?;
     Ok(())
@@ -59,6 +62,56 @@ fn main_list(v: &Value) -> Vec<&Value> {
 /// The rows of a table: the elements of a response's main list, flattened
 /// for people (one row per rule, association or hop), or the response.
 fn rows(v: &Value) -> Vec<Value> {
+    if let Some(nsgs) = v.get("evaluatedNetworkSecurityGroups").and_then(Value::as_array) {
+        // IP flow verify's trace: one row per rule evaluated, NSG by NSG,
+        // and which rule decided each NSG.
+        let mut out = Vec::new();
+        for g in nsgs {
+            let id = |k: &str| g.get(k).and_then(Value::as_str).map(short).unwrap_or_default();
+            let decided = g.pointer("/matchedRule/ruleName").and_then(Value::as_str);
+            let action = g.pointer("/matchedRule/action").cloned().unwrap_or(Value::Null);
+            for r in g.get("rulesEvaluationResult").and_then(Value::as_array).into_iter().flatten() {
+                let name = r.get("name").and_then(Value::as_str);
+                let matched = |k: &str| r.get(k).cloned().unwrap_or(Value::Null);
+                out.push(serde_json::json!({
+                    "nsg": id("networkSecurityGroupId"),
+                    "appliedTo": id("appliedTo"),
+                    "rule": name,
+                    "rulePriority": r.get("priority"),
+                    "protocolMatched": matched("protocolMatched"),
+                    "sourceMatched": matched("sourceMatched"),
+                    "sourcePortMatched": matched("sourcePortMatched"),
+                    "destinationMatched": matched("destinationMatched"),
+                    "destinationPortMatched": matched("destinationPortMatched"),
+                    "decision": if name.is_some() && name == decided { action.clone() } else { Value::Null },
+                }));
+            }
+        }
+        return out;
+    }
+    if let Some(candidates) = v.get("candidates").and_then(Value::as_array) {
+        // Next hop's trace: one row per candidate route and why it won or lost.
+        return candidates
+            .iter()
+            .map(|c| {
+                let route = |k: &str| c.pointer(&format!("/route/{k}")).cloned().unwrap_or(Value::Null);
+                let outcome = c.get("outcome").and_then(Value::as_object).map(|o| {
+                    let mut words: Vec<String> = o.get("outcome").map(cell).into_iter().collect();
+                    words.extend(o.iter().filter(|(k, _)| *k != "outcome").map(|(k, v)| format!("{k}={}", cell(v))));
+                    words.join(" ")
+                });
+                serde_json::json!({
+                    "routeName": route("name"),
+                    "source": route("source"),
+                    "state": route("state"),
+                    "addressPrefix": route("addressPrefix"),
+                    "nextHopType": route("nextHopType"),
+                    "nextHopIpAddress": route("nextHopIpAddress"),
+                    "outcome": outcome,
+                })
+            })
+            .collect();
+    }
     if let Some(list) = v.get("value").and_then(Value::as_array) {
         // Effective security rules: one row per rule, with its NSG.
         let mut out = Vec::new();
@@ -219,9 +272,11 @@ const RULE_COLUMNS: &[(&str, &str)] = &[
     ("destinationPortRanges", "DestinationPorts"),
 ];
 
-fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
-    let Some(first) = rows.first() else { return Ok(()) };
-    let cols: Vec<(String, String)> = if first.get("priority").is_some() {
+/// The columns of a table or CSV: the chosen ones for effective rules, the
+/// first row's keys (not objects) for other shapes.
+fn columns(rows: &[Value]) -> Vec<(String, String)> {
+    let Some(first) = rows.first() else { return Vec::new() };
+    if first.get("priority").is_some() {
         RULE_COLUMNS
             .iter()
             .filter(|(k, _)| rows.iter().any(|r| r.get(*k).is_some()))
@@ -232,7 +287,14 @@ fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
             .as_object()
             .map(|o| o.keys().filter(|k| !o[*k].is_object()).map(|k| (k.clone(), title(k))).collect())
             .unwrap_or_default()
-    };
+    }
+}
+
+fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
+    let cols = columns(rows);
+    if cols.is_empty() {
+        return Ok(());
+    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| cols.iter().map(|(k, _)| r.get(k).map(cell).unwrap_or_default()).collect())
@@ -240,6 +302,37 @@ fn write_table(out: &mut impl Write, rows: &[Value]) -> Result<()> {
     let mut all: Vec<Vec<String>> = vec![cols.iter().map(|(_, h)| h.clone()).collect()];
     all.extend(cells);
     Ok(super::flows::write_columns(out, &all)?)
+}
+
+/// The table's rows as CSV: a header, then one line per row, every cell in
+/// full (lists joined by `,` inside one quoted field, ids not shortened:
+/// CSV is for programs).
+fn write_csv(out: &mut impl Write, rows: &[Value]) -> Result<()> {
+    let cols = columns(rows);
+    if cols.is_empty() {
+        return Ok(());
+    }
+    let line = |cells: Vec<String>| cells.iter().map(|c| csv_field(c).into_owned()).collect::<Vec<_>>().join(",");
+    writeln!(out, "{}", line(cols.iter().map(|(_, h)| h.clone()).collect()))?;
+    for r in rows {
+        writeln!(
+            out,
+            "{}",
+            line(cols.iter().map(|(k, _)| r.get(k).map(full_cell).unwrap_or_default()).collect())
+        )?;
+    }
+    Ok(())
+}
+
+/// A CSV cell: the value in full.
+fn full_cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(full_cell).collect::<Vec<_>>().join(","),
+        Value::Object(_) => v.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// `s` padded with spaces to `width` terminal columns (wide characters,
@@ -254,8 +347,11 @@ pub fn display_width(s: &str) -> usize {
     unicode_width::UnicodeWidthStr::width(s)
 }
 
-/// `ruleName` -> `RuleName`.
+/// `ruleName` -> `RuleName`; `nsg` -> `NSG`.
 fn title(k: &str) -> String {
+    if matches!(k, "nsg" | "nic") {
+        return k.to_ascii_uppercase();
+    }
     let mut c = k.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
