@@ -33,10 +33,20 @@ fn walk(p: &Path, named: bool, exts: &[&str], out: &mut Vec<PathBuf>, seen: &mut
         path: p.to_path_buf(),
         source,
     };
-    let meta = fs::metadata(p).map_err(err)?;
+    let meta = match fs::metadata(p) {
+        Ok(m) => m,
+        // `-` reads standard input elsewhere (captures); not here.
+        Err(e) if named && p == Path::new("-") && e.kind() == io::ErrorKind::NotFound => {
+            return Err(err(io::Error::new(
+                e.kind(),
+                "no such file (standard input is not read here: give files or directories)",
+            )))
+        }
+        Err(e) => return Err(err(e)),
+    };
     if meta.is_dir() {
         if !seen.insert(fs::canonicalize(p).map_err(err)?) {
-            tracing::warn!(dir = %p.display(), "directory already read (a link back up the tree); skipped");
+            tracing::warn!(dir = %p.display(), "directory already read (named twice, or reached again through a link); skipped");
             return Ok(());
         }
         let mut entries: Vec<PathBuf> = fs::read_dir(p)

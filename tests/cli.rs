@@ -570,6 +570,31 @@ fn missing_files_are_named_once() {
     assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
 }
 
+/// Inputs of the wrong kind say what was expected: `-` (standard input,
+/// which the captures take) for resources, a directory for the service tags.
+#[test]
+fn wrong_kinds_of_input_say_what_is_expected() {
+    let o = netwatch(&["topology", "--resources", "-", "-g", "rg-hub"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("standard input is not read here"), "{}", stderr(&o));
+    let o = netwatch(&[
+        "topology",
+        "--resources",
+        "demo/hub-spoke",
+        "--service-tags",
+        "demo",
+        "-g",
+        "rg-hub",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("demo: is a directory: --service-tags takes one ServiceTags_*.json file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// A resources directory with a symbolic link back up the tree loads once:
 /// the same answer as the plain directory, no error from endless nesting.
 #[test]

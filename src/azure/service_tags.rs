@@ -11,6 +11,12 @@ use netwatch_rules::{AddrSet, IpPrefix, ServiceTagTable};
 
 /// Reads and parses a service tags file.
 pub fn load(path: &Path) -> Result<ServiceTagTable, LoadError> {
+    if path.is_dir() {
+        return Err(LoadError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("is a directory: --service-tags takes one ServiceTags_*.json file (plain or .gz)"),
+        });
+    }
     let raw = fs::read(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
