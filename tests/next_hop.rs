@@ -451,3 +451,73 @@ fn service_endpoint_routes_follow_the_vnets_families() {
     assert_eq!(web.len(), 4, "{web:?}");
     assert!(web.contains(&"2603:1020:207::/48".to_string()), "{web:?}");
 }
+
+/// A service endpoint routes the regions its `locations` lists (Azure adds
+/// the VNet region's pair), each through its regional tag, matched without
+/// case; `*` routes the whole service tag (spec §5.2). snet-app lists
+/// westeurope and northeurope: an address of Storage.NorthEurope takes the
+/// endpoint, beating rt-app's 0.0.0.0/0 to the firewall (a longer prefix).
+#[test]
+fn service_endpoint_routes_every_listed_location() {
+    let mut env = demo_with(&["tests/data/ipv4-endpoint"]);
+    env.load_service_tags(&common::real_service_tags()).expect("tags");
+    let tags = env.service_tags.clone().expect("service tags loaded");
+    let north = "13.70.208.17";
+    assert!(tags.get("Storage.NorthEurope").expect("tag").contains(north.parse().unwrap()));
+    assert!(!tags.get("Storage.WestEurope").expect("tag").contains(north.parse().unwrap()));
+    let endpoint = (VirtualNetworkServiceEndpoint, Option::None, SYS.to_string());
+    assert_eq!(hop_of(&env, "vm-app1", "10.2.1.4", north), endpoint);
+    assert_eq!(hop_of(&env, "vm-app1", "10.2.1.4", "13.69.40.20"), endpoint);
+    // Elsewhere (Storage.EastUS) the 0.0.0.0/0 user route still wins.
+    let east = tags.get("Storage.EastUS").expect("tag").to_prefixes()[0].to_string();
+    let east = east.split('/').next().expect("address");
+    assert_eq!(
+        hop_of(&env, "vm-app1", "10.2.1.4", east),
+        (VirtualAppliance, FW.map(String::from), RT_APP.to_string())
+    );
+}
+
+/// The routes of an endpoint are exactly its regions' regional tags' (here
+/// IPv4) prefixes, the region names matched whatever their case; `*` gives
+/// the whole tag, no `locations` the VNet's region (spec §5.2).
+#[test]
+fn service_endpoint_locations_choose_the_tags() {
+    let mut env = demo_with(&["tests/data/ipv4-endpoint"]);
+    env.load_service_tags(&common::real_service_tags()).expect("tags");
+    let tags = env.service_tags.clone().expect("service tags loaded");
+    let prefixes = |env: &Environment, locations: &[&str]| -> Vec<String> {
+        let mut vnet = env
+            .virtual_networks
+            .iter()
+            .find(|v| v.name == "vnet-app")
+            .expect("vnet-app")
+            .clone();
+        let subnet = vnet.subnets.iter_mut().find(|s| s.name == "snet-app").expect("snet-app");
+        subnet.service_endpoints[0].locations = locations.iter().map(|l| l.to_string()).collect();
+        let subnet = subnet.clone();
+        let input = netwatch::watcher::routes::subnet_routing_input(env, &vnet, &subnet).expect("routing input");
+        input.service_endpoint_routes.iter().map(|p| p.to_string()).collect()
+    };
+    let v4 = |names: &[&str]| -> Vec<String> {
+        let set = names
+            .iter()
+            .map(|n| tags.get(n).expect("tag").clone())
+            .reduce(|a, b| a.union(&b))
+            .expect("a tag");
+        set.to_prefixes()
+            .iter()
+            .map(|p| p.to_string())
+            .filter(|p| !p.contains(':'))
+            .collect()
+    };
+    assert_eq!(
+        prefixes(&env, &["WestEurope", "NORTHEUROPE"]),
+        v4(&["Storage.WestEurope", "Storage.NorthEurope"])
+    );
+    assert_eq!(prefixes(&env, &["northeurope"]), v4(&["Storage.NorthEurope"]));
+    // `*`: the whole Storage tag. No `locations`: the VNet's region.
+    let all = prefixes(&env, &["*"]);
+    assert!(all.len() > 100, "{} prefixes", all.len());
+    assert_eq!(all, v4(&["Storage"]));
+    assert_eq!(prefixes(&env, &[]), v4(&["Storage.WestEurope"]));
+}

@@ -88,6 +88,9 @@ pub fn azure_load_balancer() -> &'static AddrSet {
 #[derive(Clone, Debug, Default)]
 pub struct ServiceTagTable {
     tags: HashMap<String, (String, AddrSet)>,
+    /// `properties.region` of the regional tags, lower case, by lower-case
+    /// tag name.
+    regions: HashMap<String, String>,
     change_number: Option<u64>,
     cloud: Option<String>,
 }
@@ -101,6 +104,39 @@ impl ServiceTagTable {
     /// Adds (or replaces) a tag.
     pub fn insert(&mut self, name: &str, prefixes: AddrSet) {
         self.tags.insert(name.to_ascii_lowercase(), (name.to_string(), prefixes));
+    }
+
+    /// Records a tag's `properties.region`. The file does not always spell
+    /// a region as the tag name does (`AppService.FranceCentral` has region
+    /// `centralfrance`), so [`Self::regional`] looks at both.
+    pub fn set_region(&mut self, name: &str, region: &str) {
+        if !region.is_empty() {
+            self.regions.insert(name.to_ascii_lowercase(), region.to_ascii_lowercase());
+        }
+    }
+
+    /// The regional tag of `service` (e.g. `Storage`) for `region` (a
+    /// location such as `westeurope`), for service endpoint routes (spec
+    /// §5.2): the tag named `{service}.{region}`, else the `{service}.*`
+    /// tags whose `properties.region` is `region` (all of them, if
+    /// several), both without case.
+    pub fn regional(&self, service: &str, region: &str) -> Option<AddrSet> {
+        if let Some(set) = self.get(&format!("{service}.{region}")) {
+            return Some(set.clone());
+        }
+        let head = format!("{}.", service.to_ascii_lowercase());
+        let region = region.to_ascii_lowercase();
+        let mut names: Vec<&String> = self
+            .regions
+            .iter()
+            .filter(|(name, r)| name.starts_with(&head) && **r == region)
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| self.tags.get(n).map(|(_, s)| s))
+            .fold(None, |acc: Option<AddrSet>, s| Some(acc.map_or_else(|| s.clone(), |a| a.union(s))))
     }
 
     /// Records the file's `changeNumber` and `cloud`.
@@ -138,6 +174,25 @@ impl ServiceTagTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regional_tag_by_name_or_by_region() {
+        let one = |p: &str| AddrSet::from_prefixes(p.parse::<IpPrefix>().ok());
+        let mut t = ServiceTagTable::new();
+        t.insert("Storage.WestEurope", one("10.1.0.0/16"));
+        t.set_region("Storage.WestEurope", "westeurope");
+        t.insert("AppService.FranceCentral", one("10.2.0.0/16"));
+        t.set_region("AppService.FranceCentral", "centralfrance");
+        t.insert("Sql.FranceCentral", one("10.3.0.0/16"));
+        t.set_region("Sql.FranceCentral", "centralfrance");
+        assert_eq!(t.regional("Storage", "WESTEUROPE"), Some(one("10.1.0.0/16")));
+        // By name, and by the file's own spelling of the region.
+        assert_eq!(t.regional("AppService", "francecentral"), Some(one("10.2.0.0/16")));
+        assert_eq!(t.regional("AppService", "CentralFrance"), Some(one("10.2.0.0/16")));
+        // Only the service's own tags.
+        assert_eq!(t.regional("Storage", "centralfrance"), None);
+        assert_eq!(t.regional("Storage", "northeurope"), None);
+    }
 
     #[test]
     fn internet_matches_observed_expansion() {

@@ -616,8 +616,29 @@ pub struct Subnet {
     pub route_table_id: Option<String>,
     /// Where `route_table_id` is written.
     pub route_table_at: Option<Location>,
-    /// `serviceEndpoints[].service`, e.g. `Microsoft.Storage`.
-    pub service_endpoints: Vec<String>,
+    /// `serviceEndpoints[]`.
+    pub service_endpoints: Vec<ServiceEndpoint>,
+}
+
+/// A subnet's service endpoint (`serviceEndpoints[]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceEndpoint {
+    /// `service`, e.g. `Microsoft.Storage`.
+    pub service: String,
+    /// `locations`: the regions whose service prefixes the endpoint routes
+    /// (e.g. `westeurope` and its pair `northeurope`), or `*` for every
+    /// region. Empty when absent: the VNet's region.
+    pub locations: Vec<String>,
+}
+
+impl From<&str> for ServiceEndpoint {
+    /// An endpoint without `locations`.
+    fn from(service: &str) -> Self {
+        ServiceEndpoint {
+            service: service.to_string(),
+            locations: Vec::new(),
+        }
+    }
 }
 
 /// A VNet peering.
@@ -656,8 +677,14 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
     let service_endpoints = n
         .array("serviceEndpoints")?
         .into_iter()
-        .map(|c| c.node().req_str("service").map(str::to_string))
-        .collect::<Result<_, _>>()?;
+        .map(|c| {
+            let e = c.node();
+            Ok(ServiceEndpoint {
+                service: e.req_str("service")?.to_string(),
+                locations: e.str_array("locations")?.into_iter().map(|(l, _)| l.trim().to_string()).collect(),
+            })
+        })
+        .collect::<Result<_, LoadError>>()?;
     Ok(Subnet {
         id,
         name,

@@ -76,6 +76,10 @@ fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
             prefixes.push(p);
         }
         table.insert(name, AddrSet::from_prefixes(prefixes));
+        // Regional tags name their region (service endpoint routes, spec §5.2).
+        if let Some(region) = pn.str("region")? {
+            table.set_region(name, region);
+        }
     }
     table.set_origin(root.u64("changeNumber")?, root.str("cloud")?.map(str::to_string));
     Ok(table)

@@ -11,8 +11,8 @@ use netwatch_routing::{
 
 use super::context::{find_nic, select_nic};
 use super::WatcherError;
-use crate::azure::{Environment, NetworkInterface, Subnet, VirtualNetwork};
-use netwatch_rules::IpPrefix;
+use crate::azure::{Environment, NetworkInterface, ServiceEndpoint, Subnet, VirtualNetwork};
+use netwatch_rules::{AddrSet, IpPrefix};
 
 fn net(p: &IpPrefix) -> Option<IpNet> {
     p.to_string().parse().ok()
@@ -33,6 +33,58 @@ fn endpoint_tag(service: &str) -> Option<&'static str> {
         "microsoft.cognitiveservices" => "CognitiveServicesManagement",
         _ => return None,
     })
+}
+
+/// The prefixes a service endpoint routes (spec §5.2: "Service's prefixes
+/// (same as its service tag)"): those of the regional tag of each region in
+/// its `locations` (Azure lists the VNet's region and often its pair), of
+/// the whole tag for `*` or a `.Global` endpoint, and of the VNet's region
+/// when `locations` is absent. A region the tags file has no regional tag
+/// for counts as the whole tag, when the file has that. `None` (with a
+/// warning) when the service or the tags file leaves nothing to route.
+fn endpoint_prefixes(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet, e: &ServiceEndpoint) -> Option<AddrSet> {
+    let service = &e.service;
+    let Some(tag) = endpoint_tag(service) else {
+        tracing::warn!(subnet = %subnet.name, service = %service, "no service tag known for this service endpoint; its routes are left out");
+        return None;
+    };
+    let Some(tags) = env.service_tags.as_ref() else {
+        tracing::warn!(
+            subnet = %subnet.name, service = %service,
+            "service endpoint routes need the service tags file (--service-tags); they are left out"
+        );
+        return None;
+    };
+    let global = service.to_ascii_lowercase().ends_with(".global");
+    let regions: Vec<&str> = if global || e.locations.iter().any(|l| l == "*") {
+        Vec::new()
+    } else if e.locations.is_empty() {
+        vnet.location.iter().map(String::as_str).collect()
+    } else {
+        e.locations.iter().map(String::as_str).collect()
+    };
+    let whole = || {
+        let set = tags.get(tag).cloned();
+        if set.is_none() {
+            tracing::warn!(subnet = %subnet.name, service = %service, tag, "the service tags file has no such tag; the endpoint's routes are left out");
+        }
+        set
+    };
+    if regions.is_empty() {
+        return whole();
+    }
+    let mut out: Option<AddrSet> = None;
+    for region in regions {
+        let set = tags.regional(tag, region).or_else(|| {
+            tracing::warn!(subnet = %subnet.name, service = %service, region, "no regional service tag for this region; the whole tag is routed instead");
+            whole()
+        });
+        out = match (out, set) {
+            (Some(o), Some(s)) => Some(o.union(&s)),
+            (o, s) => o.or(s),
+        };
+    }
+    out
 }
 
 /// The routing input of a subnet.
@@ -77,32 +129,17 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
     }
     let tags = env.service_tags.as_ref();
     for e in &subnet.service_endpoints {
-        let Some(tag) = endpoint_tag(e) else {
-            tracing::warn!(subnet = %subnet.name, service = %e, "no service tag known for this service endpoint; its routes are left out");
+        let Some(set) = endpoint_prefixes(env, vnet, subnet, e) else {
             continue;
         };
-        // A `.Global` endpoint covers the service everywhere (the global
-        // tag); the others, the service in the VNet's region.
-        let global = e.to_ascii_lowercase().ends_with(".global");
-        let regional = vnet.location.as_deref().filter(|_| !global).map(|l| format!("{tag}.{l}"));
-        let set = regional
-            .as_deref()
-            .and_then(|r| tags.and_then(|t| t.get(r)))
-            .or_else(|| tags.and_then(|t| t.get(tag)));
-        match set {
-            // Only the families the VNet has: an IPv4-only VNet gets no
-            // IPv6 endpoint routes (its subnets cannot send IPv6).
-            Some(set) => input.service_endpoint_routes.extend(
-                set.to_prefixes()
-                    .iter()
-                    .filter_map(net)
-                    .filter(|n| input.vnet_address_space.iter().any(|v| v.addr().is_ipv4() == n.addr().is_ipv4())),
-            ),
-            None => tracing::warn!(
-                subnet = %subnet.name, service = %e,
-                "service endpoint routes need the service tags file (--service-tags); they are left out"
-            ),
-        }
+        // Only the families the VNet has: an IPv4-only VNet gets no IPv6
+        // endpoint routes (its subnets cannot send IPv6).
+        input.service_endpoint_routes.extend(
+            set.to_prefixes()
+                .iter()
+                .filter_map(net)
+                .filter(|n| input.vnet_address_space.iter().any(|v| v.addr().is_ipv4() == n.addr().is_ipv4())),
+        );
     }
     if let Some(rt) = super::context::route_table_of(env, subnet)? {
         let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
