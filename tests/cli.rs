@@ -1050,12 +1050,14 @@ fn asg_members_of_another_vnet_are_not_matched() {
 }
 
 /// A reference to a resource that is not loaded (the NIC's or the subnet's
-/// NSG, the IP configuration's subnet, the subnet's route table), or an IP
-/// configuration without subnet, is an error naming the file and the JSON
-/// path of the reference, exit 1.
+/// NSG, the IP configuration's subnet, the subnet's route table, a connected
+/// peering's remote VNet when the peering does not give its address space),
+/// or an IP configuration without subnet, is an error naming the file and
+/// the JSON path of the reference, exit 1.
 #[test]
 fn dangling_references_name_file_and_path() {
     let nsg = "network security group \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/ghost\" is not among the loaded resources (load it with --resources)";
+    let peer = "peering \"to-ghost\" is Connected, but the address space of its remote virtual network \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/ghost-vn\" is unknown (load that virtual network with --resources, or give the peering's remoteAddressSpace.addressPrefixes)";
     let ifv = [
         "ip-flow-verify",
         "--direction",
@@ -1092,6 +1094,16 @@ fn dangling_references_name_file_and_path() {
             &ifv,
             "[0].subnets[0].routeTable.id: route table \"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/routeTables/ghost-rt\" is not among the loaded resources (load it with --resources)".into(),
         ),
+        // A connected peering to a VNet that is not loaded, without
+        // remoteAddressSpace: its routes and its part of `VirtualNetwork`
+        // are unknown.
+        ("peering.json", &["effective-routes"], format!("[0].virtualNetworkPeerings[2]: {peer}")),
+        (
+            "peering.json",
+            &["next-hop", "--source", "10.0.1.4", "--destination", "10.9.0.1"],
+            format!("[0].virtualNetworkPeerings[2]: {peer}"),
+        ),
+        ("peering.json", &ifv, format!("[0].virtualNetworkPeerings[2]: {peer}")),
     ];
     for (file, command, want) in cases {
         let path = format!("tests/data/dangling/{file}");

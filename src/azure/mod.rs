@@ -18,6 +18,7 @@ use thiserror::Error;
 use json::Json;
 pub use json::Location;
 pub use resources::*;
+pub use topology::UnknownPeerAddressSpace;
 
 /// Errors loading resources or service tags. Each names the file and where
 /// in it, and what was expected.

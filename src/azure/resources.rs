@@ -652,6 +652,8 @@ pub struct VirtualNetworkPeering {
     pub use_remote_gateways: bool,
     /// `remoteAddressSpace`, when the export carries it.
     pub remote_address_space: Vec<IpPrefix>,
+    /// Where the peering is written (for a peer whose space is unknown).
+    pub at: Location,
 }
 
 impl VirtualNetworkPeering {
@@ -713,6 +715,7 @@ pub fn parse_peering(n: &Node<'_>) -> Result<VirtualNetworkPeering, LoadError> {
         allow_gateway_transit: n.bool("allowGatewayTransit")?.unwrap_or(false),
         use_remote_gateways: n.bool("useRemoteGateways")?.unwrap_or(false),
         remote_address_space,
+        at: n.location(),
     })
 }
 

@@ -6,7 +6,23 @@ use std::net::IpAddr;
 
 use netwatch_rules::{AddrSet, IpPrefix};
 
-use super::{id_key, parent_id, Environment, Subnet, VirtualNetwork, VirtualNetworkGateway};
+use super::{id_key, parent_id, Environment, Location, Subnet, VirtualNetwork, VirtualNetworkGateway};
+
+/// A connected peering whose remote address space is unknown: no
+/// `remoteAddressSpace`, and the remote VNet is not loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{at}: peering {peering:?} is Connected, but the address space of its remote virtual network {remote:?} is unknown \
+     (load that virtual network with --resources, or give the peering's remoteAddressSpace.addressPrefixes)"
+)]
+pub struct UnknownPeerAddressSpace {
+    /// Where the peering is written.
+    pub at: Location,
+    /// The peering's name.
+    pub peering: String,
+    /// `remoteVirtualNetwork.id`.
+    pub remote: String,
+}
 
 impl Environment {
     /// Gateways in a VNet's own `GatewaySubnet`.
@@ -75,8 +91,12 @@ impl Environment {
         out
     }
 
-    /// The address space of each connected peer of a VNet.
-    pub fn peered_address_spaces(&self, vnet: &VirtualNetwork) -> Vec<(String, Vec<IpPrefix>)> {
+    /// The address space of each connected peer of a VNet: the peering's
+    /// `remoteAddressSpace`, else the loaded remote VNet's. An error when it
+    /// has neither: the peer's peering routes (spec §5.2) and its part of
+    /// the `VirtualNetwork` tag (spec Decisions 1) would be left out
+    /// without a word.
+    pub fn peered_address_spaces(&self, vnet: &VirtualNetwork) -> Result<Vec<(String, Vec<IpPrefix>)>, UnknownPeerAddressSpace> {
         vnet.peerings
             .iter()
             .filter(|p| p.is_connected())
@@ -84,11 +104,15 @@ impl Environment {
                 let space = if p.remote_address_space.is_empty() {
                     self.vnet(&p.remote_virtual_network_id)
                         .map(|v| v.address_space.clone())
-                        .unwrap_or_default()
+                        .ok_or_else(|| UnknownPeerAddressSpace {
+                            at: p.at.clone(),
+                            peering: p.name.clone(),
+                            remote: p.remote_virtual_network_id.clone(),
+                        })?
                 } else {
                     p.remote_address_space.clone()
                 };
-                (p.remote_virtual_network_id.clone(), space)
+                Ok((p.remote_virtual_network_id.clone(), space))
             })
             .collect()
     }
@@ -97,9 +121,9 @@ impl Environment {
     /// ranges, connected peers' ranges, prefixes behind the gateways that
     /// serve the VNet, 168.63.129.16/32, and the prefixes of the user routes
     /// in the subnet's route table.
-    pub fn virtual_network_tag(&self, vnet: &VirtualNetwork, subnet: &Subnet) -> AddrSet {
+    pub fn virtual_network_tag(&self, vnet: &VirtualNetwork, subnet: &Subnet) -> Result<AddrSet, UnknownPeerAddressSpace> {
         let mut p: Vec<IpPrefix> = vnet.address_space.clone();
-        for (_, space) in self.peered_address_spaces(vnet) {
+        for (_, space) in self.peered_address_spaces(vnet)? {
             p.extend(space);
         }
         for g in self.gateways_serving(vnet) {
@@ -118,7 +142,7 @@ impl Environment {
                 }
             }
         }
-        set
+        Ok(set)
     }
 
     /// Private IPs of the member NICs of every application security group,

@@ -58,7 +58,7 @@ impl<'e> NicView<'e> {
         // judging without its route table would change verdicts silently.
         route_table_of(env, subnet)?;
         let addresses = AddressContext {
-            virtual_network: env.virtual_network_tag(vnet, subnet),
+            virtual_network: env.virtual_network_tag(vnet, subnet)?,
             service_tags: env.service_tags.as_ref(),
             application_security_groups: env.application_security_group_members(vnet),
         };

@@ -37,6 +37,12 @@ pub enum WatcherError {
     },
 }
 
+impl From<crate::azure::UnknownPeerAddressSpace> for WatcherError {
+    fn from(e: crate::azure::UnknownPeerAddressSpace) -> Self {
+        WatcherError::NotFound(e.to_string())
+    }
+}
+
 impl WatcherError {
     /// `e`, about a rule of `nsg`, with the place in the resource files of
     /// the tag or group it names, when found there.

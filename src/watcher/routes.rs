@@ -93,7 +93,7 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
         vnet_address_space: vnet.address_space.iter().filter_map(net).collect(),
         ..Default::default()
     };
-    for (_, space) in env.peered_address_spaces(vnet) {
+    for (_, space) in env.peered_address_spaces(vnet)? {
         input.peerings.push(space.iter().filter_map(net).collect());
     }
     for g in env.gateways_serving(vnet) {
