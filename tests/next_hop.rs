@@ -521,3 +521,35 @@ fn service_endpoint_locations_choose_the_tags() {
     assert_eq!(all, v4(&["Storage"]));
     assert_eq!(prefixes(&env, &[]), v4(&["Storage.WestEurope"]));
 }
+
+/// An active-active gateway whose two instances both learned 10.70.0.0/16
+/// (instance 2's dump loaded first): one Active route listing both
+/// instances in instance order, not a second Invalid copy; the local
+/// network gateway's prefixes go through both instances too (spec §5.5:
+/// `nextHopIpAddress` is an array). Next hop shows the first address.
+#[test]
+fn active_active_gateway_lists_every_instance_once() {
+    let env = demo_with(&["tests/data/active-active", "tests/data/active-active-shared"]);
+    let table = effective_routes(&env, "nic-web1").expect("effective routes");
+    let json = serde_json::to_value(&table).expect("json");
+    // (state, nextHopIpAddress) of the gateway routes to `prefix`, as listed.
+    let gateway = |prefix: &str| -> Vec<(String, serde_json::Value)> {
+        json["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter(|r| r["source"] == "VirtualNetworkGateway" && r["addressPrefix"] == serde_json::json!([prefix]))
+            .map(|r| (r["state"].as_str().unwrap_or_default().to_string(), r["nextHopIpAddress"].clone()))
+            .collect()
+    };
+    let active = |ips: &[&str]| vec![("Active".to_string(), serde_json::json!(ips))];
+    assert_eq!(gateway("10.70.0.0/16"), active(&["10.0.255.30", "10.0.255.31"]));
+    assert_eq!(gateway("192.168.0.0/16"), active(&["10.0.255.30", "10.0.255.31"]));
+    assert_eq!(gateway("10.80.0.0/16"), active(&["10.0.255.31"]));
+    // Instance 1's new dump no longer has 10.71.0.0/16.
+    assert_eq!(gateway("10.71.0.0/16"), []);
+    assert_eq!(
+        hop_of(&env, "vm-web1", "10.1.1.4", "10.70.1.1"),
+        (VirtualNetworkGateway, GW.map(String::from), SYS.to_string())
+    );
+}

@@ -74,8 +74,11 @@ pub struct SubnetRoutingInput {
 pub struct GatewayRoute {
     /// Destination prefix.
     pub address_prefix: IpNet,
-    /// The gateway's address toward it, when known.
-    pub next_hop_ip: Option<IpAddr>,
+    /// The gateway's addresses toward it: every instance of the gateway
+    /// that has the route (an active-active gateway has two), in instance
+    /// order. One route per prefix and gateway: Azure lists one, with all
+    /// its next hops (spec §5.5). Empty when not known.
+    pub next_hop_ips: Vec<IpAddr>,
     /// Learned through an ExpressRoute gateway (not a VPN gateway): a
     /// virtual appliance reachable only this way is not a valid next hop.
     pub express_route: bool,
@@ -321,7 +324,8 @@ pub struct Candidate {
 pub struct NextHop {
     /// Next hop type of the winning route.
     pub next_hop_type: NextHopType,
-    /// Its next hop IP, if any.
+    /// Its (first) next hop IP, if any: Azure's `NextHopResult` has one
+    /// (spec §4); [`Route::next_hop_ips`] has them all.
     #[serde(rename = "nextHopIpAddress")]
     pub next_hop_ip: Option<IpAddr>,
     /// Route table ID for a user route, else `"System Route"`.
@@ -411,7 +415,7 @@ impl EffectiveRouteTable {
         candidates.sort_by_key(|c| (std::cmp::Reverse(c.route.route.address_prefix.prefix_len()), c.index));
         Some(NextHop {
             next_hop_type: route.route.next_hop_type,
-            next_hop_ip: route.route.next_hop_ip,
+            next_hop_ip: route.route.next_hop_ip(),
             route_table_id: route.route.route_table_id_or_system().to_owned(),
             route_index: index,
             route,
@@ -433,19 +437,19 @@ impl EffectiveRouteTable {
         let route = &self.routes.get(self.lookup_index(dst)?)?.route;
         Some(NextHopResult {
             next_hop_type: route.next_hop_type,
-            next_hop_ip_address: route.next_hop_ip.map(|ip| ip.to_string()),
+            next_hop_ip_address: route.next_hop_ip().map(|ip| ip.to_string()),
             route_table_id: route.route_table_id_or_system().to_owned(),
         })
     }
 }
 
-fn system_route(prefix: IpNet, next_hop_type: NextHopType, next_hop_ip: Option<IpAddr>) -> Route {
+fn system_route(prefix: IpNet, next_hop_type: NextHopType) -> Route {
     Route {
         name: None,
         source: RouteSource::Default,
         address_prefix: prefix,
         next_hop_type,
-        next_hop_ip,
+        next_hop_ips: Vec::new(),
         route_table_id: None,
         service_tag: None,
         has_bgp_override: false,
@@ -592,7 +596,7 @@ fn user_routes(table: &RouteTableInput, r: &UserRoute, dest: Destination) -> Res
             source: RouteSource::User,
             address_prefix: prefix,
             next_hop_type,
-            next_hop_ip,
+            next_hop_ips: next_hop_ip.into_iter().collect(),
             route_table_id: Some(table.id.clone()),
             service_tag: tag.clone(),
             has_bgp_override: r.has_bgp_override,
@@ -725,11 +729,11 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
     let mut routes: Vec<Route> = Vec::new();
     // 1. VNet ranges.
     for p in &input.vnet_address_space {
-        routes.push(system_route(*p, NextHopType::VnetLocal, None));
+        routes.push(system_route(*p, NextHopType::VnetLocal));
     }
     // 2. Internet.
     let v4_default = IpNet::V4(Ipv4Net::default());
-    routes.push(system_route(v4_default, NextHopType::Internet, None));
+    routes.push(system_route(v4_default, NextHopType::Internet));
     // 3. Reserved None routes.
     let user_default_v4 = user.iter().any(|r| r.address_prefix == v4_default && r.service_tag.is_none());
     if !user_default_v4 {
@@ -739,21 +743,21 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
             };
             let covered = input.vnet_address_space.iter().any(|space| space.contains(&reserved));
             if !covered {
-                routes.push(system_route(reserved, NextHopType::None, None));
+                routes.push(system_route(reserved, NextHopType::None));
             }
         }
     }
     // 4. IPv6 Internet.
     if input.vnet_address_space.iter().any(|p| matches!(p, IpNet::V6(_))) {
-        routes.push(system_route(IpNet::V6(Ipv6Net::default()), NextHopType::Internet, None));
+        routes.push(system_route(IpNet::V6(Ipv6Net::default()), NextHopType::Internet));
     }
     // 5. Peerings.
     for p in input.peerings.iter().flatten() {
-        routes.push(system_route(*p, NextHopType::VNetPeering, None));
+        routes.push(system_route(*p, NextHopType::VNetPeering));
     }
     // 6. Service endpoints.
     for p in &input.service_endpoint_routes {
-        routes.push(system_route(*p, NextHopType::VirtualNetworkServiceEndpoint, None));
+        routes.push(system_route(*p, NextHopType::VirtualNetworkServiceEndpoint));
     }
     // 7. Gateway routes.
     let gateway_start = routes.len();
@@ -764,7 +768,7 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
                 source: RouteSource::VirtualNetworkGateway,
                 address_prefix: g.address_prefix,
                 next_hop_type: NextHopType::VirtualNetworkGateway,
-                next_hop_ip: g.next_hop_ip,
+                next_hop_ips: g.next_hop_ips.clone(),
                 route_table_id: None,
                 service_tag: None,
                 has_bgp_override: false,
@@ -814,7 +818,7 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
         let (true, true, Some(ip)) = (
             r.source == RouteSource::User && reasons[u].is_none(),
             r.next_hop_type == NextHopType::VirtualAppliance,
-            r.next_hop_ip,
+            r.next_hop_ip(),
         ) else {
             continue;
         };

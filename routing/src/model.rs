@@ -162,10 +162,12 @@ pub struct Route {
     pub address_prefix: IpNet,
     /// Where matching traffic goes.
     pub next_hop_type: NextHopType,
-    /// Virtual appliance IP, or the gateway's address for gateway routes
-    /// when known.
+    /// Virtual appliance IP, or for a gateway route the addresses of the
+    /// gateway instances that have it, in instance order (both of an
+    /// active-active gateway: spec §5.5 lists `nextHopIpAddress` as an
+    /// array). Empty when there is none or it is not known.
     #[serde(rename = "nextHopIpAddress")]
-    pub next_hop_ip: Option<IpAddr>,
+    pub next_hop_ips: Vec<IpAddr>,
     /// Resource ID of the route table, for user routes.
     pub route_table_id: Option<String>,
     /// For a user route whose `addressPrefix` is a service tag: the tag
@@ -177,6 +179,12 @@ pub struct Route {
 }
 
 impl Route {
+    /// The first next hop address: the one Network Watcher's next-hop
+    /// result shows (a single string, spec §4).
+    pub fn next_hop_ip(&self) -> Option<IpAddr> {
+        self.next_hop_ips.first().copied()
+    }
+
     /// `routeTableId` as a next-hop result shows it: the table ID for user
     /// routes, otherwise `"System Route"` (spec §4, decision 8).
     pub fn route_table_id_or_system(&self) -> &str {
@@ -316,7 +324,7 @@ impl Serialize for EffectiveRoute {
             source: self.route.source,
             state: self.state,
             address_prefix: [self.route.address_prefix.to_string()],
-            next_hop_ip_address: self.route.next_hop_ip.iter().map(|ip| ip.to_string()).collect(),
+            next_hop_ip_address: self.route.next_hop_ips.iter().map(|ip| ip.to_string()).collect(),
             next_hop_type: self.route.next_hop_type,
         }
         .serialize(serializer)

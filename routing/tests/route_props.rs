@@ -56,7 +56,7 @@ proptest! {
             peerings: vec![peer],
             gateway_routes: gws.into_iter().map(|p| GatewayRoute {
                     address_prefix: p,
-                    next_hop_ip: None,
+                    next_hop_ips: Vec::new(),
                     express_route: false,
                 }).collect(),
             service_endpoint_routes: se,

@@ -25,7 +25,7 @@ fn vnet(spaces: &[&str]) -> SubnetRoutingInput {
 fn gw(prefix: &str) -> GatewayRoute {
     GatewayRoute {
         address_prefix: p(prefix),
-        next_hop_ip: Some(ip("10.0.255.4")),
+        next_hop_ips: vec![ip("10.0.255.4")],
         express_route: false,
     }
 }
@@ -195,7 +195,7 @@ fn duplicate_gateway_prefix_first_wins() {
         gw("172.20.0.0/16"),
         GatewayRoute {
             address_prefix: p("172.20.0.0/16"),
-            next_hop_ip: Some(ip("10.0.255.5")),
+            next_hop_ips: vec![ip("10.0.255.5")],
             express_route: false,
         },
     ];
@@ -208,6 +208,27 @@ fn duplicate_gateway_prefix_first_wins() {
             winner: t.routes().len() - 2
         })
     );
+}
+
+/// A gateway route with several next hops (the instances of an
+/// active-active gateway): one element whose `nextHopIpAddress` lists them
+/// all (spec §5.5); the next-hop result shows the first (spec §4).
+#[test]
+fn gateway_route_lists_every_next_hop() {
+    let mut input = vnet(&["10.0.0.0/16"]);
+    input.gateway_routes = vec![GatewayRoute {
+        address_prefix: p("172.20.0.0/16"),
+        next_hop_ips: vec![ip("10.0.255.4"), ip("10.0.255.5")],
+        express_route: false,
+    }];
+    let t = effective_routes(&input).unwrap();
+    let g = find(&t, "172.20.0.0/16", S::VirtualNetworkGateway).unwrap();
+    assert_eq!(g.state, RouteState::Active);
+    let v = serde_json::to_value(g).unwrap();
+    assert_eq!(v["nextHopIpAddress"], serde_json::json!(["10.0.255.4", "10.0.255.5"]));
+    let nh = t.next_hop_result(ip("172.20.1.1")).unwrap();
+    assert_eq!(nh.next_hop_ip_address.as_deref(), Some("10.0.255.4"));
+    assert_eq!(t.next_hop(ip("172.20.1.1")).unwrap().next_hop_ip, Some(ip("10.0.255.4")));
 }
 
 #[test]

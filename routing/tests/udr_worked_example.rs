@@ -32,7 +32,7 @@ fn base() -> SubnetRoutingInput {
         peerings: vec![vec![p("10.1.0.0/16"), p("10.2.0.0/16")]],
         gateway_routes: vec![GatewayRoute {
             address_prefix: p("10.10.0.0/16"),
-            next_hop_ip: Some(ip(GW)),
+            next_hop_ips: vec![ip(GW)],
             express_route: false,
         }],
         service_endpoint_routes: vec![],
@@ -78,7 +78,7 @@ fn rows(t: &EffectiveRouteTable) -> Vec<OwnedRow> {
                 r.state,
                 r.route.address_prefix.to_string(),
                 r.route.next_hop_type,
-                r.route.next_hop_ip.map(|i| i.to_string()),
+                r.route.next_hop_ip().map(|i| i.to_string()),
                 r.route.name.clone(),
             )
         })

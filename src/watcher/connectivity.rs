@@ -460,7 +460,7 @@ fn walk<'e>(
                         .routes()
                         .iter()
                         .filter(|r| r.route.next_hop_type == other)
-                        .find_map(|r| r.route.next_hop_ip)
+                        .find_map(|r| r.route.next_hop_ip())
                 });
                 path.link(current, other.as_str(), address.unwrap_or(destination), None);
                 break Outcome::Left;

@@ -1,7 +1,7 @@
 //! Effective routes and next hop (spec §4, §5): the loaded resources mapped
 //! onto the routing crate's subnet input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use netwatch_routing::ipnet::IpNet;
@@ -11,7 +11,7 @@ use netwatch_routing::{
 
 use super::context::{find_nic, select_nic};
 use super::WatcherError;
-use crate::azure::{Environment, NetworkInterface, ServiceEndpoint, Subnet, VirtualNetwork};
+use crate::azure::{Environment, NetworkInterface, ServiceEndpoint, Subnet, VirtualNetwork, VirtualNetworkGateway};
 use netwatch_rules::{AddrSet, IpPrefix};
 
 fn net(p: &IpPrefix) -> Option<IpNet> {
@@ -87,6 +87,54 @@ fn endpoint_prefixes(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet, 
     out
 }
 
+/// The routes through one gateway: its connections' prefixes (local
+/// network gateways, VNet-to-VNet) and the BGP routes its instances learned
+/// (origin other than `Network`). One route per prefix, whose next hops
+/// are the instances (`bgpPeeringAddress`, one address per instance of an
+/// active-active gateway) that have it, in instance order: Azure lists one
+/// route with every next hop (spec §5.5 `nextHopIpAddress` is an array),
+/// not one per instance. Connection prefixes go through every instance.
+fn gateway_routes(env: &Environment, g: &VirtualNetworkGateway, express_route: bool) -> Vec<GatewayRoute> {
+    let instances = &g.bgp_peering_addresses;
+    let mut routes: Vec<GatewayRoute> = Vec::new();
+    let mut index: HashMap<IpNet, usize> = HashMap::new();
+    let mut add = |prefix: IpNet, hops: &[IpAddr]| match index.get(&prefix) {
+        Some(&i) => {
+            let r = &mut routes[i];
+            for h in hops {
+                if !r.next_hop_ips.contains(h) {
+                    r.next_hop_ips.push(*h);
+                }
+            }
+            r.next_hop_ips.sort_by_key(|h| instances.iter().position(|a| a == h));
+        }
+        None => {
+            index.insert(prefix, routes.len());
+            routes.push(GatewayRoute {
+                address_prefix: prefix,
+                next_hop_ips: hops.to_vec(),
+                express_route,
+            });
+        }
+    };
+    for p in env.prefixes_behind(g) {
+        if let Some(n) = net(&p) {
+            add(n, instances);
+        }
+    }
+    for r in &env.learned_routes {
+        let Some(instance) = r.local_address.filter(|a| instances.contains(a)) else {
+            continue;
+        };
+        if !r.origin.eq_ignore_ascii_case("Network") {
+            if let Some(n) = net(&r.network) {
+                add(n, &[instance]);
+            }
+        }
+    }
+    routes
+}
+
 /// The routing input of a subnet.
 pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet) -> Result<SubnetRoutingInput, WatcherError> {
     let mut input = SubnetRoutingInput {
@@ -97,35 +145,9 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
         input.peerings.push(space.iter().filter_map(net).collect());
     }
     for g in env.gateways_serving(vnet) {
-        // One BGP address, or one per instance of an active-active gateway.
-        let addresses = &g.bgp_peering_addresses;
-        let hop = addresses.first().copied();
         let express_route = g.gateway_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("ExpressRoute"));
         input.express_route_gateway |= express_route;
-        for p in env.prefixes_behind(g) {
-            if let Some(n) = net(&p) {
-                input.gateway_routes.push(GatewayRoute {
-                    address_prefix: n,
-                    next_hop_ip: hop,
-                    express_route,
-                });
-            }
-        }
-        // Routes learned by any instance, with that instance as next hop.
-        for r in &env.learned_routes {
-            let Some(instance) = r.local_address.filter(|a| addresses.contains(a)) else {
-                continue;
-            };
-            if !r.origin.eq_ignore_ascii_case("Network") {
-                if let Some(n) = net(&r.network) {
-                    input.gateway_routes.push(GatewayRoute {
-                        address_prefix: n,
-                        next_hop_ip: Some(instance),
-                        express_route,
-                    });
-                }
-            }
-        }
+        input.gateway_routes.extend(gateway_routes(env, g, express_route));
     }
     let tags = env.service_tags.as_ref();
     for e in &subnet.service_endpoints {
