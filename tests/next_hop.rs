@@ -553,3 +553,60 @@ fn active_active_gateway_lists_every_instance_once() {
         (VirtualNetworkGateway, GW.map(String::from), SYS.to_string())
     );
 }
+
+/// A user route whose addressPrefix is a service tag is listed once with
+/// all the tag's prefixes in `addressPrefix`, the tag named in
+/// `destinationServiceTags` and `tagMap` (spec §5.5 element); the prefixes
+/// an explicit user route wins are listed apart, Invalid. Next hop still
+/// goes prefix by prefix.
+#[test]
+fn service_tag_user_routes_are_listed_once() {
+    let mut env = demo_with(&["tests/data/tag-routes"]);
+    env.load_service_tags(&common::root().join("demo/ServiceTags_Demo.json"))
+        .expect("tags");
+    let table = effective_routes(&env, "nic-app1").expect("effective routes");
+    let json = serde_json::to_value(&table).expect("json");
+    let named = |name: &str| -> Vec<serde_json::Value> {
+        json["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .filter(|r| r["name"] == name)
+            .map(|r| {
+                serde_json::json!([
+                    r["state"],
+                    r["addressPrefix"],
+                    r["destinationServiceTags"],
+                    r["tagMap"],
+                    r["nextHopType"]
+                ])
+            })
+            .collect()
+    };
+    let storage = ["13.69.40.16/28", "13.95.96.176/28", "13.95.240.16/28", "2603:1020:207::/48"];
+    assert_eq!(
+        named("storage-direct"),
+        [serde_json::json!(["Active", storage, ["Storage.WestEurope"], {"Storage.WestEurope": storage}, "Internet"])]
+    );
+    // sql-one-direct takes 13.69.104.0/26 from the Sql route.
+    let rest = ["13.69.104.192/26", "2603:1020:206::320/123"];
+    assert_eq!(
+        named("sql-drop"),
+        [
+            serde_json::json!(["Invalid", ["13.69.104.0/26"], ["Sql"], {"Sql": ["13.69.104.0/26"]}, "None"]),
+            serde_json::json!(["Active", rest, ["Sql"], {"Sql": rest}, "None"]),
+        ]
+    );
+    assert_eq!(
+        named("sql-one-direct"),
+        [serde_json::json!(["Active", ["13.69.104.0/26"], [], {}, "Internet"])]
+    );
+    assert_eq!(
+        hop_of(&env, "vm-app1", "10.2.1.4", "13.95.96.180"),
+        (Internet, NOIP.map(String::from), RT_APP.to_string())
+    );
+    assert_eq!(
+        hop_of(&env, "vm-app1", "10.2.1.4", "13.69.104.200"),
+        (NextHopType::None, NOIP.map(String::from), RT_APP.to_string())
+    );
+}

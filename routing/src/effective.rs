@@ -29,7 +29,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmError};
-use crate::model::{EffectiveRoute, InvalidReason, NextHopResult, NextHopType, Route, RouteSource, RouteState};
+use crate::model::{EffectiveRoute, InvalidReason, ListedRoutes, NextHopResult, NextHopType, Route, RouteSource, RouteState};
 
 /// Routes per route table (spec §5.3, from the LIMITS source).
 pub const MAX_ROUTES_PER_TABLE: usize = 400;
@@ -366,13 +366,19 @@ impl PartialEq for EffectiveRouteTable {
 }
 
 impl Serialize for EffectiveRouteTable {
-    /// Azure's `EffectiveRouteListResult`: `{"value": [EffectiveRoute]}`.
+    /// Azure's `EffectiveRouteListResult`: `{"value": [EffectiveRoute]}`,
+    /// a service-tag user route listed once with all its prefixes (per
+    /// state), where [`EffectiveRouteTable::routes`] has one per prefix.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct List<'a> {
-            value: &'a [EffectiveRoute],
+            value: Vec<ListedRoutes<'a>>,
         }
-        List { value: &self.routes }.serialize(serializer)
+        let groups = self.listing();
+        List {
+            value: groups.iter().map(|g| ListedRoutes(g)).collect(),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -380,6 +386,27 @@ impl EffectiveRouteTable {
     /// Every route, Active and Invalid, in listing order.
     pub fn routes(&self) -> &[EffectiveRoute] {
         &self.routes
+    }
+
+    /// The routes as the effective routes list shows them, in listing
+    /// order: each alone, except the prefixes of one service-tag user route
+    /// (spec §5.3), grouped by state where its first one is listed (Azure
+    /// lists the route once, spec §5.5 `addressPrefix` is an array).
+    pub fn listing(&self) -> Vec<Vec<&EffectiveRoute>> {
+        let mut groups: Vec<Vec<&EffectiveRoute>> = Vec::new();
+        let mut tagged: HashMap<(Option<&str>, Option<&str>, RouteState), usize> = HashMap::new();
+        for r in &self.routes {
+            if r.route.source == RouteSource::User && r.route.service_tag.is_some() {
+                let key = (r.route.route_table_id.as_deref(), r.route.name.as_deref(), r.state);
+                if let Some(&g) = tagged.get(&key) {
+                    groups[g].push(r);
+                    continue;
+                }
+                tagged.insert(key, groups.len());
+            }
+            groups.push(vec![r]);
+        }
+        groups
     }
 
     /// The Active routes.

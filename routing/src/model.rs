@@ -2,6 +2,7 @@
 //! states, routes and effective routes, and the Network Watcher next-hop
 //! result.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -288,8 +289,10 @@ impl fmt::Display for InvalidReason {
 
 /// A route with its state, as listed by the effective routes API
 /// (spec §5.5). Serializes as Azure's `EffectiveRoute` element:
-/// `name`, `disableBgpRoutePropagation`, `source`, `state`,
-/// `addressPrefix` (array), `nextHopIpAddress` (array), `nextHopType`.
+/// `name`, `disableBgpRoutePropagation`, `hasBgpOverride`, `source`,
+/// `state`, `addressPrefix` (array), `destinationServiceTags`,
+/// `nextHopIpAddress` (array), `nextHopType`, `tagMap` (the keys of the
+/// spec §5.5 example element).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EffectiveRoute {
     /// The route.
@@ -310,24 +313,48 @@ struct AzureEffectiveRoute<'a> {
     has_bgp_override: bool,
     source: RouteSource,
     state: RouteState,
-    address_prefix: [String; 1],
+    address_prefix: Vec<String>,
+    destination_service_tags: Vec<&'a str>,
     next_hop_ip_address: Vec<String>,
     next_hop_type: NextHopType,
+    tag_map: BTreeMap<&'a str, Vec<String>>,
+}
+
+/// Routes listed as one element of the effective routes list: one route,
+/// or the expansions of one service-tag user route that share a state
+/// (Azure lists such a route once, its prefixes in `addressPrefix`;
+/// `destinationServiceTags` names the tag and `tagMap` maps it to them).
+/// Not empty; the first gives every field but the prefixes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListedRoutes<'a>(pub(crate) &'a [&'a EffectiveRoute]);
+
+impl Serialize for ListedRoutes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(first) = self.0.first() else {
+            return Err(serde::ser::Error::custom("an effective route element without routes"));
+        };
+        let r = &first.route;
+        let prefixes: Vec<String> = self.0.iter().map(|e| e.route.address_prefix.to_string()).collect();
+        let tag = r.service_tag.as_deref();
+        AzureEffectiveRoute {
+            name: r.name.as_deref(),
+            disable_bgp_route_propagation: first.disable_bgp_route_propagation,
+            has_bgp_override: r.has_bgp_override,
+            source: r.source,
+            state: first.state,
+            destination_service_tags: tag.into_iter().collect(),
+            tag_map: tag.map(|t| (t, prefixes.clone())).into_iter().collect(),
+            address_prefix: prefixes,
+            next_hop_ip_address: r.next_hop_ips.iter().map(|ip| ip.to_string()).collect(),
+            next_hop_type: r.next_hop_type,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl Serialize for EffectiveRoute {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        AzureEffectiveRoute {
-            name: self.route.name.as_deref(),
-            disable_bgp_route_propagation: self.disable_bgp_route_propagation,
-            has_bgp_override: self.route.has_bgp_override,
-            source: self.route.source,
-            state: self.state,
-            address_prefix: [self.route.address_prefix.to_string()],
-            next_hop_ip_address: self.route.next_hop_ips.iter().map(|ip| ip.to_string()).collect(),
-            next_hop_type: self.route.next_hop_type,
-        }
-        .serialize(serializer)
+        ListedRoutes(&[self]).serialize(serializer)
     }
 }
 

@@ -499,6 +499,65 @@ fn service_tag_user_routes() {
     ));
 }
 
+/// A service-tag user route is listed once, all its prefixes in
+/// `addressPrefix`, the tag in `destinationServiceTags` and `tagMap`
+/// (spec §5.5); prefixes that lose to another route form a second,
+/// Invalid element. `routes()` keeps one route per prefix.
+#[test]
+fn service_tag_user_route_is_listed_once() {
+    let input = tagged(vec![
+        UserRoute::new("storage-nva", "Storage", T::VirtualAppliance, Some("10.0.0.4")),
+        UserRoute::new("east", "Storage.EastUS", T::Internet, None),
+    ]);
+    let t = effective_routes(&input).unwrap();
+    assert_eq!(t.routes().iter().filter(|r| r.route.source == S::User).count(), 3);
+    let v = serde_json::to_value(&t).unwrap();
+    let user: Vec<&serde_json::Value> = v["value"].as_array().unwrap().iter().filter(|r| r["source"] == "User").collect();
+    let shape = |r: &serde_json::Value| {
+        (
+            r["name"].clone(),
+            r["state"].clone(),
+            r["addressPrefix"].clone(),
+            r["destinationServiceTags"].clone(),
+            r["tagMap"].clone(),
+        )
+    };
+    use serde_json::json;
+    assert_eq!(
+        user.iter().map(|r| shape(r)).collect::<Vec<_>>(),
+        [
+            (
+                json!("storage-nva"),
+                json!("Invalid"),
+                json!(["20.38.0.0/16"]),
+                json!(["Storage"]),
+                json!({"Storage": ["20.38.0.0/16"]})
+            ),
+            (
+                json!("storage-nva"),
+                json!("Active"),
+                json!(["20.60.0.0/16"]),
+                json!(["Storage"]),
+                json!({"Storage": ["20.60.0.0/16"]})
+            ),
+            (
+                json!("east"),
+                json!("Active"),
+                json!(["20.38.0.0/16"]),
+                json!(["Storage.EastUS"]),
+                json!({"Storage.EastUS": ["20.38.0.0/16"]})
+            ),
+        ]
+    );
+    assert_eq!(user[0]["nextHopIpAddress"], json!(["10.0.0.4"]));
+    // A route without a tag: empty tag fields, as Azure writes them.
+    let first = &v["value"][0];
+    assert_eq!(
+        (first["destinationServiceTags"].clone(), first["tagMap"].clone()),
+        (json!([]), json!({}))
+    );
+}
+
 #[test]
 fn gateway_user_route_needs_a_vpn_gateway() {
     // §5.3: VirtualNetworkGateway next hops are for VPN gateways only, not

@@ -273,8 +273,10 @@ fn effective_route_list_serializes_like_azure() {
             "source": "User",
             "state": "Active",
             "addressPrefix": ["10.0.0.0/16"],
+            "destinationServiceTags": [],
             "nextHopIpAddress": [NVA],
-            "nextHopType": "VirtualAppliance"
+            "nextHopType": "VirtualAppliance",
+            "tagMap": {}
         })
     );
     assert_eq!(
@@ -286,8 +288,10 @@ fn effective_route_list_serializes_like_azure() {
             "source": "Default",
             "state": "Invalid",
             "addressPrefix": ["10.0.0.0/16"],
+            "destinationServiceTags": [],
             "nextHopIpAddress": [],
-            "nextHopType": "VnetLocal"
+            "nextHopType": "VnetLocal",
+            "tagMap": {}
         })
     );
     assert_eq!(v["value"].as_array().map(Vec::len), Some(12));
