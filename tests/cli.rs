@@ -394,6 +394,13 @@ fn malformed_resources_get_one_line_errors() {
             "address-space-array.json",
             &["properties.addressSpace", "expected an object, found an array"],
         ),
+        // A `properties` that is not an object held the resource's fields:
+        // dropping it gave wrong answers (a route table without routes).
+        ("properties-array.json", &[".json: properties: expected an object, found an array"]),
+        (
+            "rule-properties-string.json",
+            &["value[0].properties.securityRules[0].properties: expected an object, found a string"],
+        ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
     ];

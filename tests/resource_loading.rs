@@ -129,3 +129,27 @@ fn a_missing_top_level_key_is_placed_where_arm_puts_it() {
     let err = load_bytes("case", nsg).unwrap_err();
     assert!(err.contains("properties.securityRules[0].properties.Priority:"), "{err}");
 }
+
+#[test]
+fn properties_in_another_case_is_read_and_named_as_written() {
+    // ARM keys match without case: `Properties` holds the fields as
+    // `properties` does (its routes were ignored, and next hop fell back to
+    // the system routes).
+    let rt = br#"{"name":"rt","id":"/rt/rt","type":"Microsoft.Network/routeTables",
+        "Properties":{"routes":[{"name":"r","Properties":{"addressPrefix":"10.2.0.0/16","nextHopType":"VirtualAppliance","nextHopIpAddress":"10.0.1.4"}}]}}"#;
+    let env = load_bytes("props-case", rt).unwrap();
+    let routes = &env.route_tables[0].routes;
+    assert_eq!(routes.len(), 1);
+    assert_eq!(
+        (routes[0].address_prefix.as_str(), routes[0].next_hop_type.as_str()),
+        ("10.2.0.0/16", "VirtualAppliance")
+    );
+    // Errors spell it as the file does.
+    let rt = br#"{"name":"rt","id":"/rt/rt","type":"Microsoft.Network/routeTables",
+        "Properties":{"routes":[{"name":"r","Properties":{"addressPrefix":"10.2.0.0/16"}}]}}"#;
+    let err = load_bytes("props-case-err", rt).unwrap_err();
+    assert!(
+        err.contains("Properties.routes[0].Properties.nextHopType: route table /rt/rt: route r: missing"),
+        "{err}"
+    );
+}

@@ -492,11 +492,12 @@ fn dedup_entries(b: &Builder<'_>, all: &mut Vec<(Str, Json)>, mark: usize) {
 enum Seg<'a> {
     /// The path of the root, as given.
     Root(&'a str),
-    /// `.key` (no dot at the start); `.properties.key` when the flag is set
-    /// (the ARM shape, where a resource's fields sit under `properties`).
-    Key(&'a str, bool),
+    /// `.key` (no dot at the start); `.properties.key` when under
+    /// `properties` (the ARM shape, where a resource's fields sit there),
+    /// spelled as the file spells it.
+    Key(&'a str, Option<&'a str>),
     /// `.key[i]`, or `.properties.key[i]`.
-    KeyIndex(&'a str, bool, usize),
+    KeyIndex(&'a str, Option<&'a str>, usize),
 }
 
 /// A JSON path: a segment and the path it extends, rendered on demand.
@@ -528,17 +529,17 @@ impl JsonPath<'_> {
         out
     }
 
-    /// This path extended by `key` (under `properties` when `props`), rendered.
-    fn render_with(&self, key: &str, props: bool) -> String {
+    /// This path extended by `key` (under `props` when given), rendered.
+    fn render_with(&self, key: &str, props: Option<&str>) -> String {
         let mut out = self.render();
         push_field(&mut out, key, props);
         out
     }
 }
 
-fn push_field(out: &mut String, key: &str, props: bool) {
-    if props {
-        push_key(out, "properties");
+fn push_field(out: &mut String, key: &str, props: Option<&str>) {
+    if let Some(p) = props {
+        push_key(out, p);
     }
     push_key(out, key);
 }
@@ -636,8 +637,8 @@ impl<'a> Node<'a> {
                 .find(|k| k.eq_ignore_ascii_case(key.as_bytes()) && *k != key.as_bytes())
                 .map(|k| String::from_utf8_lossy(k).into_owned())
         };
-        find(self.value).or_else(|| match self.doc.get(self.value, "properties") {
-            Some(p @ Json::Object(_)) => find(p),
+        find(self.value).or_else(|| match properties(self.doc, self.value) {
+            Some((_, p @ Json::Object(_))) => find(p),
             _ => None,
         })
     }
@@ -645,8 +646,9 @@ impl<'a> Node<'a> {
     /// Whether field `key` is, or (missing) belongs, under `properties`:
     /// it is not at the top level, this object has a `properties` object
     /// (ARM shape), and it is not one of the keys ARM keeps at the top
-    /// (`id`, `name`, `type`, ...). Paths in errors then name it as jq would.
-    fn in_properties(&self, key: &str) -> bool {
+    /// (`id`, `name`, `type`, ...). Paths in errors then name it as jq would:
+    /// the result is the `properties` key as the file spells it.
+    fn in_properties(&self, key: &str) -> Option<&'a str> {
         const TOP_LEVEL: &[&str] = &[
             "id",
             "name",
@@ -659,35 +661,51 @@ impl<'a> Node<'a> {
             "sku",
             "zones",
         ];
-        let Json::Object(_) = self.value else { return false };
+        let Json::Object(_) = self.value else { return None };
         let top = self
             .doc
             .members(self.value)
             .iter()
             .any(|(k, v)| !matches!(v, Json::Null) && self.doc.bytes(*k).eq_ignore_ascii_case(key.as_bytes()));
         if top {
-            return false;
+            return None;
         }
-        let in_props = match self.doc.get(self.value, "properties") {
-            Some(p @ Json::Object(_)) => self
-                .doc
-                .members(p)
-                .iter()
-                .any(|(k, _)| self.doc.bytes(*k).eq_ignore_ascii_case(key.as_bytes())),
-            _ => return false,
+        let (written, in_props) = match properties(self.doc, self.value) {
+            Some((k, p @ Json::Object(_))) => (
+                self.doc.str(k),
+                self.doc
+                    .members(p)
+                    .iter()
+                    .any(|(k, _)| self.doc.bytes(*k).eq_ignore_ascii_case(key.as_bytes())),
+            ),
+            _ => return None,
         };
-        in_props || !TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(key))
+        (in_props || !TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(key))).then_some(written)
     }
 
-    /// The value of field `key` (see [`lookup`]).
-    fn lookup(&self, key: &str) -> Option<&'a Json> {
-        lookup(self.doc, self.value, key)
+    /// The value of field `key` (see [`lookup`]); an error when this
+    /// object's `properties` is not an object (its fields would be lost).
+    fn lookup(&self, key: &str) -> Result<Option<&'a Json>, LoadError> {
+        lookup(self.doc, self.value, key).map_err(|(k, v)| self.bad_properties(k, v))
+    }
+
+    /// The error for a `properties` (spelled `k`) that is not an object.
+    fn bad_properties(&self, k: Str, v: &Json) -> LoadError {
+        LoadError::Invalid {
+            at: Location {
+                file: self.file.clone(),
+                path: self.path.render_with(self.doc.str(k), None),
+            },
+            message: format!("expected an object, found {}", kind(v)),
+        }
     }
 
     /// Field `key` at the top level or under `properties` (ARM shape).
-    /// Keys match case-insensitively, as ARM does.
+    /// Keys match case-insensitively, as ARM does. `None` also when this
+    /// object's `properties` is not an object: the methods that return a
+    /// `Result` say so.
     pub fn field<'s>(&'s self, key: &'s str) -> Option<Child<'s>> {
-        let v = self.lookup(key)?;
+        let v = self.lookup(key).ok()??;
         Some(Node {
             value: v,
             doc: self.doc,
@@ -703,7 +721,7 @@ impl<'a> Node<'a> {
     /// type (an array where ARM writes an object would otherwise be
     /// dropped without a word).
     pub fn object<'s>(&'s self, key: &'s str) -> Result<Option<Child<'s>>, LoadError> {
-        match self.lookup(key) {
+        match self.lookup(key)? {
             None | Some(Json::Null) => Ok(None),
             Some(Json::Object(_)) => Ok(self.field(key)),
             Some(other) => Err(self.field_error(key, format!("expected an object, found {}", kind(other)))),
@@ -712,7 +730,7 @@ impl<'a> Node<'a> {
 
     /// A string field; `Ok(None)` when absent or null, an error for another type.
     pub fn str(&self, key: &str) -> Result<Option<&'a str>, LoadError> {
-        match self.lookup(key) {
+        match self.lookup(key)? {
             None => Ok(None),
             Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
             Some(other) => Err(self.field_error(key, format!("expected a string, found {}", kind(other)))),
@@ -726,7 +744,7 @@ impl<'a> Node<'a> {
 
     /// A boolean field (also accepts "true"/"false" strings, as some exports write).
     pub fn bool(&self, key: &str) -> Result<Option<bool>, LoadError> {
-        match self.lookup(key) {
+        match self.lookup(key)? {
             None => Ok(None),
             Some(Json::Bool(b)) => Ok(Some(*b)),
             Some(Json::String(s)) if self.doc.str(*s).eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -737,7 +755,7 @@ impl<'a> Node<'a> {
 
     /// An integer field (also accepts a decimal string).
     pub fn u64(&self, key: &str) -> Result<Option<u64>, LoadError> {
-        match self.lookup(key) {
+        match self.lookup(key)? {
             None => Ok(None),
             Some(Json::Number(i)) => match self.doc.number(*i) {
                 Some(n) => n
@@ -759,7 +777,7 @@ impl<'a> Node<'a> {
 
     /// The elements of an array field, each with its path; empty when absent.
     pub fn array<'s>(&'s self, key: &'s str) -> Result<Vec<Child<'s>>, LoadError> {
-        match self.lookup(key) {
+        match self.lookup(key)? {
             None => Ok(Vec::new()),
             Some(v @ Json::Array(_)) => Ok(self
                 .doc
@@ -782,7 +800,7 @@ impl<'a> Node<'a> {
 
     /// An array of strings, each with its node; empty when absent.
     pub fn str_array<'s>(&'s self, key: &'s str) -> Result<Vec<(&'a str, Child<'s>)>, LoadError> {
-        let Some(v @ Json::Array(_)) = self.lookup(key) else {
+        let Some(v @ Json::Array(_)) = self.lookup(key)? else {
             // Absent, or an error for another type.
             return self.array(key).map(|_| Vec::new());
         };
@@ -821,60 +839,76 @@ impl<'a> Node<'a> {
 
     /// `{"id": "..."}` sub-resource reference at `key`.
     pub fn reference(&self, key: &str) -> Result<Option<&'a str>, LoadError> {
-        match self.lookup(key) {
+        match self.lookup(key)? {
             None => Ok(None),
-            Some(v @ Json::Object(_)) => match lookup(self.doc, v, "id") {
-                None => Ok(None),
-                Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
-                Some(other) => {
-                    let c = Node {
-                        value: v,
-                        doc: self.doc,
-                        file: self.file,
-                        path: JsonPath {
-                            parent: Some(&self.path),
-                            seg: Seg::Key(key, self.in_properties(key)),
-                        },
-                    };
-                    Err(c.field_error("id", format!("expected a string, found {}", kind(other))))
+            Some(v @ Json::Object(_)) => {
+                let c = Node {
+                    value: v,
+                    doc: self.doc,
+                    file: self.file,
+                    path: JsonPath {
+                        parent: Some(&self.path),
+                        seg: Seg::Key(key, self.in_properties(key)),
+                    },
+                };
+                match c.lookup("id")? {
+                    None => Ok(None),
+                    Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
+                    Some(other) => Err(c.field_error("id", format!("expected a string, found {}", kind(other)))),
                 }
-            },
+            }
             Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
             Some(other) => Err(self.field_error(key, format!("expected an object with \"id\", found {}", kind(other)))),
         }
     }
 }
 
+/// The entry of key `key` of object entries `o`: the exact key, else the
+/// first that matches ignoring case (ARM keys match without case).
+fn find_entry<'d>(doc: &'d Document, o: &'d [(Str, Json)], key: &str) -> Option<&'d (Str, Json)> {
+    let mut folded = None;
+    for e in o {
+        let k = e.0;
+        if k.len() != key.len() {
+            continue;
+        }
+        let b = doc.bytes(k);
+        if b == key.as_bytes() {
+            return Some(e);
+        }
+        if folded.is_none() && b.eq_ignore_ascii_case(key.as_bytes()) {
+            folded = Some(e);
+        }
+    }
+    folded
+}
+
+/// The `properties` entry of object `value` (the key as written, and its
+/// value), matched as any other key: `Properties` is `properties`.
+pub fn properties<'d>(doc: &'d Document, value: &'d Json) -> Option<(Str, &'d Json)> {
+    find_entry(doc, doc.members(value), "properties").map(|(k, v)| (*k, v))
+}
+
 /// The value of field `key` of `value` at the top level or under
 /// `properties` (ARM shape), unless null. Keys match case-insensitively, as
-/// ARM does; an exact match wins.
-fn lookup<'d>(doc: &'d Document, value: &'d Json, key: &str) -> Option<&'d Json> {
-    let Json::Object(_) = value else { return None };
+/// ARM does; an exact match wins. `Err` with the key as written and the
+/// value when `properties` is there but not an object: the resource's
+/// fields would be silently missing.
+fn lookup<'d>(doc: &'d Document, value: &'d Json, key: &str) -> Result<Option<&'d Json>, (Str, &'d Json)> {
+    let Json::Object(_) = value else { return Ok(None) };
     let obj = doc.members(value);
-    let find = |o: &'d [(Str, Json)]| -> Option<&'d Json> {
-        // The exact key, else the first that matches ignoring case.
-        let mut folded = None;
-        for (k, v) in o {
-            if k.len() != key.len() {
-                continue;
-            }
-            let b = doc.bytes(*k);
-            if b == key.as_bytes() {
-                return Some(v);
-            }
-            if folded.is_none() && b.eq_ignore_ascii_case(key.as_bytes()) {
-                folded = Some(v);
-            }
-        }
-        folded
+    let props = match properties(doc, value) {
+        Some((_, p @ Json::Object(_))) => Some(p),
+        None | Some((_, Json::Null)) => None,
+        Some((k, other)) => return Err((k, other)),
     };
-    if let Some(v) = find(obj).filter(|v| !matches!(v, Json::Null)) {
-        return Some(v);
+    if let Some((_, v)) = find_entry(doc, obj, key).filter(|(_, v)| !matches!(v, Json::Null)) {
+        return Ok(Some(v));
     }
-    let Some(props @ Json::Object(_)) = doc.get(value, "properties") else {
-        return None;
-    };
-    find(doc.members(props)).filter(|v| !matches!(v, Json::Null))
+    let Some(props) = props else { return Ok(None) };
+    Ok(find_entry(doc, doc.members(props), key)
+        .map(|(_, v)| v)
+        .filter(|v| !matches!(v, Json::Null)))
 }
 
 /// A word for a JSON value's type, for error messages.

@@ -517,16 +517,19 @@ const ENVELOPE: &[&str] = &[
 pub fn arm_shape(doc: &Document, v: &Json) -> Value {
     let Json::Object(_) = v else { return doc.to_value(v) };
     let mut out = Map::new();
-    let mut props = match doc.get(v, "properties") {
-        Some(p @ Json::Object(_)) => doc.to_map(doc.members(p)),
+    // `Properties` is `properties`, as the loader reads it.
+    let written = super::json::properties(doc, v);
+    let mut props = match written {
+        Some((_, p @ Json::Object(_))) => doc.to_map(doc.members(p)),
         _ => Map::new(),
     };
-    for (k, val) in doc.members(v) {
-        let k = doc.str(*k);
+    for (key, val) in doc.members(v) {
+        let k = doc.str(*key);
+        if written.is_some_and(|(w, _)| w == *key) {
+            continue;
+        }
         if ENVELOPE.contains(&k) {
-            if k != "properties" {
-                out.insert(k.to_string(), doc.to_value(val));
-            }
+            out.insert(k.to_string(), doc.to_value(val));
         } else if k != "resourceGroup" && !matches!(val, Json::Null) {
             props.insert(k.to_string(), doc.to_value(val));
         }
