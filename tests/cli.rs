@@ -401,6 +401,15 @@ fn malformed_resources_get_one_line_errors() {
             "rule-properties-string.json",
             &["value[0].properties.securityRules[0].properties: expected an object, found a string"],
         ),
+        // What cannot be placed is an error, not skipped: a learned route
+        // lacking its origin vanished, and a list under `value` that is not
+        // an array was read as one resource of no type.
+        (
+            "learned-route-no-origin.json",
+            &["value[1]: cannot tell what resource this is: no type, no id, and not a learned route (missing origin)"],
+        ),
+        ("value-not-array.json", &[".json: value: expected an array"]),
+        ("arm-template.json", &["an ARM template export is not read"]),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
     ];

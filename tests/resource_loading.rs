@@ -153,3 +153,18 @@ fn properties_in_another_case_is_read_and_named_as_written() {
         "{err}"
     );
 }
+
+#[test]
+fn a_list_under_value_in_another_case_is_read() {
+    // `{"VALUE": [...]}` was one resource of no type, skipped: the routes
+    // were lost and next hop fell back to the system routes.
+    let dump = br#"{"VALUE":[{"localAddress":"10.0.255.30","network":"10.70.0.0/16","nextHop":"192.168.255.1","origin":"EBgp"}]}"#;
+    let env = load_bytes("value-case", dump).unwrap();
+    assert_eq!(env.learned_routes.len(), 1);
+    assert_eq!(env.learned_routes[0].network.to_string(), "10.70.0.0/16");
+    // An element that is neither a resource nor a learned route is named.
+    let dump = br#"{"VALUE":[{"localAddress":"10.0.255.30","nextHop":"192.168.255.1","origin":"EBgp"}]}"#;
+    let err = load_bytes("value-case-err", dump).unwrap_err();
+    assert!(err.contains("nsg.json: VALUE[0]: cannot tell what resource this is"), "{err}");
+    assert!(err.contains("(missing network)"), "{err}");
+}

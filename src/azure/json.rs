@@ -236,6 +236,16 @@ impl Document {
         self.members(v).iter().find(|(k, _)| self.is(*k, key)).map(|(_, v)| v)
     }
 
+    /// The position, key (as written) and value of key `key` of an object,
+    /// matched as ARM matches keys: the exact key, else the first that
+    /// matches ignoring case. `None` for another value.
+    pub fn entry(&self, v: &Json, key: &str) -> Option<(usize, Str, &Json)> {
+        let o = self.members(v);
+        let e = find_entry(self, o, key)?;
+        let i = o.iter().position(|x| std::ptr::eq(x, e))?;
+        Some((i, e.0, &e.1))
+    }
+
     /// A value as a `serde_json::Value`, object keys in document order.
     pub fn to_value(&self, v: &Json) -> Value {
         match v {

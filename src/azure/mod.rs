@@ -65,6 +65,10 @@ pub fn json_text(path: &Path, bytes: Vec<u8>) -> Result<String, LoadError> {
     }
 }
 
+/// The error for an ARM template export, which has no `type` or `id` at
+/// its root.
+const TEMPLATE: &str = "an ARM template export is not read: export the resources with `az network ... show/list` or `az resource show`";
+
 /// Kinds of resource netwatch understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceKind {
@@ -200,23 +204,34 @@ impl Environment {
         self.files.push(path.to_path_buf());
         let file: Arc<Path> = Arc::from(path);
         let root = doc.root();
-        // Accept a single resource, an array, or a `{"value": [...]}` list.
-        // Each item comes with its position in the document.
-        let (items, base): (Vec<(&Json, [usize; 2])>, &str) = match root {
-            Json::Array(_) => (
+        // Accept a single resource, an array, or a `{"value": [...]}` list
+        // (an object with `value`, in any case, and neither `type` nor `id`:
+        // a list response of ARM or the az CLI). Each item comes with its
+        // position in the document.
+        let list = match root {
+            Json::Object(_) if doc.entry(root, "type").is_none() && doc.entry(root, "id").is_none() => doc.entry(root, "value"),
+            _ => None,
+        };
+        let (items, base): (Vec<(&Json, [usize; 2])>, &str) = match (root, list) {
+            (_, Some((at, key, a @ Json::Array(_)))) => (
+                doc.elements(a).iter().enumerate().map(|(i, v)| (v, [at, i])).collect(),
+                doc.str(key),
+            ),
+            (_, Some((_, key, other))) => {
+                return Err(LoadError::Invalid {
+                    at: Location {
+                        file,
+                        path: doc.str(key).to_string(),
+                    },
+                    message: format!("expected an array (of resources), found {}", json::kind(other)),
+                })
+            }
+            (Json::Array(_), None) => (
                 doc.elements(root).iter().enumerate().map(|(i, v)| (v, [i, usize::MAX])).collect(),
                 "",
             ),
-            Json::Object(_) if doc.get(root, "value").is_some_and(Json::is_array) && doc.get(root, "type").is_none() => {
-                let o = doc.members(root);
-                let at = o.iter().position(|(k, _)| doc.is(*k, "value")).unwrap_or_default();
-                match o.get(at) {
-                    Some((_, a)) => (doc.elements(a).iter().enumerate().map(|(i, v)| (v, [at, i])).collect(), "value"),
-                    None => (Vec::new(), "value"),
-                }
-            }
-            Json::Object(_) => (vec![(root, [usize::MAX; 2])], "-"),
-            other => {
+            (Json::Object(_), None) => (vec![(root, [usize::MAX; 2])], "-"),
+            (other, None) => {
                 return Err(LoadError::Invalid {
                     at: Location { file, path: String::new() },
                     message: format!(
@@ -239,13 +254,30 @@ impl Environment {
                 return Err(node.error(format!("expected a resource object, found {}", json::kind(item))));
             }
             let ty = node.str("type")?;
-            if ty.is_none() && node.field("network").is_some() && node.field("origin").is_some() {
+            let (network, origin) = (node.field("network").is_some(), node.field("origin").is_some());
+            if ty.is_none() && network && origin {
                 learned.push(parse_learned_route(&node)?);
                 continue;
             }
+            let id = node.str("id")?;
+            if ty.is_none() && id.is_none() {
+                // Skipping it would drop data without a word (a learned
+                // route lacking its origin, a list under another key).
+                let missing = match (network, origin) {
+                    (true, _) => "origin",
+                    (false, true) => "network",
+                    (false, false) => "network and origin",
+                };
+                if base == "-" && doc.entry(root, "$schema").is_some() && doc.entry(root, "resources").is_some() {
+                    return Err(node.error(TEMPLATE));
+                }
+                return Err(node.error(format!(
+                    "cannot tell what resource this is: no type, no id, and not a learned route (missing {missing})"
+                )));
+            }
             let kind = match ty {
                 Some(t) => ResourceKind::from_type(t),
-                None => node.str("id")?.and_then(ResourceKind::from_id),
+                None => id.and_then(ResourceKind::from_id),
             };
             let Some(kind) = kind else {
                 let t = ty.unwrap_or("(no type)").to_string();
@@ -287,14 +319,9 @@ impl Environment {
             }
         }
         // A file given on purpose that holds nothing usable is worth a word
-        // (an ARM template export, a list of another resource type).
+        // (a list of another resource type).
         if named && unused == count && count > 0 {
-            let hint = if doc.get(root, "$schema").is_some() && doc.get(root, "resources").is_some() {
-                "; an ARM template export is not read: export the resources with `az network ... show/list` or `az resource show`"
-            } else {
-                ""
-            };
-            tracing::warn!("{}: no resource netwatch uses in this file{hint}", file.display());
+            tracing::warn!("{}: no resource netwatch uses in this file", file.display());
         }
         // A learned-routes dump is a gateway's whole table at one time: a
         // later dump of the same gateway (BGP address) replaces the earlier
