@@ -410,6 +410,24 @@ fn malformed_resources_get_one_line_errors() {
         ),
         ("value-not-array.json", &[".json: value: expected an array"]),
         ("arm-template.json", &["an ARM template export is not read"]),
+        // A prefix is written exactly (the length's `+` and the spaces were
+        // taken: `10.0.0.0/+8` was 10.0.0.0/8).
+        (
+            "prefix-plus-length.json",
+            &[
+                "properties.securityRules[0].properties.sourceAddressPrefix",
+                "\"10.0.0.0/+8\" is not an IP address or CIDR prefix",
+                "digits 0-9 only",
+            ],
+        ),
+        (
+            "prefix-newline.json",
+            &["properties.securityRules[0].properties.sourceAddressPrefix", "whitespace"],
+        ),
+        (
+            "vnet-space-inner-space.json",
+            &["properties.addressSpace.addressPrefixes[0]", "\"10.0.0.0 /24\"", "whitespace"],
+        ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
     ];

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::error::PrefixError;
+
 /// Start of the IPv4-mapped block `::ffff:0:0/96`.
 pub const V4_BASE: u128 = 0xffff_0000_0000;
 /// Last address of the IPv4-mapped block.
@@ -135,22 +137,32 @@ impl fmt::Display for IpPrefix {
 }
 
 impl std::str::FromStr for IpPrefix {
-    type Err = ();
-    /// Parses `10.0.0.0/24`, `10.0.0.4` (a /32), `2001:db8::/32` or `2001:db8::1`.
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let s = s.trim();
-        match s.split_once('/') {
-            Some((a, l)) => {
-                let addr: IpAddr = a.trim().parse().map_err(|_| ())?;
-                let len: u8 = l.trim().parse().map_err(|_| ())?;
-                IpPrefix::new(addr, len).ok_or(())
-            }
-            None => {
-                let addr: IpAddr = s.parse().map_err(|_| ())?;
-                let len = if addr.is_ipv4() { 32 } else { 128 };
-                IpPrefix::new(addr, len).ok_or(())
-            }
+    type Err = PrefixError;
+    /// Parses `10.0.0.0/24`, `10.0.0.4` (a /32), `2001:db8::/32` or
+    /// `2001:db8::1`, written exactly: no whitespace, inside or around (Azure
+    /// rejects it), and a length of digits only (not `+8`).
+    fn from_str(s: &str) -> Result<Self, PrefixError> {
+        if s.chars().any(char::is_whitespace) {
+            return Err(PrefixError::Whitespace);
         }
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => {
+                if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(PrefixError::Length);
+                }
+                // Digits only: too many of them is a length too long.
+                (a, l.parse::<u8>().ok())
+            }
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| PrefixError::Address)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match (s.contains('/'), len) {
+            (false, _) => max,
+            (true, Some(l)) if l <= max => l,
+            (true, _) => return Err(PrefixError::TooLong(max)),
+        };
+        IpPrefix::new(addr, len).ok_or(PrefixError::TooLong(max))
     }
 }
 
@@ -356,6 +368,33 @@ mod tests {
         assert_eq!(p("2001:db8::1/32").to_string(), "2001:db8::/32");
         assert!("10.0.0.0/33".parse::<IpPrefix>().is_err());
         assert!("10.0.0/8".parse::<IpPrefix>().is_err());
+    }
+
+    /// A prefix is written exactly, as Azure takes it: `u8::from_str`
+    /// took `+8`, and each part was trimmed.
+    #[test]
+    fn prefix_parse_is_strict() {
+        for (bad, why) in [
+            ("10.0.0.0/+8", PrefixError::Length),
+            ("10.0.0.0/", PrefixError::Length),
+            ("10.0.0.0/8x", PrefixError::Length),
+            ("10.0.0.0/-0", PrefixError::Length),
+            ("10.0.0.0\n/8", PrefixError::Whitespace),
+            ("10.0.0.0 /24", PrefixError::Whitespace),
+            ("10.0.0.0/ 24", PrefixError::Whitespace),
+            (" 10.0.0.0/24", PrefixError::Whitespace),
+            ("10.0.0.0/24\t", PrefixError::Whitespace),
+            ("10.0.0.0\u{a0}/24", PrefixError::Whitespace),
+            ("10.0.0.0/33", PrefixError::TooLong(32)),
+            ("10.0.0.0/256", PrefixError::TooLong(32)),
+            ("2001:db8::/129", PrefixError::TooLong(128)),
+            ("10.0.0/8", PrefixError::Address),
+            ("/8", PrefixError::Address),
+        ] {
+            assert_eq!(bad.parse::<IpPrefix>(), Err(why), "{bad:?}");
+        }
+        assert_eq!(p("10.0.0.0/08").to_string(), "10.0.0.0/8");
+        assert_eq!(p("::/0").to_string(), "::/0");
     }
 
     #[test]

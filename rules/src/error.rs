@@ -21,6 +21,23 @@ impl FieldError {
     }
 }
 
+/// Why a string is not an IP address or CIDR prefix.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum PrefixError {
+    /// Whitespace anywhere, around the value too: Azure rejects it.
+    #[error("it has whitespace in it or around it; a prefix is written without spaces")]
+    Whitespace,
+    /// The part before `/` (or the whole) is not an address.
+    #[error("it does not start with an IPv4 or IPv6 address")]
+    Address,
+    /// The part after `/` is not digits only (`+8`, `8x`, empty).
+    #[error("the prefix length after '/' is not a number (digits 0-9 only)")]
+    Length,
+    /// A length beyond the address family's bits.
+    #[error("the prefix length is more than {0}")]
+    TooLong(u8),
+}
+
 /// Errors resolving a rule against tags and application security groups.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ResolveError {

@@ -244,9 +244,11 @@ impl AddressPrefix {
         }
         let looks_numeric = t.contains(':') || t.bytes().next().is_some_and(|b| b.is_ascii_digit());
         if looks_numeric {
-            let p = t
+            // The text as written: whitespace around a prefix is refused,
+            // as Azure refuses it.
+            let p = s
                 .parse::<IpPrefix>()
-                .map_err(|_| FieldError::new(s, "an IP address or CIDR prefix such as 10.0.0.0/24"))?;
+                .map_err(|e| FieldError::new(s, format!("an IP address or CIDR prefix such as 10.0.0.0/24: {e}")))?;
             // Azure refuses a rule whose prefix has host bits set ("Security
             // rule ... has invalid Address prefix. Value provided:
             // 50.206.209.68/27", HTTP 400): such a file was not written by
@@ -522,6 +524,10 @@ mod tests {
         assert!(AddressPrefix::parse("10.0.0.0/33").is_err());
         assert!(AddressPrefix::parse("10.0.0.300").is_err());
         assert!(AddressPrefix::parse("bad tag!").is_err());
+        // Written exactly, as Azure takes a prefix.
+        for bad in ["10.0.0.0/+8", " 10.0.0.0/8", "10.0.0.0/8 ", "10.0.0.0 /8"] {
+            assert!(AddressPrefix::parse(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(AddressPrefix::parse("10.0.0.4").unwrap().to_string(), "10.0.0.4");
     }
 

@@ -53,7 +53,7 @@ pub fn parent_id(id: &str) -> &str {
 fn prefix(at: &Node<'_>, s: &str) -> Result<IpPrefix, LoadError> {
     let p = s
         .parse::<IpPrefix>()
-        .map_err(|_| at.error(format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16")))?;
+        .map_err(|e| at.error(format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16: {e}")))?;
     // Azure refuses address spaces and subnets with host bits set; which
     // network was meant is a guess, so say so rather than truncate.
     match p.host_bits_network(s) {
@@ -1101,7 +1101,7 @@ pub fn parse_learned_route(n: &Node<'_>) -> Result<LearnedRoute, LoadError> {
     let net = n.req_str("network")?;
     let network = net
         .parse::<IpPrefix>()
-        .map_err(|_| n.field_error("network", format!("{net:?} is not a CIDR prefix")))?;
+        .map_err(|e| n.field_error("network", format!("{net:?} is not a CIDR prefix: {e}")))?;
     Ok(LearnedRoute {
         local_address: ip("localAddress")?,
         network,

@@ -69,7 +69,9 @@ fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
         }
         let mut prefixes = Vec::new();
         for (s, at) in pn.str_array("addressPrefixes")? {
-            let p = s.parse::<IpPrefix>().map_err(|_| at.error(format!("{s:?} is not a CIDR prefix")))?;
+            let p = s
+                .parse::<IpPrefix>()
+                .map_err(|e| at.error(format!("{s:?} is not a CIDR prefix: {e}")))?;
             if let Some(net) = p.host_bits_network(s) {
                 return Err(at.error(format!("{s:?}: host bits are set; the prefix is {net}")));
             }
