@@ -446,6 +446,76 @@ fn malformed_resources_get_one_line_errors() {
     }
 }
 
+/// An NSG of `rules` inbound rules, the first with `sources` source
+/// prefixes (10.x.y.0/24), in the ARM shape.
+fn nsg_of(rules: usize, sources: usize) -> String {
+    let prefixes: Vec<String> = (0..sources).map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256)).collect();
+    let rules: Vec<String> = (0..rules)
+        .map(|i| {
+            let source = if i == 0 {
+                format!("\"sourceAddressPrefixes\": [{}]", prefixes.join(","))
+            } else {
+                "\"sourceAddressPrefix\": \"*\"".to_string()
+            };
+            format!(
+                r#"{{"name": "r{i}", "properties": {{"protocol": "Tcp", {source}, "sourcePortRange": "*",
+                "destinationAddressPrefix": "*", "destinationPortRange": "443", "access": "Allow",
+                "priority": {}, "direction": "Inbound"}}}}"#,
+                100 + i
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"name": "nsg-big", "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg-big",
+        "type": "Microsoft.Network/networkSecurityGroups", "properties": {{"securityRules": [{}]}}}}"#,
+        rules.join(",")
+    )
+}
+
+/// Azure's limits (spec §1.8): at most 1,000 rules in an NSG, 4,000
+/// addresses and ranges in a rule's source or destination. Beyond them the
+/// file was not written by Azure: an error naming the path (they loaded).
+#[test]
+fn nsg_limits_are_errors_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        let o = netwatch(&["topology", "--resources", &path, "-g", "rg"]);
+        (o, path)
+    };
+    for (name, text, needles) in [
+        (
+            "rules.json",
+            nsg_of(1001, 1),
+            [": properties.securityRules: ", "1,001 rules; Azure allows at most 1,000 in an NSG"],
+        ),
+        (
+            "sources.json",
+            nsg_of(1, 4001),
+            [
+                ": properties.securityRules[0].properties.sourceAddressPrefixes: ",
+                "4,001 addresses and ranges; Azure allows at most 4,000 in a rule's source",
+            ],
+        ),
+    ] {
+        let (o, path) = load(name, text);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.starts_with(&format!("error: {path}")), "{name}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: error lacks {n:?}: {err}");
+        }
+    }
+    // At the limits, it loads.
+    for (name, text) in [("rules-1000.json", nsg_of(1000, 1)), ("sources-4000.json", nsg_of(1, 4000))] {
+        let (o, _) = load(name, text);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn bad_service_tags_file_names_the_entry() {
     let o = netwatch(&[

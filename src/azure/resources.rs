@@ -84,6 +84,25 @@ fn id_and_name(node: &Node<'_>, kind: &str) -> Result<(String, String), LoadErro
 
 // ---------------------------------------------------------------- NSGs
 
+/// Azure's limits (spec §1.8): rules in an NSG (its own, the six default
+/// rules aside), and IP addresses and ranges in a rule's source or in its
+/// destination (each counted on its own).
+const MAX_RULES: usize = 1000;
+const MAX_ADDRESSES: usize = 4000;
+
+/// `n` with thousands separators, as the limits are written (`4,000`).
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Parses a `Microsoft.Network/networkSecurityGroups` resource (spec §1.2).
 pub fn parse_nsg(node: &Node<'_>) -> Result<NetworkSecurityGroup, LoadError> {
     let (id, name) = id_and_name(node, "networkSecurityGroups")?;
@@ -97,6 +116,16 @@ pub fn parse_nsg(node: &Node<'_>) -> Result<NetworkSecurityGroup, LoadError> {
         ));
     }
     let items = node.array("securityRules")?;
+    if items.len() > MAX_RULES {
+        return Err(node.field_error(
+            "securityRules",
+            format!(
+                "{} rules; Azure allows at most {} in an NSG",
+                thousands(items.len()),
+                thousands(MAX_RULES)
+            ),
+        ));
+    }
     let mut user = Vec::with_capacity(items.len());
     for n in &items {
         user.push(parse_rule(n, RuleKind::User, &id)?);
@@ -373,6 +402,17 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
             }
             let list = n.str_array(plural)?;
             one_of(n, single, plural, !out.is_empty() && !list.is_empty())?;
+            if list.len() > MAX_ADDRESSES {
+                let side = single.strip_suffix("AddressPrefix").unwrap_or(single);
+                return Err(n.field_error(
+                    plural,
+                    format!(
+                        "{} addresses and ranges; Azure allows at most {} in a rule's {side}",
+                        thousands(list.len()),
+                        thousands(MAX_ADDRESSES)
+                    ),
+                ));
+            }
             for (i, (s, _)) in list.into_iter().enumerate() {
                 let p = AddressPrefix::parse(s).map_err(|e| field_err(&format!("{plural}[{i}]"), e))?;
                 // Azure refuses tags and `*` in the plural field
