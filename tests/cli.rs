@@ -516,6 +516,51 @@ fn nsg_limits_are_errors_naming_the_path() {
     }
 }
 
+/// A huge bad value is quoted in part: its first 64 characters and its
+/// length (the error line repeated the whole megabyte).
+#[test]
+fn errors_quote_a_huge_value_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(1 << 20);
+    let rule = |field: &str, value: &str| {
+        let mut r = serde_json::json!({"name": "r", "properties": {"protocol": "Tcp", "sourceAddressPrefix": "*", "sourcePortRange": "*",
+            "destinationAddressPrefix": "*", "destinationPortRange": "443", "access": "Allow", "priority": 100, "direction": "Inbound"}});
+        if field == "name" {
+            r["name"] = value.into();
+        } else {
+            r["properties"][field] = value.into();
+        }
+        serde_json::json!({"name": "nsg-a", "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg-a",
+            "type": "Microsoft.Network/networkSecurityGroups", "properties": {"securityRules": [r]}})
+    };
+    let digits = format!("10.{}", "1".repeat(1 << 20));
+    let cases = [
+        ("protocol", rule("protocol", &huge)),
+        ("prefix", rule("sourceAddressPrefix", &digits)),
+        ("port", rule("destinationPortRange", &huge)),
+        ("name", rule("name", &huge)),
+        (
+            "vnet",
+            serde_json::json!({"name": "v", "id": "/v/v", "type": "Microsoft.Network/virtualNetworks",
+                "properties": {"addressSpace": {"addressPrefixes": [digits]}}}),
+        ),
+    ];
+    for (name, json) in cases {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, json.to_string()).unwrap();
+        let o = netwatch(&["topology", "--resources", path.to_str().unwrap(), "-g", "rg"]);
+        let err = stderr(&o);
+        let head: String = err.chars().take(300).collect();
+        assert_eq!(o.status.code(), Some(1), "{name}: {head}");
+        assert!(err.len() < 500, "{name}: {} bytes: {head}…", err.len());
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(
+            err.contains("…(1048576 bytes)") || err.contains("…(1048579 bytes)"),
+            "{name}: {err}"
+        );
+    }
+}
+
 #[test]
 fn bad_service_tags_file_names_the_entry() {
     let o = netwatch(&[

@@ -2,10 +2,35 @@
 
 use thiserror::Error;
 
+/// A value from the input, quoted for a message as `{:?}` quotes it, and
+/// cut after [`Quoted::MAX`] characters, then `…(N bytes)` with its whole
+/// length: a megabyte string makes a short error line.
+#[derive(Clone, Copy, Debug)]
+pub struct Quoted<'a>(pub &'a str);
+
+impl Quoted<'_> {
+    /// Characters shown of a longer value.
+    pub const MAX: usize = 64;
+}
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.char_indices().nth(Self::MAX) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}…({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
+/// `s` quoted for a message (see [`Quoted`]).
+pub fn quoted(s: &str) -> Quoted<'_> {
+    Quoted(s)
+}
+
 /// A field value that does not parse: what was found and what was expected.
 /// The caller adds where (file and JSON path).
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
-#[error("{value:?} is not {expected}")]
+#[error("{} is not {expected}", Quoted(value))]
 pub struct FieldError {
     pub value: String,
     pub expected: std::borrow::Cow<'static, str>,
@@ -42,9 +67,40 @@ pub enum PrefixError {
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum ResolveError {
     /// A tag that is neither special nor in the loaded service tags.
-    #[error("network security group {nsg:?}, rule {rule:?}: unknown service tag {tag:?} (load the service tags file with --service-tags, or fix the tag name)")]
+    #[error(
+        "network security group {}, rule {}: unknown service tag {} (load the service tags file with --service-tags, or fix the tag name)",
+        Quoted(nsg),
+        Quoted(rule),
+        Quoted(tag)
+    )]
     UnknownTag { nsg: String, rule: String, tag: String },
     /// An application security group id that is not among the loaded resources.
-    #[error("network security group {nsg:?}, rule {rule:?}: application security group {asg:?} is not among the loaded resources")]
+    #[error(
+        "network security group {}, rule {}: application security group {} is not among the loaded resources",
+        Quoted(nsg),
+        Quoted(rule),
+        Quoted(asg)
+    )]
     UnknownAsg { nsg: String, rule: String, asg: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_cut_after_64_characters() {
+        assert_eq!(quoted("Tcp").to_string(), "\"Tcp\"");
+        let exact = "x".repeat(64);
+        assert_eq!(quoted(&exact).to_string(), format!("{exact:?}"));
+        let long = "é".repeat(1000);
+        assert_eq!(quoted(&long).to_string(), format!("{:?}…(2000 bytes)", "é".repeat(64)));
+        // Escapes are as `{:?}` writes them.
+        assert_eq!(quoted("a\nb").to_string(), "\"a\\nb\"");
+        let e = FieldError::new(&"x".repeat(1 << 20), "one of Tcp, Udp");
+        assert_eq!(
+            e.to_string(),
+            format!("{:?}…(1048576 bytes) is not one of Tcp, Udp", "x".repeat(64))
+        );
+    }
 }

@@ -33,7 +33,7 @@ pub mod tags;
 
 pub use addr::{AddrSet, IpPrefix};
 pub use compiled::{CompiledClassifier, CompiledStats, CrossProducts};
-pub use error::{FieldError, PrefixError, ResolveError};
+pub use error::{quoted, FieldError, PrefixError, Quoted, ResolveError};
 pub use eval::{evaluate_chain, AnySourcePortClassifier, ChainDecision, ChainLink, Classifier, LinearClassifier, NsgVerdict};
 pub use flow::{Flow, FlowKey};
 pub use model::{

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use netwatch_rules::quoted;
+
 use super::LoadError;
 
 /// Where a value sits: the file and the JSON path inside it.
@@ -779,7 +781,7 @@ impl<'a> Node<'a> {
                 s.trim()
                     .parse::<u64>()
                     .map(Some)
-                    .map_err(|_| self.field_error(key, format!("expected a non-negative integer, found {s:?}")))
+                    .map_err(|_| self.field_error(key, format!("expected a non-negative integer, found {}", quoted(s))))
             }
             Some(other) => Err(self.field_error(key, format!("expected an integer, found {}", kind(other)))),
         }

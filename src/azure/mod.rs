@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use netwatch_rules::{NetworkSecurityGroup, ServiceTagTable};
+use netwatch_rules::{quoted, NetworkSecurityGroup, ServiceTagTable};
 use thiserror::Error;
 
 use json::Json;
@@ -347,9 +347,9 @@ impl Environment {
                 return Err(LoadError::Invalid {
                     at,
                     message: format!(
-                        "subnet {:?} belongs to virtual network {:?}, which is not among the loaded resources",
-                        s.name,
-                        parent_id(&s.id)
+                        "subnet {} belongs to virtual network {}, which is not among the loaded resources",
+                        quoted(&s.name),
+                        quoted(parent_id(&s.id))
                     ),
                 });
             };
@@ -512,13 +512,17 @@ impl Environment {
                 known.sort_unstable();
                 known.truncate(20);
                 Err(if known.is_empty() {
-                    format!("no {what} {key:?}: the loaded resources contain none (pass them with --resources)")
+                    format!(
+                        "no {what} {}: the loaded resources contain none (pass them with --resources)",
+                        quoted(key)
+                    )
                 } else {
-                    format!("no {what} {key:?} among the loaded resources (known: {})", known.join(", "))
+                    format!("no {what} {} among the loaded resources (known: {})", quoted(key), known.join(", "))
                 })
             }
             _ => Err(format!(
-                "{what} name {key:?} is ambiguous: {}; give the full resource id",
+                "{what} name {} is ambiguous: {}; give the full resource id",
+                quoted(key),
                 by_name.iter().map(|x| id(x)).collect::<Vec<_>>().join(", ")
             )),
         }

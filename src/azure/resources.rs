@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use netwatch_rules::{
-    default_security_rules, Access, AddressPrefix, Direction, IpPrefix, NetworkSecurityGroup, PortRange, Protocol, RuleKind, SecurityRule,
-    WrittenFields,
+    default_security_rules, quoted, Access, AddressPrefix, Direction, IpPrefix, NetworkSecurityGroup, PortRange, Protocol, RuleKind,
+    SecurityRule, WrittenFields,
 };
 use serde_json::{Map, Value};
 
@@ -51,14 +51,18 @@ pub fn parent_id(id: &str) -> &str {
 }
 
 fn prefix(at: &Node<'_>, s: &str) -> Result<IpPrefix, LoadError> {
-    let p = s
-        .parse::<IpPrefix>()
-        .map_err(|e| at.error(format!("{s:?} is not an IP address or CIDR prefix such as 10.0.0.0/16: {e}")))?;
+    let p = s.parse::<IpPrefix>().map_err(|e| {
+        at.error(format!(
+            "{} is not an IP address or CIDR prefix such as 10.0.0.0/16: {e}",
+            quoted(s)
+        ))
+    })?;
     // Azure refuses address spaces and subnets with host bits set; which
     // network was meant is a guess, so say so rather than truncate.
     match p.host_bits_network(s) {
         Some(network) => Err(at.error(format!(
-            "{s:?} is not a CIDR prefix: its host bits are set, which Azure rejects (the network is {network})"
+            "{} is not a CIDR prefix: its host bits are set, which Azure rejects (the network is {network})",
+            quoted(s)
         ))),
         None => Ok(p),
     }
@@ -264,7 +268,8 @@ fn check_rule_names(items: &[Node<'_>], rules: &[SecurityRule]) -> Result<(), Lo
             return Err(n.field_error(
                 "name",
                 format!(
-                    "{name:?} is not a rule name: 1 to 80 letters, digits, '_', '.' or '-', starting with a letter, digit or '_' and ending with one"
+                    "{} is not a rule name: 1 to 80 letters, digits, '_', '.' or '-', starting with a letter, digit or '_' and ending with one",
+                    quoted(name)
                 ),
             ));
         }
@@ -274,8 +279,9 @@ fn check_rule_names(items: &[Node<'_>], rules: &[SecurityRule]) -> Result<(), Lo
                 return Err(n.field_error(
                     "name",
                     format!(
-                        "{name:?} is already the name of rule {j} ({:?}); rule names are unique in an NSG",
-                        rules[j].name
+                        "{} is already the name of rule {j} ({}); rule names are unique in an NSG",
+                        quoted(name),
+                        quoted(&rules[j].name)
                     ),
                 ));
             }
@@ -296,7 +302,7 @@ fn check_default_rules(node: &Node<'_>, items: &[Node<'_>], written: &[SecurityR
             let names: Vec<&str> = azure.iter().map(|a| a.name.as_str()).collect();
             return Err(n.field_error(
                 "name",
-                format!("{:?} is not one of Azure's default rules ({})", w.name, names.join(", ")),
+                format!("{} is not one of Azure's default rules ({})", quoted(&w.name), names.join(", ")),
             ));
         };
         let differs = [
@@ -318,8 +324,8 @@ fn check_default_rules(node: &Node<'_>, items: &[Node<'_>], written: &[SecurityR
             return Err(n.field_error(
                 field,
                 format!(
-                    "default rule {:?} differs from Azure's, and default rules cannot be changed",
-                    w.name
+                    "default rule {} differs from Azure's, and default rules cannot be changed",
+                    quoted(&w.name)
                 ),
             ));
         }
@@ -328,8 +334,8 @@ fn check_default_rules(node: &Node<'_>, items: &[Node<'_>], written: &[SecurityR
         return Err(node.field_error(
             "defaultSecurityRules",
             format!(
-                "lacks {:?}: Azure's NSGs have all six default rules; give them all or leave the list out",
-                missing.name
+                "lacks {}: Azure's NSGs have all six default rules; give them all or leave the list out",
+                quoted(&missing.name)
             ),
         ));
     }
@@ -343,8 +349,9 @@ fn check_priorities(node: &Node<'_>, list: &str, rules: &[SecurityRule]) -> Resu
         let b = *first.entry((a.priority, a.direction)).or_insert(i);
         if b != i {
             let message = format!(
-                "{} is already used by rule {:?} in the same direction; priorities must be unique",
-                a.priority, rules[b].name
+                "{} is already used by rule {} in the same direction; priorities must be unique",
+                a.priority,
+                quoted(&rules[b].name)
             );
             // The rule's own node, so that the path is the rule's field.
             let items = node.array(list)?;
@@ -420,7 +427,10 @@ pub fn parse_rule(n: &Node<'_>, kind: RuleKind, nsg_id: &str) -> Result<Security
                 if !matches!(p, AddressPrefix::Prefix(_)) {
                     return Err(n.field_error(
                         &format!("{plural}[{i}]"),
-                        format!("{s:?}: the plural field takes IP addresses and prefixes only; a tag or * goes in {single}"),
+                        format!(
+                            "{}: the plural field takes IP addresses and prefixes only; a tag or * goes in {single}",
+                            quoted(s)
+                        ),
                     ));
                 }
                 out.push(p);
@@ -838,7 +848,7 @@ pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
                 Some(
                     s.trim()
                         .parse::<IpAddr>()
-                        .map_err(|_| node.error(format!("{s:?} is not an IP address")))?,
+                        .map_err(|_| node.error(format!("{} is not an IP address", quoted(s))))?,
                 )
             }
         };
@@ -986,7 +996,10 @@ pub fn parse_vng(n: &Node<'_>) -> Result<VirtualNetworkGateway, LoadError> {
                             a.parse::<IpAddr>().map_err(|_| {
                                 settings.field_error(
                                     "bgpPeeringAddress",
-                                    format!("{a:?} is not an IP address (expected an address or a comma-separated list of them)"),
+                                    format!(
+                                        "{} is not an IP address (expected an address or a comma-separated list of them)",
+                                        quoted(a)
+                                    ),
                                 )
                             })
                         })
@@ -1135,13 +1148,13 @@ pub fn parse_learned_route(n: &Node<'_>) -> Result<LearnedRoute, LoadError> {
                 .trim()
                 .parse()
                 .map(Some)
-                .map_err(|_| n.field_error(key, format!("{s:?} is not an IP address"))),
+                .map_err(|_| n.field_error(key, format!("{} is not an IP address", quoted(s)))),
         }
     };
     let net = n.req_str("network")?;
     let network = net
         .parse::<IpPrefix>()
-        .map_err(|e| n.field_error("network", format!("{net:?} is not a CIDR prefix: {e}")))?;
+        .map_err(|e| n.field_error("network", format!("{} is not a CIDR prefix: {e}", quoted(net))))?;
     Ok(LearnedRoute {
         local_address: ip("localAddress")?,
         network,

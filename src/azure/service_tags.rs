@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::json::{self, Document, Node};
 use super::LoadError;
-use netwatch_rules::{AddrSet, IpPrefix, ServiceTagTable};
+use netwatch_rules::{quoted, AddrSet, IpPrefix, ServiceTagTable};
 
 /// Reads and parses a service tags file.
 pub fn load(path: &Path) -> Result<ServiceTagTable, LoadError> {
@@ -58,7 +58,10 @@ fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
         let n = c.node();
         let name = n.req_str("name")?;
         if let Some(j) = seen.insert(name.to_ascii_lowercase(), i) {
-            return Err(n.field_error("name", format!("{name:?} is already the name of values[{j}]; tag names are unique")));
+            return Err(n.field_error(
+                "name",
+                format!("{} is already the name of values[{j}]; tag names are unique", quoted(name)),
+            ));
         }
         let props = n
             .object("properties")?
@@ -71,9 +74,9 @@ fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
         for (s, at) in pn.str_array("addressPrefixes")? {
             let p = s
                 .parse::<IpPrefix>()
-                .map_err(|e| at.error(format!("{s:?} is not a CIDR prefix: {e}")))?;
+                .map_err(|e| at.error(format!("{} is not a CIDR prefix: {e}", quoted(s))))?;
             if let Some(net) = p.host_bits_network(s) {
-                return Err(at.error(format!("{s:?}: host bits are set; the prefix is {net}")));
+                return Err(at.error(format!("{}: host bits are set; the prefix is {net}", quoted(s))));
             }
             prefixes.push(p);
         }
