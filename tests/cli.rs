@@ -199,6 +199,57 @@ fn security_group_view_has_associations() {
     assert_eq!(a["effectiveSecurityRules"].as_array().unwrap().len(), 9 + 5 + 12);
 }
 
+/// Keys the loader reads without case come back spelled as ARM spells
+/// them: a rule written with `NAME`, `PRIORITY`, an az-style top-level
+/// `PROTOCOL` and `{"ID": ...}` ASG references is the rule as Azure writes
+/// it (the keys were copied as written: the rule lacked `name`, `priority`).
+#[test]
+fn security_group_view_spells_keys_as_arm_does() {
+    let view = |extra: Option<&str>| {
+        let mut args = vec!["security-group-view", "--resources", "demo/hub-spoke"];
+        if let Some(e) = extra {
+            args.extend(["--resources", e]);
+        }
+        args.extend(["--service-tags", "demo/ServiceTags_Demo.json", "--vm", "vm-app1"]);
+        let o = netwatch(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["networkInterfaces"][0]["securityRuleAssociations"]["networkInterfaceAssociation"]["securityRules"].clone()
+    };
+    let text = std::fs::read_to_string("demo/hub-spoke/rg-spokes/networkSecurityGroups.json").unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut nsg = all["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "nsg-app-nic")
+        .unwrap()
+        .clone();
+    let rule = nsg["properties"]["securityRules"][0].as_object_mut().unwrap();
+    let name = rule.remove("name").unwrap();
+    rule.insert("NAME".into(), name);
+    let props = rule["properties"].as_object_mut().unwrap();
+    let priority = props.remove("priority").unwrap();
+    props.insert("PRIORITY".into(), priority);
+    let protocol = props.remove("protocol").unwrap();
+    let mut asgs = props.remove("destinationApplicationSecurityGroups").unwrap();
+    for a in asgs.as_array_mut().unwrap() {
+        let id = a.as_object_mut().unwrap().remove("id").unwrap();
+        a["ID"] = id;
+    }
+    props.insert("DestinationApplicationSecurityGroups".into(), asgs);
+    rule.insert("PROTOCOL".into(), protocol);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nsg-app-nic.json");
+    std::fs::write(&path, nsg.to_string()).unwrap();
+    let (want, got) = (view(None), view(Some(path.to_str().unwrap())));
+    assert!(
+        want[0]["properties"]["destinationApplicationSecurityGroups"][0]["id"].is_string(),
+        "{want}"
+    );
+    assert_eq!(got, want);
+}
+
 #[test]
 fn table_output_is_for_people() {
     let o = netwatch(&[

@@ -562,30 +562,120 @@ const ENVELOPE: &[&str] = &[
     "kind",
 ];
 
+/// The ARM spelling of the keys of a security rule, envelope and
+/// properties, that the loader reads (without case, as ARM does) or Azure
+/// writes: output in this spelling whatever the input's.
+const RULE_KEYS: &[&str] = &[
+    "provisioningState",
+    "description",
+    "protocol",
+    "sourcePortRange",
+    "destinationPortRange",
+    "sourceAddressPrefix",
+    "destinationAddressPrefix",
+    "sourceAddressPrefixes",
+    "destinationAddressPrefixes",
+    "sourcePortRanges",
+    "destinationPortRanges",
+    "sourceApplicationSecurityGroups",
+    "destinationApplicationSecurityGroups",
+    "access",
+    "priority",
+    "direction",
+];
+
+/// `key` in its ARM spelling when it is one of the keys above (or of the
+/// envelope) in another case; as written otherwise.
+fn arm_key(key: &str) -> &str {
+    ENVELOPE
+        .iter()
+        .chain(RULE_KEYS)
+        .find(|k| k.eq_ignore_ascii_case(key))
+        .copied()
+        .unwrap_or(key)
+}
+
+/// An object being built in the ARM spelling: of two keys that are one
+/// without case, the one the loader reads wins (see [`arm_shape`]).
+#[derive(Default)]
+struct Spelled {
+    map: Map<String, Value>,
+    rank: HashMap<String, u8>,
+}
+
+impl Spelled {
+    fn insert(&mut self, key: &str, rank: u8, value: Value) {
+        let k = arm_key(key);
+        // Exact spelling first, then another case.
+        let rank = 2 * rank + u8::from(k != key);
+        if self.rank.get(k).is_some_and(|&r| r <= rank) {
+            return;
+        }
+        self.rank.insert(k.to_string(), rank);
+        self.map.insert(k.to_string(), value);
+    }
+}
+
+/// A value of a rule in the ARM shape: the application security group
+/// references (`{"ID": ...}`) with their key spelled `id`.
+fn arm_value(doc: &Document, key: &str, v: &Json) -> Value {
+    let asgs = arm_key(key).ends_with("ApplicationSecurityGroups");
+    match v {
+        Json::Array(_) if asgs => Value::Array(
+            doc.elements(v)
+                .iter()
+                .map(|x| match x {
+                    Json::Object(_) => {
+                        let mut o = Spelled::default();
+                        for (k, val) in doc.members(x) {
+                            o.insert(doc.str(*k), 0, doc.to_value(val));
+                        }
+                        Value::Object(o.map)
+                    }
+                    other => doc.to_value(other),
+                })
+                .collect(),
+        ),
+        _ => doc.to_value(v),
+    }
+}
+
 /// A resource in the ARM shape: az CLI's flattened fields moved under
-/// `properties`, and the az-only `resourceGroup` dropped.
+/// `properties`, the az-only `resourceGroup` dropped, and the keys the
+/// loader reads without case spelled as ARM spells them (`NAME` is
+/// `name`). Where two copies of a key are written (at the top level and
+/// under `properties`, or in two cases), the one the loader reads wins: the
+/// top level's, the exact spelling's.
 pub fn arm_shape(doc: &Document, v: &Json) -> Value {
     let Json::Object(_) = v else { return doc.to_value(v) };
-    let mut out = Map::new();
+    let mut out = Spelled::default();
     // `Properties` is `properties`, as the loader reads it.
     let written = super::json::properties(doc, v);
-    let mut props = match written {
-        Some((_, p @ Json::Object(_))) => doc.to_map(doc.members(p)),
-        _ => Map::new(),
-    };
+    let mut props = Spelled::default();
+    if let Some((_, p @ Json::Object(_))) = written {
+        for (k, val) in doc.members(p) {
+            let k = doc.str(*k);
+            props.insert(k, 1, arm_value(doc, k, val));
+        }
+    }
     for (key, val) in doc.members(v) {
         let k = doc.str(*key);
         if written.is_some_and(|(w, _)| w == *key) {
             continue;
         }
-        if ENVELOPE.contains(&k) {
-            out.insert(k.to_string(), doc.to_value(val));
-        } else if k != "resourceGroup" && !matches!(val, Json::Null) {
-            props.insert(k.to_string(), doc.to_value(val));
+        let canon = arm_key(k);
+        if canon.eq_ignore_ascii_case("properties") {
+            // Another copy of `properties` in another case: not read.
+            continue;
+        }
+        if ENVELOPE.contains(&canon) {
+            out.insert(k, 0, doc.to_value(val));
+        } else if !k.eq_ignore_ascii_case("resourceGroup") && !matches!(val, Json::Null) {
+            props.insert(k, 0, arm_value(doc, k, val));
         }
     }
-    out.insert("properties".into(), Value::Object(props));
-    Value::Object(out)
+    out.map.insert("properties".into(), Value::Object(props.map));
+    Value::Object(out.map)
 }
 
 /// A rule as ARM JSON (used for default rules that were not in the input).
