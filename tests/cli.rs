@@ -479,6 +479,15 @@ fn malformed_resources_get_one_line_errors() {
             "vnet-space-inner-space.json",
             &["properties.addressSpace.addressPrefixes[0]", "\"10.0.0.0 /24\"", "whitespace"],
         ),
+        // A NIC without an IP configuration failed later, without a file.
+        (
+            "nic-without-ip-configurations.json",
+            &["properties.ipConfigurations: a network interface needs at least one IP configuration"],
+        ),
+        (
+            "nic-ip-configurations-missing.json",
+            &["value[0].properties.ipConfigurations: a network interface needs at least one IP configuration"],
+        ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
     ];

@@ -926,8 +926,14 @@ pub struct IpConfiguration {
 /// Parses `Microsoft.Network/networkInterfaces`.
 pub fn parse_nic(n: &Node<'_>) -> Result<NetworkInterface, LoadError> {
     let (id, name) = id_and_name(n, "networkInterfaces")?;
+    let configs = n.array("ipConfigurations")?;
+    // Azure refuses a NIC without one (the primary); without it every
+    // question about the NIC fails later, far from the file.
+    if configs.is_empty() {
+        return Err(n.field_error("ipConfigurations", "a network interface needs at least one IP configuration"));
+    }
     let mut ip_configurations = Vec::new();
-    for (i, c) in n.array("ipConfigurations")?.iter().enumerate() {
+    for (i, c) in configs.iter().enumerate() {
         let c = c.node();
         let cname = c.str("name")?.map(str::to_string).unwrap_or_else(|| format!("ipconfig{}", i + 1));
         let private_ip_address = match c.field("privateIPAddress") {
