@@ -917,3 +917,36 @@ fn a_closed_stdout_pipe_is_a_normal_stop() {
         &first[..4]
     );
 }
+
+/// `capture --request FILE` with `json` as the request, on `lo` for at most
+/// 2 s (the command line's time limit wins over the request's), writing to
+/// `-w` unless `write` is false. The output file is left for the caller.
+fn capture_with_request(dir: &Path, json: &str, write: bool, extra: &[&str]) -> (Output, PathBuf, PathBuf) {
+    let request = dir.join("r.json");
+    std::fs::write(&request, json).unwrap();
+    let out = dir.join("r.pcap");
+    let _ = std::fs::remove_file(&out);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["capture", "-i", "lo", "--time-limit", "2", "--request"]).arg(&request);
+    if write {
+        cmd.arg("-w").arg(&out);
+    }
+    let o = cmd.args(extra).stdin(Stdio::null()).output().unwrap();
+    (o, request, out)
+}
+
+/// A request whose `properties` is not an object is an error naming it, not
+/// a capture of everything with the default limits.
+#[test]
+fn request_properties_must_be_an_object() {
+    require_root_and_tools();
+    let dir = tmpdir("req-props");
+    let (o, request, out) = capture_with_request(&dir, r#"{"properties": "x"}"#, true, &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.trim_end(),
+        format!("error: --request: {}: properties: expected an object", request.display())
+    );
+    assert!(o.stdout.is_empty() && !out.exists(), "no capture was started");
+}

@@ -48,9 +48,13 @@ impl PacketCaptureRequest {
         let Value::Object(top) = v else {
             return Err(invalid(&file, "", "expected a JSON object (a PacketCapture request)"));
         };
+        // `properties` wraps the fields; absent (or null), the object is the
+        // parameters themselves. Anything else is a mistake, not "no
+        // settings": it would start a default 5-hour capture of everything.
         let (props, at) = match get(top, "properties") {
             Some(Value::Object(p)) => (p, "properties."),
-            _ => (top, ""),
+            None => (top, ""),
+            Some(_) => return Err(invalid(&file, "properties", "expected an object")),
         };
         let s = |o: &Map<String, Value>, k: &str| get(o, k).and_then(Value::as_str).map(str::to_string);
         let filters = match get(props, "filters") {
@@ -301,5 +305,21 @@ mod tests {
         assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/var/captures/ring.cap")));
         let r = parse(serde_json::json!({ "continuousCapture": false })).expect("parse");
         assert!(r.ignored.is_empty());
+    }
+
+    #[test]
+    fn properties_must_be_an_object() {
+        for bad in [
+            serde_json::json!("x"),
+            serde_json::json!(5),
+            serde_json::json!([]),
+            serde_json::json!(true),
+        ] {
+            let e = parse(serde_json::json!({ "properties": bad })).unwrap_err().to_string();
+            assert_eq!(e, "req.json: properties: expected an object");
+        }
+        // Null is "not given": the object holds the parameters itself.
+        let r = parse(serde_json::json!({ "properties": null, "timeLimitInSeconds": 5 })).expect("parse");
+        assert_eq!(r.time_limit_in_seconds, Some(5));
     }
 }
