@@ -106,3 +106,52 @@ fn live_capture_writes_flow_logs() {
     assert!(denied);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A wrong `--nic` or an unresolvable `--ipfix` collector fails before the
+/// capture starts: at once, exit 1, no status, no capture file (they were
+/// found only when the capture ended, after its whole time limit).
+#[test]
+fn flow_setup_errors_come_before_the_capture() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "live capture tests need root");
+    let dir = std::env::temp_dir().join(format!("netwatch-live-flows-setup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("x.pcap");
+    let run = |extra: &[&str]| {
+        let t0 = Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+            .args(["capture", "-i", "lo", "--time-limit", "6", "-w"])
+            .arg(&pcap)
+            .args(extra)
+            .current_dir(common::root())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (o, t0.elapsed())
+    };
+    let fl = dir.join("fl");
+    let (o, took) = run(&[
+        "--resources",
+        "demo/hub-spoke",
+        "--nic",
+        "nope",
+        "--flow-logs",
+        fl.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.starts_with("error: ") && e.contains("\"nope\""), "{e}");
+    assert!(took < Duration::from_secs(4), "failed only after the capture: {took:?}");
+    assert!(o.stdout.is_empty(), "no status: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(!pcap.exists());
+
+    let (o, took) = run(&["--ipfix", "nosuchhost.invalid:4739"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.starts_with("error: --ipfix \"nosuchhost.invalid:4739\""), "{e}");
+    assert!(took < Duration::from_secs(4), "failed only after the capture: {took:?}");
+    assert!(o.stdout.is_empty(), "no status: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(!pcap.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

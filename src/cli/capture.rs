@@ -222,21 +222,23 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     };
     tracing::info!(interface = %cfg.interface, bpf = %cfg.bpf, "starting capture");
 
-    // Live flows: the capture thread hands decoded packets to a tracker.
+    // Live flows: the capture thread hands decoded packets to a tracker,
+    // prepared first so that its errors (a wrong --nic, --ipfix) come before
+    // the capture, not after it.
     let env = if args.flows.wanted() { args.flows.load()? } else { None };
-    let rx = if args.flows.wanted() {
+    let tracker = if args.flows.wanted() {
+        let tracker = args.flows.prepare(env.as_ref(), &args.local_ip)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1 << 16);
         cfg.tap = Some(tx);
-        Some(rx)
+        Some((tracker, rx))
     } else {
         None
     };
     let cap = live::start(cfg, Arc::clone(&stop))?;
     std::thread::scope(|scope| -> Result<()> {
-        let tracker = rx.map(|rx| {
-            let (flows, env) = (&args.flows, env.as_ref());
-            let local = args.local_ip.clone();
-            scope.spawn(move || super::flows::track_live(flows, env, &local, rx))
+        let tracker = tracker.map(|(tracker, rx)| {
+            let flows = &args.flows;
+            scope.spawn(move || super::flows::track_live(flows, tracker, rx))
         });
         let r = finish_capture(cap, &status, &output);
         if let Some(t) = tracker {

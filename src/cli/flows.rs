@@ -17,6 +17,7 @@ use netwatch::watcher::replay::{
     ReplayProgress,
 };
 use netwatch::watcher::verdicts::{prepare_nic, track_packets, RuleTotals, VerdictRecords};
+use netwatch::watcher::NicView;
 use netwatch_flowlogs::text::push_ip;
 use netwatch_flowlogs::time::{Rfc3339Buf, Rfc3339Cache};
 use netwatch_flowlogs::{
@@ -951,26 +952,52 @@ impl LiveFlowArgs {
     }
 }
 
+/// What live flow tracking needs: the NIC's compiled NSGs, the flow-log
+/// writers and the exporter. Prepared before the capture starts, so that a
+/// wrong `--nic` or an unresolvable `--ipfix` collector fails at once instead
+/// of after the whole capture (up to 5 hours).
+pub struct LiveTracker<'e> {
+    prepared: Option<(NicView<'e>, NicEvaluator<'e>)>,
+    logger: Option<FlowLogger>,
+    exporter: Option<(FlowExporter, String)>,
+}
+
+impl LiveFlowArgs {
+    /// The tracker of the flows: NSG verdicts when `env` is given, flow
+    /// logs, export. `local` overrides the NIC's addresses as "local"
+    /// (`--local-ip`).
+    pub fn prepare<'e>(&self, env: Option<&'e netwatch::Environment>, local: &[IpAddr]) -> Result<LiveTracker<'e>> {
+        let local = (!local.is_empty()).then(|| host_addresses(local.iter().copied()));
+        let prepared = match (env, &self.nic) {
+            (Some(env), Some(nic)) => Some(prepare_nic(env, nic, local)?),
+            _ => None,
+        };
+        let logger = match &prepared {
+            Some((view, ev)) if self.logs.wanted() => Some(FlowLogger::new(view, ev, &self.logs.options())?),
+            _ => None,
+        };
+        let exporter = self.export.exporter(true)?.map(|x| (x, self.export.target()));
+        Ok(LiveTracker {
+            prepared,
+            logger,
+            exporter,
+        })
+    }
+}
+
 /// Tracks the flows of live packets from `rx` until the capture ends (the
-/// channel closes): NSG verdicts when `env` is given, flow logs, export.
-/// `local` overrides the NIC's addresses as "local" (`--local-ip`).
+/// channel closes), with a tracker from [`LiveFlowArgs::prepare`].
 pub fn track_live(
     args: &LiveFlowArgs,
-    env: Option<&netwatch::Environment>,
-    local: &[IpAddr],
+    tracker: LiveTracker<'_>,
     rx: std::sync::mpsc::Receiver<netwatch_capture::live::TapPacket>,
 ) -> Result<()> {
-    let local = (!local.is_empty()).then(|| host_addresses(local.iter().copied()));
-    let prepared = match (env, &args.nic) {
-        (Some(env), Some(nic)) => Some(prepare_nic(env, nic, local)?),
-        _ => None,
-    };
-    let logger = match &prepared {
-        Some((view, ev)) if args.logs.wanted() => Some(FlowLogger::new(view, ev, &args.logs.options())?),
-        _ => None,
-    };
+    let LiveTracker {
+        prepared,
+        logger,
+        exporter,
+    } = tracker;
     let evaluator = prepared.as_ref().map(|(_, e)| e);
-    let exporter = args.export.exporter(true)?.map(|x| (x, args.export.target()));
     let mut records = VerdictRecords::new(evaluator, logger, exporter);
     let counts = track_packets(&rx, evaluator, &mut records)?;
     let summary = records.finish()?;
