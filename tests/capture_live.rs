@@ -950,3 +950,45 @@ fn request_properties_must_be_an_object() {
     );
     assert!(o.stdout.is_empty() && !out.exists(), "no capture was started");
 }
+
+/// Values of the wrong JSON type in a request are errors naming their JSON
+/// path, not "not given" (a numeric filePath gave a usage error about a
+/// missing filePath; a string storageLocation or a numeric name was dropped).
+#[test]
+fn request_fields_of_the_wrong_type() {
+    require_root_and_tools();
+    let dir = tmpdir("req-types");
+    let (o, request, _) = capture_with_request(
+        &dir,
+        r#"{"properties":{"timeLimitInSeconds":1,"storageLocation":{"filePath":5}}}"#,
+        false,
+        &[],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.trim_end(),
+        format!(
+            "error: --request: {}: properties.storageLocation.filePath: expected a string",
+            request.display()
+        )
+    );
+    for (json, path, want) in [
+        (
+            r#"{"properties":{"storageLocation":"/tmp/x.pcap"}}"#,
+            "properties.storageLocation",
+            "an object",
+        ),
+        (r#"{"name": 5, "properties":{}}"#, "name", "a string"),
+        (r#"{"id": true, "properties":{}}"#, "id", "a string"),
+    ] {
+        let (o, request, out) = capture_with_request(&dir, json, true, &[]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{json}: {e}");
+        assert_eq!(
+            e.trim_end(),
+            format!("error: --request: {}: {path}: expected {want}", request.display())
+        );
+        assert!(!out.exists(), "{json}: no capture");
+    }
+}

@@ -56,18 +56,21 @@ impl PacketCaptureRequest {
             None => (top, ""),
             Some(_) => return Err(invalid(&file, "properties", "expected an object")),
         };
-        let s = |o: &Map<String, Value>, k: &str| get(o, k).and_then(Value::as_str).map(str::to_string);
         let filters = match get(props, "filters") {
             Some(f) => Some(filters_at(&file, &format!("{at}filters"), f)?),
             None => None,
         };
         let storage_path = match get(props, "storageLocation") {
-            Some(Value::Object(loc)) => match (s(loc, "filePath"), s(loc, "localPath")) {
-                (Some(p), _) => Some((p, format!("{at}storageLocation.filePath"))),
-                (None, Some(p)) => Some((p, format!("{at}storageLocation.localPath"))),
-                (None, None) => None,
-            },
-            _ => None,
+            Some(Value::Object(loc)) => {
+                let loc_at = format!("{at}storageLocation.");
+                match (string(&file, &loc_at, loc, "filePath")?, string(&file, &loc_at, loc, "localPath")?) {
+                    (Some(p), _) => Some((p, format!("{loc_at}filePath"))),
+                    (None, Some(p)) => Some((p, format!("{loc_at}localPath"))),
+                    (None, None) => None,
+                }
+            }
+            None => None,
+            Some(_) => return Err(invalid(&file, &format!("{at}storageLocation"), "expected an object")),
         };
         let ignored = ["continuousCapture", "captureSettings", "scope"]
             .iter()
@@ -75,8 +78,8 @@ impl PacketCaptureRequest {
             .map(|k| format!("{at}{k}"))
             .collect();
         Ok(PacketCaptureRequest {
-            name: s(top, "name"),
-            id: s(top, "id"),
+            name: string(&file, "", top, "name")?,
+            id: string(&file, "", top, "id")?,
             bytes_to_capture_per_packet: integer(&file, at, props, "bytesToCapturePerPacket", 4_294_967_295)?,
             total_bytes_per_session: integer(&file, at, props, "totalBytesPerSession", 4_294_967_295)?,
             time_limit_in_seconds: integer(&file, at, props, "timeLimitInSeconds", 18_000)?,
@@ -156,6 +159,16 @@ fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
         .find(|(k, _)| k.eq_ignore_ascii_case(key))
         .map(|(_, v)| v)
         .filter(|v| !v.is_null())
+}
+
+/// A string field; absent or null is "not given", another type an error
+/// (a silently dropped value would change what is captured, or where).
+fn string(file: &Arc<Path>, at: &str, obj: &Map<String, Value>, key: &str) -> Result<Option<String>, LoadError> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(file, &format!("{at}{key}"), "expected a string")),
+    }
 }
 
 /// An integer field (a JSON number or a string of digits) in `0..=max`.
@@ -305,6 +318,48 @@ mod tests {
         assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/var/captures/ring.cap")));
         let r = parse(serde_json::json!({ "continuousCapture": false })).expect("parse");
         assert!(r.ignored.is_empty());
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        let cases = [
+            (
+                serde_json::json!({ "properties": { "storageLocation": { "filePath": 5 } } }),
+                "req.json: properties.storageLocation.filePath: expected a string",
+            ),
+            (
+                serde_json::json!({ "properties": { "storageLocation": { "localPath": ["/tmp/x.cap"] } } }),
+                "req.json: properties.storageLocation.localPath: expected a string",
+            ),
+            (
+                serde_json::json!({ "properties": { "storageLocation": "/tmp/x.pcap" } }),
+                "req.json: properties.storageLocation: expected an object",
+            ),
+            (
+                serde_json::json!({ "storageLocation": 1 }),
+                "req.json: storageLocation: expected an object",
+            ),
+            (
+                serde_json::json!({ "name": 7, "properties": {} }),
+                "req.json: name: expected a string",
+            ),
+            (
+                serde_json::json!({ "id": { "x": 1 }, "properties": {} }),
+                "req.json: id: expected a string",
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse(v).unwrap_err().to_string(), want);
+        }
+        // Null stays "not given".
+        let r = parse(
+            serde_json::json!({ "name": null, "properties": { "storageLocation": { "filePath": null, "localPath": "/tmp/l.cap" } } }),
+        )
+        .expect("parse");
+        assert_eq!(r.name, None);
+        assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/tmp/l.cap")));
+        let r = parse(serde_json::json!({ "properties": { "storageLocation": null } })).expect("parse");
+        assert_eq!(r.storage_path, None);
     }
 
     #[test]
