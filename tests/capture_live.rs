@@ -992,3 +992,66 @@ fn request_fields_of_the_wrong_type() {
         assert!(!out.exists(), "{json}: no capture");
     }
 }
+
+/// Limits that do not go together are usage errors naming the options
+/// (exit 2) on the command line, and errors naming the file and JSON path
+/// (exit 1) in a request; both before anything is captured.
+#[test]
+fn limit_combinations_name_the_options() {
+    require_root_and_tools();
+    let dir = tmpdir("limit-combos");
+    let out = dir.join("x.pcap");
+    let out = out.to_str().unwrap();
+    for (args, want) in [
+        (
+            &["-w", "-", "--rotate-bytes", "1000"][..],
+            "error: --rotate-bytes needs an output file (-w FILE): rotated files cannot go to stdout (`-w -`)",
+        ),
+        (
+            &["-w", "-", "--rotate-seconds", "5", "--max-files", "2"][..],
+            "error: --rotate-seconds and --max-files need an output file (-w FILE)",
+        ),
+        (
+            &["-w", out, "--max-files", "2"][..],
+            "error: --max-files needs --rotate-bytes or --rotate-seconds",
+        ),
+        (
+            &["-w", out, "--total-bytes", "10"][..],
+            "error: --total-bytes 10 is smaller than the pcap file header (24 bytes)",
+        ),
+        (
+            &["-w", out, "--total-bytes", "30", "--format", "pcapng"][..],
+            "error: --total-bytes 30 is smaller than the pcapng file header (",
+        ),
+    ] {
+        let o = Command::new(BIN)
+            .args(["capture", "-i", "lo", "--time-limit", "1"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.starts_with(want), "{args:?}: {e}");
+        assert!(o.stdout.is_empty() && !Path::new(out).exists(), "{args:?}: nothing captured");
+    }
+    let (o, request, out) = capture_with_request(
+        &dir,
+        r#"{"properties":{"totalBytesPerSession":10,"timeLimitInSeconds":1}}"#,
+        true,
+        &[],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.trim_end(),
+        format!(
+            "error: --request: {}: properties.totalBytesPerSession: 10 is smaller than the pcap file header (24 bytes)",
+            request.display()
+        )
+    );
+    assert!(o.stdout.is_empty() && !out.exists());
+    // The command line's --total-bytes wins over the request's.
+    let (o, _, _) = capture_with_request(&dir, r#"{"totalBytesPerSession":10}"#, true, &["--total-bytes", "1000"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -206,6 +206,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         seconds: args.rotate_seconds,
         max_files: args.max_files,
     };
+    check_limits(&args, &req, &cfg)?;
 
     let name = args.name.clone().or(req.name.clone()).unwrap_or_else(|| match &output {
         Output::File(p) => p
@@ -249,6 +250,44 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         }
         r
     })
+}
+
+/// Combinations of limits clap cannot see, checked before the capture
+/// starts: from the command line they are usage errors naming the options
+/// (exit 2), from the request errors naming its file and JSON path (exit 1).
+/// The library checks them too, but only as it starts, without either name.
+fn check_limits(args: &CaptureArgs, req: &PacketCaptureRequest, cfg: &LiveConfig) -> Result<()> {
+    let rotation: Vec<&str> = [
+        ("--rotate-bytes", args.rotate_bytes.is_some()),
+        ("--rotate-seconds", args.rotate_seconds.is_some()),
+        ("--max-files", args.max_files.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    if cfg.output == Output::Stdout && !rotation.is_empty() {
+        let need = if rotation.len() == 1 { "needs" } else { "need" };
+        super::usage_error(&format!(
+            "{} {need} an output file (-w FILE): rotated files cannot go to stdout (`-w -`)",
+            rotation.join(" and ")
+        ));
+    }
+    if args.max_files.is_some() && args.rotate_bytes.is_none() && args.rotate_seconds.is_none() {
+        super::usage_error("--max-files needs --rotate-bytes or --rotate-seconds: the files it keeps are those rotation starts");
+    }
+    let header = live::sink::header_len(cfg.format, &cfg.interface);
+    if cfg.total_bytes > 0 && cfg.total_bytes < header {
+        let format = match cfg.format {
+            OutputFormat::Pcap => "pcap",
+            OutputFormat::Pcapng => "pcapng",
+        };
+        let msg = format!("{} is smaller than the {format} file header ({header} bytes)", cfg.total_bytes);
+        if args.total_bytes.is_some() {
+            super::usage_error(&format!("--total-bytes {msg}"));
+        }
+        return Err(anyhow::Error::new(req.field_error("totalBytesPerSession", msg)).context("--request"));
+    }
+    Ok(())
 }
 
 /// Waits for the capture, keeping the status file and progress line up to date, then prints the final status.

@@ -31,6 +31,9 @@ pub struct PacketCaptureRequest {
     pub storage_path: Option<(String, String)>,
     /// The request file, for errors.
     source: Option<Arc<Path>>,
+    /// `properties.` when the fields are wrapped, else empty: the JSON path
+    /// of the fields, for errors.
+    prefix: &'static str,
     /// Fields of the request this capture does not apply (JSON paths), for
     /// a warning: `continuousCapture`, `captureSettings`, `scope`.
     pub ignored: Vec<String>,
@@ -86,8 +89,17 @@ impl PacketCaptureRequest {
             filters,
             storage_path,
             source: Some(file),
+            prefix: at,
             ignored,
         })
+    }
+
+    /// An error about the request's field `key` (a name under
+    /// `properties`), for checks that need more than the request, such as
+    /// the file header's length against `totalBytesPerSession`.
+    pub fn field_error(&self, key: &str, message: impl Into<String>) -> LoadError {
+        let file = self.source.clone().unwrap_or_else(|| Arc::from(Path::new("")));
+        invalid(&file, &format!("{}{key}", self.prefix), message)
     }
 
     /// The capture file the request names, for this machine. A Windows
@@ -318,6 +330,20 @@ mod tests {
         assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/var/captures/ring.cap")));
         let r = parse(serde_json::json!({ "continuousCapture": false })).expect("parse");
         assert!(r.ignored.is_empty());
+    }
+
+    #[test]
+    fn field_errors_name_the_json_path() {
+        let r = parse(serde_json::json!({ "properties": { "totalBytesPerSession": 10 } })).expect("parse");
+        assert_eq!(
+            r.field_error("totalBytesPerSession", "too small").to_string(),
+            "req.json: properties.totalBytesPerSession: too small"
+        );
+        let r = parse(serde_json::json!({ "totalBytesPerSession": 10 })).expect("parse");
+        assert_eq!(
+            r.field_error("totalBytesPerSession", "too small").to_string(),
+            "req.json: totalBytesPerSession: too small"
+        );
     }
 
     #[test]
