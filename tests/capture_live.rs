@@ -1055,3 +1055,31 @@ fn limit_combinations_name_the_options() {
     let (o, _, _) = capture_with_request(&dir, r#"{"totalBytesPerSession":10}"#, true, &["--total-bytes", "1000"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A write error names the file, and the status counts only the bytes that
+/// reached it: /dev/full takes none, not even the 24-byte header.
+#[test]
+fn write_errors_name_the_file() {
+    require_root_and_tools();
+    let (rx, _) = adjacent_udp_pair();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = flood(port(&rx), 200, Arc::clone(&stop));
+    let o = Command::new(BIN)
+        .args(["capture", "-i", "lo", "-w", "/dev/full", "--time-limit", "3", "--filter"])
+        .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.lines().last().unwrap_or_default(),
+        "error: writing the capture to /dev/full failed: No space left on device (os error 28)"
+    );
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["packetCaptureStatus"], "Error");
+    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed");
+    assert_eq!(st["bytesWritten"], 0, "{st}");
+}

@@ -251,8 +251,11 @@ pub enum LiveError {
     Open { interface: String, detail: String },
     #[error("capture failed: {0}")]
     Capture(String),
-    #[error("writing the capture failed: {0}")]
-    Output(#[source] io::Error),
+    #[error("cannot create the capture file {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    /// `target` is the file being written (or `stdout`).
+    #[error("writing the capture to {target} failed: {source}")]
+    Output { target: String, source: io::Error },
     #[error("{0}")]
     Config(String),
 }
@@ -261,7 +264,7 @@ impl LiveError {
     /// Network Watcher's `packetCaptureError` value for this error.
     pub fn azure_error(&self) -> &'static str {
         match self {
-            LiveError::Output(_) => "LocalFileFailed",
+            LiveError::Output { .. } | LiveError::Create { .. } => "LocalFileFailed",
             LiveError::Capture(_) => "CaptureFailed",
             _ => "InternalError",
         }
@@ -371,7 +374,8 @@ pub fn stop_on_signals(stop: &Arc<AtomicBool>) -> io::Result<()> {
 pub struct Progress {
     /// Packets written to the output.
     pub packets_captured: u64,
-    /// Bytes written to the output (all files, headers included).
+    /// Bytes written to the output (all files, headers included): while
+    /// capturing, those still buffered too; in the outcome, what reached it.
     pub bytes_written: u64,
     /// Packets that passed the filter as counted by the kernel (pcap_stats ps_recv).
     pub packets_received: u64,
@@ -543,7 +547,7 @@ pub fn start(config: LiveConfig, stop: Arc<AtomicBool>) -> Result<LiveCapture, L
         config.snaplen(),
         &config.interface,
     );
-    sink.open_first().map_err(LiveError::Output)?;
+    sink.open_first()?;
     let start_time = SystemTime::now();
     let shared = Arc::new(Shared::default());
     shared.bytes.store(sink.session_bytes, Ordering::Relaxed);
@@ -557,18 +561,21 @@ pub fn start(config: LiveConfig, stop: Arc<AtomicBool>) -> Result<LiveCapture, L
         .spawn(move || {
             let r = capture_loop(link_type, &mut cap, &mut sink, &config, &th_shared, &th_stop);
             let pipe_closed = |e: &LiveError| {
-                matches!(config.output, Output::Stdout) && matches!(e, LiveError::Output(io) if io.kind() == io::ErrorKind::BrokenPipe)
+                matches!(config.output, Output::Stdout)
+                    && matches!(e, LiveError::Output { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
             };
             let r = match r {
                 Err(e) if pipe_closed(&e) => Ok(StopReason::OutputClosed),
                 other => other,
             };
-            let closed = match (sink.close().map_err(LiveError::Output), &r) {
+            let closed = match (sink.close(), &r) {
                 (Err(e), Ok(StopReason::OutputClosed)) if pipe_closed(&e) => Ok(()),
                 (c, _) => c,
             };
             update_stats(&mut cap, &th_shared);
-            th_shared.bytes.store(sink.session_bytes, Ordering::Relaxed);
+            // What reached the output, not what was buffered: after a write
+            // error the two differ (a full disk took nothing, not the header).
+            th_shared.bytes.store(sink.bytes_delivered(), Ordering::Relaxed);
             let result = match (r, closed) {
                 (Ok(reason), Ok(())) => Ok(reason),
                 (Err(e), _) => Err(e),
@@ -641,7 +648,7 @@ fn capture_loop(
                 // time_t / suseconds_t are not i64 on every platform.
                 #[allow(clippy::unnecessary_cast)]
                 let (sec, usec) = (p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64);
-                match sink.write_packet(sec, usec, data, p.header.len).map_err(LiveError::Output)? {
+                match sink.write_packet(sec, usec, data, p.header.len)? {
                     Written::Record(_) => {
                         if let Some(tap) = &config.tap {
                             // Decode the whole packet, not the truncated record: flows count real lengths.
@@ -662,12 +669,12 @@ fn capture_loop(
                     }
                     Written::SessionFull => return Ok(StopReason::SessionBytesExceeded),
                 }
-                sink.flush_if_due(flush_every).map_err(LiveError::Output)?;
+                sink.flush_if_due(flush_every)?;
             }
             Err(pcap::Error::TimeoutExpired) => {
                 // The ring is empty: make what was captured visible to readers, then wait a little.
                 if !idle {
-                    sink.flush().map_err(LiveError::Output)?;
+                    sink.flush()?;
                     idle = true;
                 }
                 std::thread::sleep(IDLE_SLEEP);

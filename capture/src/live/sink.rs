@@ -9,12 +9,34 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Output, OutputFormat, Rotation};
+use super::{LiveError, Output, OutputFormat, Rotation};
 use crate::file::{LinkType, PcapWriter, PcapngWriter, PCAP_FILE_HEADER_LEN};
 
 type Out = BufWriter<Box<dyn Write + Send>>;
+
+/// The file (or stdout) under the buffer, counting the bytes it accepted:
+/// what really reached the output, which the status reports, not what was
+/// buffered (a full disk takes none of it).
+struct Counted {
+    inner: Box<dyn Write + Send>,
+    accepted: Arc<AtomicU64>,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.accepted.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// The open file, in its format.
 enum FileWriter {
@@ -112,6 +134,8 @@ pub(crate) struct Sink {
     /// Files opened so far.
     pub files_opened: u64,
     last_flush: Instant,
+    /// Bytes the files (or stdout) accepted; see [`Counted`].
+    accepted: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -141,43 +165,69 @@ impl Sink {
             session_bytes: 0,
             files_opened: 0,
             last_flush: now,
+            accepted: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Bytes that reached the output (every file, headers included): less
+    /// than [`Self::session_bytes`] while some are buffered or when writing
+    /// failed.
+    pub(crate) fn bytes_delivered(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The file being written, for errors.
+    fn current(&self) -> String {
+        match &self.output {
+            Output::Stdout => "stdout".into(),
+            Output::File(p) => rotated_path(p, self.file_index).display().to_string(),
+        }
+    }
+
+    /// A write error, naming the file it happened to.
+    fn output_error(&self, source: io::Error) -> LiveError {
+        LiveError::Output {
+            target: self.current(),
+            source,
         }
     }
 
     /// Opens the first file and writes its header. Errors when even the header
     /// does not fit the session limit.
-    pub(crate) fn open_first(&mut self) -> io::Result<()> {
+    pub(crate) fn open_first(&mut self) -> Result<(), LiveError> {
         let h = header_len(self.format, &self.ifname);
         if self.total_limit > 0 && h > self.total_limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the session byte limit {} is smaller than the file header ({h} bytes)",
-                    self.total_limit
-                ),
-            ));
+            return Err(LiveError::Config(format!(
+                "the session byte limit {} is smaller than the file header ({h} bytes)",
+                self.total_limit
+            )));
         }
         self.open_file(0)
     }
 
-    fn open_file(&mut self, index: u32) -> io::Result<()> {
+    fn open_file(&mut self, index: u32) -> Result<(), LiveError> {
         let inner: Box<dyn Write + Send> = match &self.output {
             Output::Stdout => Box::new(io::stdout()),
             Output::File(p) => {
                 let path = rotated_path(p, index);
-                let f = File::create(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))?;
+                let f = File::create(&path).map_err(|source| LiveError::Create { path, source })?;
                 Box::new(f)
             }
         };
+        let inner: Box<dyn Write + Send> = Box::new(Counted {
+            inner,
+            accepted: Arc::clone(&self.accepted),
+        });
         let out = BufWriter::with_capacity(256 * 1024, inner);
         let link = LinkType(self.link_type as u16);
+        self.file_index = index;
         let w = match self.format {
-            OutputFormat::Pcap => FileWriter::Pcap(PcapWriter::new(out, link, self.snaplen, false)?),
-            OutputFormat::Pcapng => FileWriter::Pcapng(PcapngWriter::new(out, link, self.snaplen, if_name(&self.ifname))?),
-        };
+            OutputFormat::Pcap => PcapWriter::new(out, link, self.snaplen, false).map(FileWriter::Pcap),
+            OutputFormat::Pcapng => PcapngWriter::new(out, link, self.snaplen, if_name(&self.ifname)).map(FileWriter::Pcapng),
+        }
+        .map_err(|e| self.output_error(e))?;
         let header = header_len(self.format, &self.ifname);
         self.w = Some(w);
-        self.file_index = index;
         self.file_bytes = header;
         self.file_packets = 0;
         self.file_started = Instant::now();
@@ -188,7 +238,7 @@ impl Sink {
 
     /// Writes one packet (already cut to the bytes to keep); rotates first when
     /// the current file is full or old enough.
-    pub(crate) fn write_packet(&mut self, ts_sec: i64, ts_usec: i64, data: &[u8], orig_len: u32) -> io::Result<Written> {
+    pub(crate) fn write_packet(&mut self, ts_sec: i64, ts_usec: i64, data: &[u8], orig_len: u32) -> Result<Written, LiveError> {
         // The header's snap length bounds every record (the writers cut to it too).
         let mut data = &data[..data.len().min(self.snaplen as usize)];
         // Rotation by time: on the first packet past the interval.
@@ -222,10 +272,11 @@ impl Sink {
         if self.total_limit > 0 && self.session_bytes + rec > self.total_limit {
             return Ok(Written::SessionFull);
         }
-        let Some(w) = self.w.as_mut() else {
-            return Err(io::Error::other("capture file not open"));
+        let written = match self.w.as_mut() {
+            Some(w) => w.write_packet(ts_sec * 1_000_000_000 + ts_usec * 1000, orig_len, data),
+            None => Err(io::Error::other("capture file not open")),
         };
-        w.write_packet(ts_sec * 1_000_000_000 + ts_usec * 1000, orig_len, data)?;
+        written.map_err(|e| self.output_error(e))?;
         self.file_bytes += rec;
         self.session_bytes += rec;
         self.file_packets += 1;
@@ -234,7 +285,7 @@ impl Sink {
 
     /// Closes the current file and opens the next one (wrapping at
     /// `max_files`). Some(SessionFull) when the next header would not fit.
-    fn rotate(&mut self) -> io::Result<Option<Written>> {
+    fn rotate(&mut self) -> Result<Option<Written>, LiveError> {
         let h = header_len(self.format, &self.ifname);
         if self.total_limit > 0 && self.session_bytes + h > self.total_limit {
             return Ok(Some(Written::SessionFull));
@@ -251,28 +302,105 @@ impl Sink {
     }
 
     /// Flushes when the last flush is older than `every` (or always for zero).
-    pub(crate) fn flush_if_due(&mut self, every: Duration) -> io::Result<()> {
+    pub(crate) fn flush_if_due(&mut self, every: Duration) -> Result<(), LiveError> {
         if self.last_flush.elapsed() >= every {
             self.flush()?;
         }
         Ok(())
     }
 
-    pub(crate) fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> Result<(), LiveError> {
         self.last_flush = Instant::now();
         match self.w.as_mut() {
-            Some(w) => w.flush(),
+            Some(w) => w.flush().map_err(|e| self.output_error(e)),
             None => Ok(()),
         }
     }
 
     /// Flushes and closes the current file.
-    pub(crate) fn close(&mut self) -> io::Result<()> {
+    pub(crate) fn close(&mut self) -> Result<(), LiveError> {
         if let Some(mut w) = self.w.take() {
-            w.flush()?;
-            let inner = w.into_inner().into_inner().map_err(|e| e.into_error())?;
-            drop(inner);
+            let closed = w
+                .flush()
+                .and_then(|()| w.into_inner().into_inner().map(drop).map_err(|e| e.into_error()));
+            closed.map_err(|e| self.output_error(e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full disk: the error names the file, and no byte counts as
+    /// delivered (the header and the record stayed in the buffer).
+    #[test]
+    fn write_errors_name_the_file_and_count_nothing() {
+        let full = Path::new("/dev/full");
+        let mut sink = Sink::new(
+            OutputFormat::Pcap,
+            Output::File(full.to_path_buf()),
+            Rotation::default(),
+            0,
+            1,
+            65535,
+            "lo",
+        );
+        sink.open_first().expect("the header is buffered");
+        assert_eq!(sink.write_packet(1, 0, &[0u8; 60], 60).expect("buffered"), Written::Record(76));
+        assert_eq!(sink.session_bytes, 24 + 76);
+        let e = sink.flush().expect_err("/dev/full takes nothing");
+        assert!(
+            matches!(&e, LiveError::Output { source, .. } if source.raw_os_error() == Some(28)),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "writing the capture to /dev/full failed: No space left on device (os error 28)"
+        );
+        assert_eq!(sink.bytes_delivered(), 0);
+    }
+
+    #[test]
+    fn delivered_bytes_are_the_files_sizes() {
+        let dir = std::env::temp_dir().join(format!("netwatch-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let base = dir.join("ring.pcap");
+        let rotation = Rotation {
+            bytes: Some(600),
+            seconds: None,
+            max_files: None,
+        };
+        let mut sink = Sink::new(OutputFormat::Pcap, Output::File(base.clone()), rotation, 0, 1, 65535, "lo");
+        sink.open_first().expect("open");
+        for i in 0..10 {
+            sink.write_packet(i, 0, &[0u8; 200], 200).expect("write");
+        }
+        sink.close().expect("close");
+        let on_disk: u64 = (0..sink.files_opened as u32)
+            .map(|i| std::fs::metadata(rotated_path(&base, i)).expect("file").len())
+            .sum();
+        assert_eq!(sink.bytes_delivered(), on_disk);
+        assert_eq!(sink.bytes_delivered(), sink.session_bytes);
+        let e = Sink::new(
+            OutputFormat::Pcap,
+            Output::File(dir.join("no/such/dir.pcap")),
+            Rotation::default(),
+            0,
+            1,
+            65535,
+            "lo",
+        )
+        .open_first()
+        .expect_err("no directory");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "cannot create the capture file {}: ",
+                dir.join("no/such/dir.pcap").display()
+            )),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
