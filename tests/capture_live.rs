@@ -1083,3 +1083,44 @@ fn write_errors_name_the_file() {
     assert_eq!(st["packetCaptureError"][0], "LocalFileFailed");
     assert_eq!(st["bytesWritten"], 0, "{st}");
 }
+
+/// --resources, --service-tags and --nic serve only the live flows
+/// (--flow-logs, --vnet-flow-logs, --ipfix): given without them, or half of
+/// the --resources/--nic pair with --ipfix, they were silently ignored; now
+/// usage errors. Nothing is captured.
+#[test]
+fn flow_options_without_flows_are_usage_errors() {
+    let out = std::env::temp_dir().join(format!("netwatch-capture-live-{}-unused.pcap", std::process::id()));
+    for (args, want) in [
+        (
+            &["--resources", "demo/hub-spoke", "--nic", "nic-web1"][..],
+            "error: --resources and --nic serve only --flow-logs, --vnet-flow-logs and --ipfix",
+        ),
+        (&["--nic", "nic-web1"][..], "error: --nic serves only --flow-logs"),
+        (
+            &["--service-tags", "demo/ServiceTags_Demo.json"][..],
+            "error: --service-tags serves only --flow-logs",
+        ),
+        (
+            &["--ipfix", "127.0.0.1:4739", "--resources", "demo/hub-spoke"][..],
+            "error: --resources needs --nic",
+        ),
+        (
+            &["--ipfix", "127.0.0.1:4739", "--nic", "nic-web1"][..],
+            "error: --nic needs --resources",
+        ),
+    ] {
+        let o = Command::new(BIN)
+            .args(["capture", "-i", "lo", "--time-limit", "1", "-w"])
+            .arg(&out)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.starts_with(want), "{args:?}: {e}");
+        assert!(o.stdout.is_empty() && !out.exists(), "{args:?}: nothing captured");
+    }
+}

@@ -135,6 +135,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     // First of all, so that a SIGINT/SIGTERM during set-up is a clean ManualStop.
     let stop = Arc::new(AtomicBool::new(false));
     live::stop_on_signals(&stop).context("cannot install the SIGINT/SIGTERM handlers")?;
+    args.flows.check_usage();
     let req = match &args.request {
         Some(p) => PacketCaptureRequest::from_file(p).context("--request")?,
         None => PacketCaptureRequest::default(),

@@ -942,6 +942,36 @@ impl LiveFlowArgs {
         self.logs.wanted() || self.export.ipfix.is_some()
     }
 
+    /// Options that serve only live flows (the NSG verdicts of the captured
+    /// traffic) are usage errors without them, and so is half of the pair
+    /// --resources/--nic with --ipfix: they would be silently ignored.
+    pub fn check_usage(&self) {
+        let (resources, nic) = (!self.resources.resources.is_empty(), self.nic.is_some());
+        let given: Vec<&str> = [
+            ("--resources", resources),
+            ("--service-tags", self.resources.service_tags.is_some()),
+            ("--nic", nic),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+        if !self.wanted() && !given.is_empty() {
+            let serve = if given.len() == 1 { "serves" } else { "serve" };
+            super::usage_error(&format!(
+                "{} {serve} only --flow-logs, --vnet-flow-logs and --ipfix (the NSG verdicts of the captured flows); a capture alone does not use them",
+                given.join(" and ")
+            ));
+        }
+        match (resources, nic) {
+            (true, false) => super::usage_error("--resources needs --nic: the NIC whose NSGs judge the captured flows"),
+            (false, true) => super::usage_error("--nic needs --resources: the resources that hold the NIC and its NSGs"),
+            (false, false) if self.resources.service_tags.is_some() => {
+                super::usage_error("--service-tags needs --resources and --nic: the NSG rules that use the tags")
+            }
+            _ => {}
+        }
+    }
+
     /// The environment, when verdicts are wanted.
     pub fn load(&self) -> Result<Option<netwatch::Environment>> {
         // Flow logs come with --resources and --nic (clap requires them).
