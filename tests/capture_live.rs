@@ -1124,3 +1124,102 @@ fn flow_options_without_flows_are_usage_errors() {
         assert!(o.stdout.is_empty() && !out.exists(), "{args:?}: nothing captured");
     }
 }
+
+/// A request's captureSettings make a ring of files, as --rotate-bytes and
+/// --max-files do (they were only warned about): 2 files of at most 1000
+/// bytes, the names wrapping; sessionTimeLimitInSeconds is the time limit.
+#[test]
+fn request_capture_settings_make_a_ring_of_files() {
+    require_root_and_tools();
+    let dir = tmpdir("req-ring");
+    let rx = udp_receivers(1);
+    let u = port(&rx[0]);
+    let out = dir.join("ring.cap");
+    let request = dir.join("ring.json");
+    std::fs::write(
+        &request,
+        format!(
+            r#"{{"properties": {{"continuousCapture": true, "storageLocation": {{"localPath": "{}"}},
+                "captureSettings": {{"fileCount": 2, "fileSizeInBytes": 1000, "sessionTimeLimitInSeconds": 3}},
+                "filters": [{{"protocol": "UDP", "remotePort": "{u}"}}]}}}}"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let f = flood(u, 100, Arc::clone(&stop));
+    let t0 = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--request"])
+        .arg(&request)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // sessionTimeLimitInSeconds 3 stops it; else (the 5-hour default) stop it here.
+    while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(10) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    if child.try_wait().unwrap().is_none() {
+        sigint(&child);
+    }
+    let o = child.wait_with_output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    f.join().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["stopReason"], "TimeExceeded", "{st}");
+    assert!(took < Duration::from_secs(8), "sessionTimeLimitInSeconds 3: {took:?}");
+    assert!(st["files"].as_u64().unwrap() > 2, "the ring wrapped: {st}");
+    for p in [out.clone(), PathBuf::from(format!("{}.1", out.display()))] {
+        let len = std::fs::metadata(&p).unwrap_or_else(|_| panic!("{} exists", p.display())).len();
+        assert!(len <= 1000, "{} is {len} bytes", p.display());
+        assert!(tcpdump_count(&p, "") >= 1, "{}", p.display());
+    }
+    assert!(!PathBuf::from(format!("{}.2", out.display())).exists(), "at most 2 files");
+
+    // §8.2: filePath is invalid once continuousCapture is given.
+    let (o, request, out) = capture_with_request(
+        &dir,
+        &format!(
+            r#"{{"properties":{{"continuousCapture": false, "storageLocation":{{"filePath":"{}"}}, "captureSettings":{{"fileCount":2}}}}}}"#,
+            dir.join("r.pcap").display()
+        ),
+        false,
+        &[],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.starts_with(&format!(
+            "error: --request: {}: properties.storageLocation.filePath: invalid when continuousCapture is given",
+            request.display()
+        )),
+        "{e}"
+    );
+    assert!(!out.exists());
+    // A ring of files cannot go to stdout; a file size below the smallest is an error naming it.
+    let (o, request, _) = capture_with_request(&dir, r#"{"captureSettings": {"fileCount": 3}}"#, false, &["-w", "-"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.starts_with(&format!(
+            "error: --request: {}: captureSettings: a continuous capture writes a ring of files",
+            request.display()
+        )),
+        "{e}"
+    );
+    let (o, request, out) = capture_with_request(&dir, r#"{"properties": {"captureSettings": {"fileSizeInBytes": 100}}}"#, true, &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.starts_with(&format!(
+            "error: --request: {}: properties.captureSettings.fileSizeInBytes: 100 is smaller than the smallest rotated file (512 bytes)",
+            request.display()
+        )),
+        "{e}"
+    );
+    assert!(!out.exists());
+}

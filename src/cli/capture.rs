@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
-use netwatch::watcher::packet_capture::{capture_filters_from_file, PacketCaptureRequest};
+use netwatch::watcher::packet_capture::{capture_filters_from_file, ContinuousCapture, PacketCaptureRequest};
 use netwatch_capture::filter::{compile_bpf, CaptureFilter, IpMatch};
 use netwatch_capture::live::{self, LiveConfig, Output, OutputFormat, Progress, Rotation};
 use serde_json::{json, Map, Value};
@@ -54,6 +54,8 @@ pub struct CaptureArgs {
     #[arg(long = "filters", value_name = "FILE")]
     pub filters_file: Option<PathBuf>,
     /// A whole PacketCapture create body ({"properties": {...}} or the properties alone); options given on the command line win.
+    /// Its captureSettings (or continuousCapture true) make a ring of files: fileSizeInBytes is --rotate-bytes, fileCount
+    /// --max-files, sessionTimeLimitInSeconds the time limit (default 86400, and no default session byte limit).
     #[arg(long, value_name = "FILE")]
     pub request: Option<PathBuf>,
     /// The local address(es) filters refer to (default: the interface's own addresses). Repeatable.
@@ -141,7 +143,7 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         None => PacketCaptureRequest::default(),
     };
     for field in &req.ignored {
-        tracing::warn!(field = %field, "--request: not applied by a local capture (see --rotate-bytes, --max-files)");
+        tracing::warn!(field = %field, "--request: not applied by a local capture");
     }
     let filters = collect_filters(&args, &req)?;
 
@@ -188,12 +190,18 @@ pub fn run(args: CaptureArgs) -> Result<()> {
         FileFormat::Pcapng => OutputFormat::Pcapng,
     };
     cfg.bytes_per_packet = args.bytes_per_packet.or(req.bytes_to_capture_per_packet).unwrap_or(0);
-    cfg.total_bytes = args
-        .total_bytes
-        .or(req.total_bytes_per_session)
-        .unwrap_or(live::DEFAULT_TOTAL_BYTES);
+    // A continuous capture (the request's captureSettings or
+    // continuousCapture) is a ring of files until its session time limit; the
+    // command line's options win field by field. The ring bounds the disk by
+    // itself: no default session byte limit stops it.
+    let ring = req.continuous();
+    cfg.total_bytes = args.total_bytes.or(req.total_bytes_per_session).unwrap_or(match ring {
+        Some(_) => 0,
+        None => live::DEFAULT_TOTAL_BYTES,
+    });
     let secs = args
         .time_limit
+        .or(ring.as_ref().map(|r| r.session_time_limit_in_seconds))
         .or(req.time_limit_in_seconds)
         .unwrap_or(live::DEFAULT_TIME_LIMIT_SECS);
     cfg.time_limit = (secs > 0).then(|| Duration::from_secs(secs));
@@ -202,12 +210,19 @@ pub fn run(args: CaptureArgs) -> Result<()> {
     cfg.promiscuous = args.promiscuous;
     cfg.immediate = args.immediate;
     cfg.bpf = bpf;
+    let bytes = args.rotate_bytes.or(ring.as_ref().map(|r| r.file_size_in_bytes).filter(|&b| b > 0));
+    // fileSizeInBytes 0 is one file: a file count has nothing to keep then.
+    let ring_files = ring
+        .as_ref()
+        .filter(|_| bytes.is_some() || args.rotate_seconds.is_some())
+        .and_then(|r| u32::try_from(r.file_count).ok())
+        .filter(|&n| n > 0);
     cfg.rotation = Rotation {
-        bytes: args.rotate_bytes,
+        bytes,
         seconds: args.rotate_seconds,
-        max_files: args.max_files,
+        max_files: args.max_files.or(ring_files),
     };
-    check_limits(&args, &req, &cfg)?;
+    check_limits(&args, &req, ring.as_ref(), &cfg)?;
 
     let name = args.name.clone().or(req.name.clone()).unwrap_or_else(|| match &output {
         Output::File(p) => p
@@ -257,7 +272,8 @@ pub fn run(args: CaptureArgs) -> Result<()> {
 /// starts: from the command line they are usage errors naming the options
 /// (exit 2), from the request errors naming its file and JSON path (exit 1).
 /// The library checks them too, but only as it starts, without either name.
-fn check_limits(args: &CaptureArgs, req: &PacketCaptureRequest, cfg: &LiveConfig) -> Result<()> {
+fn check_limits(args: &CaptureArgs, req: &PacketCaptureRequest, ring: Option<&ContinuousCapture>, cfg: &LiveConfig) -> Result<()> {
+    let request_error = |key: &str, msg: String| Err(anyhow::Error::new(req.field_error(key, msg)).context("--request"));
     let rotation: Vec<&str> = [
         ("--rotate-bytes", args.rotate_bytes.is_some()),
         ("--rotate-seconds", args.rotate_seconds.is_some()),
@@ -273,8 +289,27 @@ fn check_limits(args: &CaptureArgs, req: &PacketCaptureRequest, cfg: &LiveConfig
             rotation.join(" and ")
         ));
     }
-    if args.max_files.is_some() && args.rotate_bytes.is_none() && args.rotate_seconds.is_none() {
+    if args.max_files.is_some() && cfg.rotation.bytes.is_none() && args.rotate_seconds.is_none() {
         super::usage_error("--max-files needs --rotate-bytes or --rotate-seconds: the files it keeps are those rotation starts");
+    }
+    if let Some(ring) = ring {
+        let r = &cfg.rotation;
+        if cfg.output == Output::Stdout && (r.bytes.is_some() || r.max_files.is_some()) {
+            return request_error(
+                ring.key,
+                "a continuous capture writes a ring of files: give an output file with -w FILE, not `-w -` (stdout)".into(),
+            );
+        }
+        if args.rotate_bytes.is_none() && r.bytes.is_some_and(|b| b < live::MIN_ROTATE_BYTES) {
+            let b = ring.file_size_in_bytes;
+            return request_error(
+                "captureSettings.fileSizeInBytes",
+                format!(
+                    "{b} is smaller than the smallest rotated file ({} bytes); 0 writes one file",
+                    live::MIN_ROTATE_BYTES
+                ),
+            );
+        }
     }
     let header = live::sink::header_len(cfg.format, &cfg.interface);
     if cfg.total_bytes > 0 && cfg.total_bytes < header {
@@ -286,7 +321,7 @@ fn check_limits(args: &CaptureArgs, req: &PacketCaptureRequest, cfg: &LiveConfig
         if args.total_bytes.is_some() {
             super::usage_error(&format!("--total-bytes {msg}"));
         }
-        return Err(anyhow::Error::new(req.field_error("totalBytesPerSession", msg)).context("--request"));
+        return request_error("totalBytesPerSession", msg);
     }
     Ok(())
 }

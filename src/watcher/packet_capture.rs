@@ -29,14 +29,53 @@ pub struct PacketCaptureRequest {
     /// `storageLocation.filePath`, else `storageLocation.localPath`, as
     /// written, with its JSON path (see [`Self::file_path`]).
     pub storage_path: Option<(String, String)>,
+    /// `continuousCapture`: a nullable bool.
+    pub continuous_capture: Option<bool>,
+    /// `captureSettings`, as given (see [`Self::continuous`]).
+    pub capture_settings: Option<CaptureSettings>,
     /// The request file, for errors.
     source: Option<Arc<Path>>,
     /// `properties.` when the fields are wrapped, else empty: the JSON path
     /// of the fields, for errors.
     prefix: &'static str,
     /// Fields of the request this capture does not apply (JSON paths), for
-    /// a warning: `continuousCapture`, `captureSettings`, `scope`.
+    /// a warning: `scope` (VMSS instances).
     pub ignored: Vec<String>,
+}
+
+/// `captureSettings` (spec §8.2): the files of a continuous capture, each
+/// field as given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureSettings {
+    /// `fileCount`: 0..=10000.
+    pub file_count: Option<u64>,
+    /// `fileSizeInBytes`: 0..=4294967295.
+    pub file_size_in_bytes: Option<u64>,
+    /// `sessionTimeLimitInSeconds`: 0..=604800.
+    pub session_time_limit_in_seconds: Option<u64>,
+}
+
+/// Azure's default `captureSettings.fileCount`.
+pub const DEFAULT_FILE_COUNT: u64 = 10;
+/// Azure's default `captureSettings.fileSizeInBytes` (100 MiB).
+pub const DEFAULT_FILE_SIZE_IN_BYTES: u64 = 104_857_600;
+/// Azure's default `captureSettings.sessionTimeLimitInSeconds` (1 day).
+pub const DEFAULT_SESSION_TIME_LIMIT_SECS: u64 = 86_400;
+
+/// The ring of files a continuous capture asks for (see
+/// [`PacketCaptureRequest::continuous`]); 0 means "no limit" for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContinuousCapture {
+    /// Files kept (the names wrap after this many); 0 = all.
+    pub file_count: u64,
+    /// A new file before one would exceed this; 0 = one file.
+    pub file_size_in_bytes: u64,
+    /// `sessionTimeLimitInSeconds` when given; else the request's
+    /// `timeLimitInSeconds`, else [`DEFAULT_SESSION_TIME_LIMIT_SECS`]; 0 = none.
+    pub session_time_limit_in_seconds: u64,
+    /// The field that asked for the ring, under `properties`
+    /// (`captureSettings` or `continuousCapture`), for [`PacketCaptureRequest::field_error`].
+    pub key: &'static str,
 }
 
 impl PacketCaptureRequest {
@@ -75,9 +114,37 @@ impl PacketCaptureRequest {
             None => None,
             Some(_) => return Err(invalid(&file, &format!("{at}storageLocation"), "expected an object")),
         };
-        let ignored = ["continuousCapture", "captureSettings", "scope"]
+        let continuous_capture = match get(props, "continuousCapture") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(invalid(&file, &format!("{at}continuousCapture"), "expected true, false or null")),
+        };
+        // §8.2: filePath "is invalid if continuousCapture is provided with
+        // true or false"; a continuous capture names its file with localPath.
+        if let (Some(_), Some((_, path))) = (continuous_capture, &storage_path) {
+            if path.ends_with(".filePath") {
+                return Err(invalid(
+                    &file,
+                    path,
+                    "invalid when continuousCapture is given (true or false): name the file with storageLocation.localPath",
+                ));
+            }
+        }
+        let capture_settings = match get(props, "captureSettings") {
+            None => None,
+            Some(Value::Object(cs)) => {
+                let cs_at = format!("{at}captureSettings.");
+                Some(CaptureSettings {
+                    file_count: integer(&file, &cs_at, cs, "fileCount", 10_000)?,
+                    file_size_in_bytes: integer(&file, &cs_at, cs, "fileSizeInBytes", 4_294_967_295)?,
+                    session_time_limit_in_seconds: integer(&file, &cs_at, cs, "sessionTimeLimitInSeconds", 604_800)?,
+                })
+            }
+            Some(_) => return Err(invalid(&file, &format!("{at}captureSettings"), "expected an object")),
+        };
+        let ignored = ["scope"]
             .iter()
-            .filter(|k| get(props, k).is_some_and(|v| v != &Value::Bool(false)))
+            .filter(|k| get(props, k).is_some())
             .map(|k| format!("{at}{k}"))
             .collect();
         Ok(PacketCaptureRequest {
@@ -88,9 +155,31 @@ impl PacketCaptureRequest {
             time_limit_in_seconds: integer(&file, at, props, "timeLimitInSeconds", 18_000)?,
             filters,
             storage_path,
+            continuous_capture,
+            capture_settings,
             source: Some(file),
             prefix: at,
             ignored,
+        })
+    }
+
+    /// The ring of files the request asks for: its `captureSettings`, with
+    /// Azure's defaults for the fields it leaves out, when they are given or
+    /// `continuousCapture` is true; `None` for a capture into one file.
+    pub fn continuous(&self) -> Option<ContinuousCapture> {
+        let (settings, key) = match (self.capture_settings, self.continuous_capture) {
+            (Some(cs), _) => (cs, "captureSettings"),
+            (None, Some(true)) => (CaptureSettings::default(), "continuousCapture"),
+            (None, _) => return None,
+        };
+        Some(ContinuousCapture {
+            file_count: settings.file_count.unwrap_or(DEFAULT_FILE_COUNT),
+            file_size_in_bytes: settings.file_size_in_bytes.unwrap_or(DEFAULT_FILE_SIZE_IN_BYTES),
+            session_time_limit_in_seconds: settings
+                .session_time_limit_in_seconds
+                .or(self.time_limit_in_seconds)
+                .unwrap_or(DEFAULT_SESSION_TIME_LIMIT_SECS),
+            key,
         })
     }
 
@@ -323,13 +412,92 @@ mod tests {
             "continuousCapture": true, "captureSettings": { "fileCount": 2 }, "scope": { "include": [] },
             "storageLocation": { "localPath": "/var/captures/ring.cap" } } }))
         .expect("parse");
-        assert_eq!(
-            r.ignored,
-            ["properties.continuousCapture", "properties.captureSettings", "properties.scope"]
-        );
+        assert_eq!(r.ignored, ["properties.scope"]);
         assert_eq!(r.file_path().expect("path"), Some(PathBuf::from("/var/captures/ring.cap")));
         let r = parse(serde_json::json!({ "continuousCapture": false })).expect("parse");
         assert!(r.ignored.is_empty());
+    }
+
+    #[test]
+    fn capture_settings_make_a_ring_of_files() {
+        // Given fields as given, Azure's defaults for the others.
+        let r = parse(serde_json::json!({ "properties": {
+            "continuousCapture": true, "timeLimitInSeconds": 60, "captureSettings": { "fileCount": 2, "fileSizeInBytes": "1000" } } }))
+        .expect("parse");
+        let c = r.continuous().expect("ring");
+        assert_eq!((c.file_count, c.file_size_in_bytes), (2, 1000));
+        assert_eq!(
+            c.session_time_limit_in_seconds, 60,
+            "timeLimitInSeconds when no session limit is given"
+        );
+        assert_eq!(c.key, "captureSettings");
+        let r = parse(serde_json::json!({ "captureSettings": { "sessionTimeLimitInSeconds": 604800 }, "timeLimitInSeconds": 5 }))
+            .expect("parse");
+        let c = r.continuous().expect("ring");
+        assert_eq!(
+            (c.file_count, c.file_size_in_bytes, c.session_time_limit_in_seconds),
+            (DEFAULT_FILE_COUNT, DEFAULT_FILE_SIZE_IN_BYTES, 604800)
+        );
+        assert_eq!(c.key, "captureSettings");
+        // continuousCapture alone: every default.
+        let c = parse(serde_json::json!({ "properties": { "continuousCapture": true } }))
+            .expect("parse")
+            .continuous()
+            .expect("ring");
+        assert_eq!(
+            (c.file_count, c.file_size_in_bytes, c.session_time_limit_in_seconds),
+            (DEFAULT_FILE_COUNT, DEFAULT_FILE_SIZE_IN_BYTES, DEFAULT_SESSION_TIME_LIMIT_SECS)
+        );
+        assert_eq!(c.key, "continuousCapture");
+        for v in [
+            serde_json::json!({ "continuousCapture": false }),
+            serde_json::json!({ "continuousCapture": null }),
+            serde_json::json!({}),
+        ] {
+            assert_eq!(parse(v).expect("parse").continuous(), None);
+        }
+    }
+
+    #[test]
+    fn capture_settings_errors_name_the_field() {
+        let cases = [
+            (
+                serde_json::json!({ "properties": { "captureSettings": { "fileCount": 10001 } } }),
+                "req.json: properties.captureSettings.fileCount: 10001 is not an integer in 0..10000",
+            ),
+            (
+                serde_json::json!({ "properties": { "captureSettings": { "sessionTimeLimitInSeconds": 604801 } } }),
+                "req.json: properties.captureSettings.sessionTimeLimitInSeconds: 604801 is not an integer in 0..604800",
+            ),
+            (
+                serde_json::json!({ "properties": { "captureSettings": { "fileSizeInBytes": -1 } } }),
+                "req.json: properties.captureSettings.fileSizeInBytes: -1 is not an integer in 0..4294967295",
+            ),
+            (
+                serde_json::json!({ "properties": { "captureSettings": [2] } }),
+                "req.json: properties.captureSettings: expected an object",
+            ),
+            (
+                serde_json::json!({ "properties": { "continuousCapture": "yes" } }),
+                "req.json: properties.continuousCapture: expected true, false or null",
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse(v).unwrap_err().to_string(), want);
+        }
+        // §8.2: filePath is invalid once continuousCapture is given, true or false.
+        for continuous in [true, false] {
+            let e = parse(serde_json::json!({ "properties": {
+                "continuousCapture": continuous, "storageLocation": { "filePath": "/var/captures/x.cap" } } }))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.starts_with("req.json: properties.storageLocation.filePath: invalid when continuousCapture is given"),
+                "{e}"
+            );
+        }
+        parse(serde_json::json!({ "properties": { "continuousCapture": null, "storageLocation": { "filePath": "/var/captures/x.cap" } } }))
+            .expect("null is not given");
     }
 
     #[test]
