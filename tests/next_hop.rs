@@ -249,6 +249,50 @@ fn bad_route_data_names_table_route_and_field() {
     }
 }
 
+/// Route-table errors say where they are from the route's index the
+/// routing crate reports (`RouteError::site`), not from a route name found
+/// in the message: a duplicate name is blamed on the later route (the
+/// first of the two has the same name, so a name search found it), and a
+/// table-wide limit on the route list, with the file (it names no route,
+/// so a name search found nothing).
+#[test]
+fn route_table_errors_name_the_route_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = common::rt_web_with_routes(dir.path(), 401);
+    let many = many.to_string_lossy().into_owned();
+    for (path, at, needle) in [
+        (
+            "tests/data/malformed/rt-web-dup-route-name.json",
+            "properties.routes[8].name",
+            "route to-app-via-fw: name is already used by routes[0] (\"to-app-via-fw\")",
+        ),
+        (many.as_str(), "properties.routes", "401 routes, more than the limit of 400"),
+    ] {
+        let o = netwatch(&[
+            "next-hop",
+            "--resources",
+            "demo/hub-spoke",
+            "--resources",
+            path,
+            "--service-tags",
+            "demo/ServiceTags_Demo.json",
+            "--vm",
+            "vm-web1",
+            "--source",
+            "10.1.1.4",
+            "--destination",
+            "10.2.1.4",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(&format!("{path}: {at}: route table ")) && err.contains(needle),
+            "{err}"
+        );
+    }
+}
+
 /// The demo environment with the resources under `extra` (files or
 /// directories of tests/data) loaded after it: later resources with the
 /// same id replace earlier ones.

@@ -127,7 +127,8 @@ impl UserRoute {
 }
 
 /// Invalid routing input. User-route errors name the route table, the
-/// route and the field.
+/// route and the field; [`RouteError::site`] gives the route's index and
+/// the field as data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// `addressPrefix` is not a CIDR prefix.
@@ -135,6 +136,8 @@ pub enum RouteError {
     MalformedAddressPrefix {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The value given.
@@ -146,6 +149,8 @@ pub enum RouteError {
     UnknownServiceTag {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The tag given.
@@ -166,6 +171,8 @@ pub enum RouteError {
     AddressPrefixHostBits {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The value given.
@@ -178,6 +185,8 @@ pub enum RouteError {
     UnknownNextHopType {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The value given.
@@ -188,6 +197,8 @@ pub enum RouteError {
     NextHopTypeNotAllowed {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The type given.
@@ -198,6 +209,8 @@ pub enum RouteError {
     MissingNextHopIp {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
     },
@@ -206,6 +219,8 @@ pub enum RouteError {
     NextHopIpNotAllowed {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The type given.
@@ -218,6 +233,8 @@ pub enum RouteError {
     MalformedNextHopIp {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The value given.
@@ -230,6 +247,8 @@ pub enum RouteError {
     NextHopIpFamilyMismatch {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The prefix.
@@ -243,6 +262,8 @@ pub enum RouteError {
     DuplicateAddressPrefix {
         /// Route table ID.
         route_table: String,
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
         /// The earlier route with that prefix.
@@ -251,12 +272,20 @@ pub enum RouteError {
         prefix: String,
     },
     /// Two routes of one table have the same name (case-insensitive).
-    #[error("route table {route_table}: route {route}: name is used by another route of the table")]
+    #[error(
+        "route table {route_table}: route {route}: name is already used by routes[{other_index}] ({other_route:?}); the names in a table must be unique, without regard to case"
+    )]
     DuplicateRouteName {
         /// Route table ID.
         route_table: String,
+        /// Index of the (later) route in [`RouteTableInput::routes`].
+        index: usize,
         /// Route name.
         route: String,
+        /// Index of the earlier route with that name.
+        other_index: usize,
+        /// Its name as written.
+        other_route: String,
     },
     /// More than [`MAX_ROUTES_PER_TABLE`] routes.
     #[error("route table {route_table}: {count} routes, more than the limit of {max}")]
@@ -282,6 +311,70 @@ pub enum RouteError {
     /// Building the lookup index failed.
     #[error(transparent)]
     Lpm(#[from] LpmError),
+}
+
+/// A field of a user route, as ARM names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteField {
+    /// `name`.
+    Name,
+    /// `addressPrefix`.
+    AddressPrefix,
+    /// `nextHopType`.
+    NextHopType,
+    /// `nextHopIpAddress`.
+    NextHopIpAddress,
+}
+
+impl RouteField {
+    /// The ARM key.
+    pub fn arm_name(self) -> &'static str {
+        match self {
+            RouteField::Name => "name",
+            RouteField::AddressPrefix => "addressPrefix",
+            RouteField::NextHopType => "nextHopType",
+            RouteField::NextHopIpAddress => "nextHopIpAddress",
+        }
+    }
+}
+
+/// Where in a route table a [`RouteError`] is, for callers that map it
+/// back to their source (a file and JSON path) without reading messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteErrorSite {
+    /// The table's route list as a whole (`routes`): too many routes, too
+    /// many service-tag routes.
+    Routes,
+    /// A field of one route.
+    Route {
+        /// Index of the route in [`RouteTableInput::routes`].
+        index: usize,
+        /// The field at fault.
+        field: RouteField,
+    },
+}
+
+impl RouteError {
+    /// Which route and field of the route table the error is about; `None`
+    /// for errors outside the route table (system-route inputs, the index).
+    pub fn site(&self) -> Option<RouteErrorSite> {
+        use RouteError as E;
+        let (index, field) = match self {
+            E::MalformedAddressPrefix { index, .. }
+            | E::UnknownServiceTag { index, .. }
+            | E::AddressPrefixHostBits { index, .. }
+            | E::DuplicateAddressPrefix { index, .. } => (*index, RouteField::AddressPrefix),
+            E::UnknownNextHopType { index, .. } | E::NextHopTypeNotAllowed { index, .. } => (*index, RouteField::NextHopType),
+            E::MissingNextHopIp { index, .. }
+            | E::NextHopIpNotAllowed { index, .. }
+            | E::MalformedNextHopIp { index, .. }
+            | E::NextHopIpFamilyMismatch { index, .. } => (*index, RouteField::NextHopIpAddress),
+            E::DuplicateRouteName { index, .. } => (*index, RouteField::Name),
+            E::TooManyRoutes { .. } | E::TooManyServiceTagRoutes { .. } => return Some(RouteErrorSite::Routes),
+            E::SystemPrefixHostBits { .. } | E::Lpm(_) => return None,
+        };
+        Some(RouteErrorSite::Route { index, field })
+    }
 }
 
 /// Why a route that contains the destination did or did not win
@@ -520,11 +613,17 @@ enum Destination {
 
 /// Parse `addressPrefix`: a CIDR (host bits must be clear) or a known
 /// service tag.
-fn destination(table: &RouteTableInput, r: &UserRoute, tags: &HashMap<String, (&String, &Vec<IpNet>)>) -> Result<Destination, RouteError> {
+fn destination(
+    table: &RouteTableInput,
+    index: usize,
+    r: &UserRoute,
+    tags: &HashMap<String, (&String, &Vec<IpNet>)>,
+) -> Result<Destination, RouteError> {
     let raw = r.address_prefix.trim();
     match raw.parse::<IpNet>() {
         Ok(prefix) if prefix.trunc() != prefix => Err(RouteError::AddressPrefixHostBits {
             route_table: table.id.clone(),
+            index,
             route: r.name.clone(),
             value: r.address_prefix.clone(),
             network: prefix.trunc(),
@@ -535,6 +634,7 @@ fn destination(table: &RouteTableInput, r: &UserRoute, tags: &HashMap<String, (&
             if !looks_like_tag {
                 return Err(RouteError::MalformedAddressPrefix {
                     route_table: table.id.clone(),
+                    index,
                     route: r.name.clone(),
                     value: r.address_prefix.clone(),
                 });
@@ -546,6 +646,7 @@ fn destination(table: &RouteTableInput, r: &UserRoute, tags: &HashMap<String, (&
                 }),
                 None => Err(RouteError::UnknownServiceTag {
                     route_table: table.id.clone(),
+                    index,
                     route: r.name.clone(),
                     tag: raw.to_owned(),
                 }),
@@ -557,17 +658,19 @@ fn destination(table: &RouteTableInput, r: &UserRoute, tags: &HashMap<String, (&
 /// Validate one user route (spec §5.3) and turn it into [`Route`]s: one
 /// for a CIDR, one per prefix for a service tag (for a `VirtualAppliance`
 /// next hop only the tag's prefixes of the appliance's IP version).
-fn user_routes(table: &RouteTableInput, r: &UserRoute, dest: Destination) -> Result<Vec<Route>, RouteError> {
+fn user_routes(table: &RouteTableInput, index: usize, r: &UserRoute, dest: Destination) -> Result<Vec<Route>, RouteError> {
     let rt = || table.id.clone();
     let name = || r.name.clone();
     let next_hop_type: NextHopType = r.next_hop_type.parse().map_err(|_| RouteError::UnknownNextHopType {
         route_table: rt(),
+        index,
         route: name(),
         value: r.next_hop_type.clone(),
     })?;
     if !next_hop_type.allowed_in_user_route() {
         return Err(RouteError::NextHopTypeNotAllowed {
             route_table: rt(),
+            index,
             route: name(),
             next_hop_type,
         });
@@ -577,17 +680,20 @@ fn user_routes(table: &RouteTableInput, r: &UserRoute, dest: Destination) -> Res
         (NextHopType::VirtualAppliance, None) => {
             return Err(RouteError::MissingNextHopIp {
                 route_table: rt(),
+                index,
                 route: name(),
             })
         }
         (NextHopType::VirtualAppliance, Some(s)) => Some(s.parse::<IpAddr>().map_err(|_| RouteError::MalformedNextHopIp {
             route_table: rt(),
+            index,
             route: name(),
             value: s.to_owned(),
         })?),
         (other, Some(s)) => {
             return Err(RouteError::NextHopIpNotAllowed {
                 route_table: rt(),
+                index,
                 route: name(),
                 next_hop_type: other,
                 value: s.to_owned(),
@@ -601,6 +707,7 @@ fn user_routes(table: &RouteTableInput, r: &UserRoute, dest: Destination) -> Res
             if let Some(ip) = next_hop_ip.filter(|ip| !same_family(&prefix, *ip)) {
                 return Err(RouteError::NextHopIpFamilyMismatch {
                     route_table: rt(),
+                    index,
                     route: name(),
                     prefix,
                     next_hop_ip: ip,
@@ -713,16 +820,20 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
             input.service_tags.iter().map(|(k, v)| (k.to_ascii_lowercase(), (k, v))).collect();
         // Duplicates: the same CIDR, or the same tag (case-insensitive).
         let mut by_prefix: HashMap<String, &str> = HashMap::new();
-        let mut names: HashMap<String, ()> = HashMap::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
         let mut tag_routes = 0usize;
-        for r in &table.routes {
-            if names.insert(r.name.to_ascii_lowercase(), ()).is_some() {
+        for (index, r) in table.routes.iter().enumerate() {
+            if let Some(&other) = names.get(&r.name.to_ascii_lowercase()) {
                 return Err(RouteError::DuplicateRouteName {
                     route_table: table.id.clone(),
+                    index,
                     route: r.name.clone(),
+                    other_index: other,
+                    other_route: table.routes.get(other).map(|o| o.name.clone()).unwrap_or_default(),
                 });
             }
-            let dest = destination(table, r, &tags)?;
+            names.insert(r.name.to_ascii_lowercase(), index);
+            let dest = destination(table, index, r, &tags)?;
             let key = match &dest {
                 Destination::Prefix(p) => p.to_string(),
                 Destination::Tag { name, .. } => {
@@ -733,12 +844,13 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
             if let Some(other) = by_prefix.insert(key, &r.name) {
                 return Err(RouteError::DuplicateAddressPrefix {
                     route_table: table.id.clone(),
+                    index,
                     route: r.name.clone(),
                     other_route: other.to_owned(),
                     prefix: r.address_prefix.trim().to_owned(),
                 });
             }
-            let expanded = user_routes(table, r, dest)?;
+            let expanded = user_routes(table, index, r, dest)?;
             if r.has_bgp_override {
                 bgp_overrides.extend(expanded.iter().map(|u| u.address_prefix));
             }

@@ -21,8 +21,8 @@ pub mod lpm;
 pub mod model;
 
 pub use effective::{
-    effective_routes, Candidate, CandidateOutcome, EffectiveRouteTable, GatewayRoute, NextHop, RouteError, RouteTableInput,
-    SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE, MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
+    effective_routes, Candidate, CandidateOutcome, EffectiveRouteTable, GatewayRoute, NextHop, RouteError, RouteErrorSite, RouteField,
+    RouteTableInput, SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE, MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
 };
 pub use ipnet;
 pub use lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmBuilder, LpmError, LpmHit, LpmKey, LpmMatch, LpmTable, BATCH_LANES, MAX_PREFIXES};

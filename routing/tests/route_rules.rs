@@ -270,6 +270,7 @@ fn validation_errors_name_table_route_and_field() {
         e,
         RouteError::MissingNextHopIp {
             route_table: "rt1".into(),
+            index: 0,
             route: "nva".into()
         }
     );
@@ -334,6 +335,7 @@ fn validation_errors_name_table_route_and_field() {
         e,
         RouteError::DuplicateAddressPrefix {
             route_table: "rt1".into(),
+            index: 1,
             route: "b".into(),
             other_route: "a".into(),
             prefix: "10.1.0.0/16".into()
@@ -578,4 +580,69 @@ fn gateway_user_route_needs_a_vpn_gateway() {
     assert_eq!(r.invalid_reason, Some(netwatch_routing::InvalidReason::GatewayNotVpn));
     // The range falls back to the reserved 10.0.0.0/8 None route.
     assert_eq!(er.next_hop_result(ip("10.60.1.1")).unwrap().next_hop_type, T::None);
+}
+
+/// Each route-table error says which route and field it is about as data
+/// (`RouteError::site`), not only in its message.
+#[test]
+fn route_table_errors_carry_the_route_index() {
+    use netwatch_routing::{RouteErrorSite as Site, RouteField as F};
+    let ok = |i: usize| UserRoute::new(&format!("ok{i}"), &format!("10.{i}.0.0/16"), T::None, None);
+    // The bad route is the third; its index and field come with the error.
+    let site = |bad: UserRoute| {
+        let e = err(vec![ok(1), ok(2), bad]);
+        (e.site(), e)
+    };
+    for (bad, field) in [
+        (UserRoute::new("b", "10.9.0.0/33", T::None, None), F::AddressPrefix),
+        (UserRoute::new("b", "10.9.0.1/16", T::None, None), F::AddressPrefix),
+        (UserRoute::new("b", "10.1.0.0/16", T::Internet, None), F::AddressPrefix),
+        (UserRoute::new("b", "Storage.WestEurope", T::Internet, None), F::AddressPrefix),
+        (UserRoute::new("b", "10.9.0.0/16", T::VNetPeering, None), F::NextHopType),
+        (
+            UserRoute::new("b", "10.9.0.0/16", T::VirtualNetworkServiceEndpoint, None),
+            F::NextHopType,
+        ),
+        (UserRoute::new("b", "10.9.0.0/16", T::VirtualAppliance, None), F::NextHopIpAddress),
+        (
+            UserRoute::new("b", "10.9.0.0/16", T::VirtualAppliance, Some("10.0.0.256")),
+            F::NextHopIpAddress,
+        ),
+        (
+            UserRoute::new("b", "10.9.0.0/16", T::VirtualAppliance, Some("fd00::4")),
+            F::NextHopIpAddress,
+        ),
+        (UserRoute::new("b", "10.9.0.0/16", T::None, Some("10.0.1.4")), F::NextHopIpAddress),
+        (UserRoute::new("OK1", "10.9.0.0/16", T::None, None), F::Name),
+    ] {
+        let (s, e) = site(bad);
+        assert_eq!(s, Some(Site::Route { index: 2, field }), "{e}");
+    }
+    let mut bogus = UserRoute::new("b", "10.9.0.0/16", T::None, None);
+    bogus.next_hop_type = "Bogus".into();
+    let (s, e) = site(bogus);
+    assert_eq!(
+        s,
+        Some(Site::Route {
+            index: 2,
+            field: F::NextHopType
+        }),
+        "{e}"
+    );
+
+    // A duplicate name is blamed on the later route, and names the earlier.
+    let mut routes: Vec<UserRoute> = (0..8).map(ok).collect();
+    routes.push(UserRoute::new("OK0", "10.99.0.0/16", T::None, None));
+    let e = err(routes);
+    assert_eq!(e.site(), Some(Site::Route { index: 8, field: F::Name }), "{e}");
+    assert!(
+        matches!(&e, RouteError::DuplicateRouteName { other_index: 0, other_route, .. } if other_route == "ok0"),
+        "{e:?}"
+    );
+
+    // Table-wide limits are about the route list.
+    let many: Vec<UserRoute> = (0..401)
+        .map(|i| UserRoute::new(&format!("r{i}"), &format!("10.{}.{}.0/24", i / 256, i % 256), T::None, None))
+        .collect();
+    assert_eq!(err(many).site(), Some(Site::Routes));
 }

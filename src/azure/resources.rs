@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use netwatch_routing::{RouteError, RouteErrorSite, RouteField, RouteTableInput, UserRoute};
 use netwatch_rules::{
     default_security_rules, quoted, Access, AddressPrefix, Direction, IpPrefix, NetworkSecurityGroup, PortRange, Protocol, RuleKind,
     SecurityRule, WrittenFields,
@@ -998,6 +999,10 @@ pub struct RouteTable {
     pub location: Option<String>,
     pub disable_bgp_route_propagation: bool,
     pub routes: Vec<Route>,
+    /// Where the table is written.
+    pub at: Location,
+    /// Where its `routes` list is (the table's place when absent).
+    pub routes_at: Location,
 }
 
 /// A user-defined route, as written; validated by the routing crate.
@@ -1012,6 +1017,49 @@ pub struct Route {
     /// `hasBgpOverride`: overrides overlapping BGP routes (spec §5.3).
     pub has_bgp_override: bool,
     pub at: Location,
+    /// Where each field present is written.
+    fields_at: Vec<(RouteField, Location)>,
+}
+
+impl Route {
+    /// Where `field` of the route is written (the route's place when it is
+    /// absent).
+    pub fn location_of(&self, field: RouteField) -> &Location {
+        self.fields_at.iter().find(|(f, _)| *f == field).map_or(&self.at, |(_, at)| at)
+    }
+
+    /// The route as the routing crate takes it.
+    pub fn routing_input(&self) -> UserRoute {
+        UserRoute {
+            name: self.name.clone(),
+            address_prefix: self.address_prefix.clone(),
+            next_hop_type: self.next_hop_type.clone(),
+            next_hop_ip: self.next_hop_ip_address.clone(),
+            has_bgp_override: self.has_bgp_override,
+        }
+    }
+}
+
+impl RouteTable {
+    /// The table as the routing crate takes it.
+    pub fn routing_input(&self) -> RouteTableInput {
+        RouteTableInput {
+            id: self.id.clone(),
+            disable_bgp_route_propagation: self.disable_bgp_route_propagation,
+            routes: self.routes.iter().map(Route::routing_input).collect(),
+        }
+    }
+
+    /// Where in the files a routing error about this table is: the route
+    /// and field it names ([`RouteError::site`]), else the route list or
+    /// the table.
+    pub fn location_of(&self, e: &RouteError) -> &Location {
+        match e.site() {
+            Some(RouteErrorSite::Route { index, field }) => self.routes.get(index).map_or(&self.routes_at, |r| r.location_of(field)),
+            Some(RouteErrorSite::Routes) => &self.routes_at,
+            None => &self.at,
+        }
+    }
 }
 
 /// Parses `Microsoft.Network/routeTables`.
@@ -1032,6 +1080,15 @@ pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
                     next_hop_ip_address: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
                     has_bgp_override: r.bool("hasBgpOverride")?.unwrap_or(false),
                     at: r.location(),
+                    fields_at: [
+                        RouteField::Name,
+                        RouteField::AddressPrefix,
+                        RouteField::NextHopType,
+                        RouteField::NextHopIpAddress,
+                    ]
+                    .into_iter()
+                    .filter_map(|f| r.field(f.arm_name()).map(|c| (f, c.location())))
+                    .collect(),
                 })
             };
             // Named as the routing crate names them when it checks a route.
@@ -1053,6 +1110,8 @@ pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
         location: n.str("location")?.map(str::to_string),
         disable_bgp_route_propagation: n.bool("disableBgpRoutePropagation")?.unwrap_or(false),
         routes,
+        at: n.location(),
+        routes_at: n.field("routes").map_or_else(|| n.location(), |c| c.location()),
     })
 }
 

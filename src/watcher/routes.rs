@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use netwatch_routing::ipnet::IpNet;
-use netwatch_routing::{
-    effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, RouteTableInput, SubnetRoutingInput, UserRoute,
-};
+use netwatch_routing::{effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, SubnetRoutingInput};
 
 use super::context::{find_nic, select_nic};
 use super::WatcherError;
@@ -173,21 +171,7 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
             }
         }
         input.service_tags = tag_map;
-        input.route_table = Some(RouteTableInput {
-            id: rt.id.clone(),
-            disable_bgp_route_propagation: rt.disable_bgp_route_propagation,
-            routes: rt
-                .routes
-                .iter()
-                .map(|r| UserRoute {
-                    name: r.name.clone(),
-                    address_prefix: r.address_prefix.clone(),
-                    next_hop_type: r.next_hop_type.clone(),
-                    next_hop_ip: r.next_hop_ip_address.clone(),
-                    has_bgp_override: r.has_bgp_override,
-                })
-                .collect(),
-        });
+        input.route_table = Some(rt.routing_input());
     }
     Ok(input)
 }
@@ -202,18 +186,12 @@ pub fn nic_effective_routes(env: &Environment, nic: &NetworkInterface, ip: Optio
     let (vnet, subnet) = super::context::subnet_of(env, nic, cfg)?;
     let input = subnet_routing_input(env, vnet, subnet)?;
     build_routes(&input).map_err(|e| {
-        // Name the file and JSON path of the offending route as well.
-        let msg = e.to_string();
-        let at = subnet
-            .route_table_id
-            .as_deref()
-            .and_then(|id| env.route_table(id))
-            .and_then(|rt| rt.routes.iter().find(|r| msg.contains(&format!("route {}:", r.name))))
-            .map(|r| r.at.to_string());
-        WatcherError::Invalid(match at {
-            Some(at) => format!("{at}: {msg}"),
-            None => msg,
-        })
+        // Name the file and JSON path of the route and field at fault, or
+        // of the route list, from where the error says it is.
+        match super::context::route_table_of(env, subnet).ok().flatten() {
+            Some(rt) if e.site().is_some() => WatcherError::Invalid(format!("{}: {e}", rt.location_of(&e))),
+            _ => WatcherError::Invalid(e.to_string()),
+        }
     })
 }
 

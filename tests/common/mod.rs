@@ -128,3 +128,30 @@ pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, id: u16, flags_frag: u16, pay
     h.extend(payload);
     h
 }
+
+/// The demo's route table `name` (rg-spokes), as its JSON.
+pub fn demo_route_table(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("demo/hub-spoke/rg-spokes/routeTables.json")).expect("read the demo route tables");
+    let list: serde_json::Value = serde_json::from_str(&text).expect("demo route tables are JSON");
+    list["value"]
+        .as_array()
+        .and_then(|v| v.iter().find(|t| t["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("the demo has no route table {name}"))
+}
+
+/// The demo's rt-web with routes added up to `count` (each to a /24 of
+/// 10.100.0.0/14, next hop None), written to `dir`; its path.
+pub fn rt_web_with_routes(dir: &Path, count: usize) -> PathBuf {
+    let mut rt = demo_route_table("rt-web");
+    let routes = rt["properties"]["routes"].as_array_mut().expect("rt-web has routes");
+    for i in routes.len()..count {
+        routes.push(serde_json::json!({
+            "name": format!("pad-{i}"),
+            "properties": {"addressPrefix": format!("10.{}.{}.0/24", 100 + i / 256, i % 256), "nextHopType": "None"}
+        }));
+    }
+    let path = dir.join(format!("rt-web-{count}-routes.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&rt).expect("JSON")).expect("write the route table");
+    path
+}
