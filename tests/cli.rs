@@ -621,6 +621,116 @@ fn errors_quote_a_huge_value_in_part() {
     }
 }
 
+/// A route table is checked when it is loaded (spec §5.3, the routing
+/// crate's checks), so every command refuses a bad one, naming the file and
+/// the JSON path of the field at fault: not only next-hop and
+/// effective-routes, which build the routes, but also the commands that
+/// only judge NSGs (whose `VirtualNetwork` tag takes the route prefixes)
+/// or draw the topology.
+#[test]
+fn bad_route_tables_are_refused_by_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = common::rt_web_with_routes(dir.path(), 401);
+    let many = many.to_string_lossy().into_owned();
+    let cases: Vec<(String, &str, &str)> = [
+        (
+            "rt-web-bad-next-hop-type.json",
+            "properties.routes[0].properties.nextHopType",
+            "nextHopType \"Bogus\" is not a known next hop type (expected VirtualNetworkGateway, VnetLocal, Internet, VirtualAppliance or None)",
+        ),
+        (
+            "rt-web-peering-next-hop.json",
+            "properties.routes[6].properties.nextHopType",
+            "nextHopType VNetPeering is not allowed in a user-defined route",
+        ),
+        (
+            "rt-web-endpoint-next-hop.json",
+            "properties.routes[7].properties.nextHopType",
+            "nextHopType VirtualNetworkServiceEndpoint is not allowed in a user-defined route",
+        ),
+        (
+            "rt-web-bad-prefix.json",
+            "properties.routes[2].properties.addressPrefix",
+            "addressPrefix \"100.64.0.0/33\" is not a valid CIDR prefix",
+        ),
+        (
+            "rt-web-ip-on-none.json",
+            "properties.routes[3].properties.nextHopIpAddress",
+            "nextHopIpAddress \"10.0.1.4\" is allowed only when nextHopType is VirtualAppliance",
+        ),
+        (
+            "rt-web-appliance-without-ip.json",
+            "properties.routes[1].properties.nextHopIpAddress",
+            "nextHopIpAddress is required when nextHopType is VirtualAppliance",
+        ),
+        (
+            "rt-web-dup-route-name.json",
+            "properties.routes[8].name",
+            "name is already used by routes[0]",
+        ),
+        (
+            "rt-web-dup-prefix.json",
+            "properties.routes[8].properties.addressPrefix",
+            "addressPrefix 10.2.0.0/16 is already used by route to-app-via-fw",
+        ),
+    ]
+    .into_iter()
+    .map(|(f, at, needle)| (format!("tests/data/malformed/{f}"), at, needle))
+    .chain([(many, "properties.routes", "401 routes, more than the limit of 400")])
+    .collect();
+    let commands: &[&[&str]] = &[
+        &[
+            "ip-flow-verify",
+            "--vm",
+            "vm-web1",
+            "--direction",
+            "Inbound",
+            "--protocol",
+            "TCP",
+            "--local",
+            "10.1.1.4:443",
+            "--remote",
+            "52.178.4.10:50123",
+        ],
+        &["topology", "-g", "rg-spokes"],
+        &["security-group-view", "--vm", "vm-web1"],
+        &["effective-security-rules", "--nic", "nic-web1"],
+        &["next-hop", "--vm", "vm-web1", "--source", "10.1.1.4", "--destination", "10.2.1.4"],
+        &["effective-routes", "--nic", "nic-web1"],
+    ];
+    for (path, at, needle) in &cases {
+        for command in commands {
+            let mut args = vec![command[0], "--resources", "demo/hub-spoke", "--resources", path];
+            args.extend(["--service-tags", "demo/ServiceTags_Demo.json"]);
+            args.extend(&command[1..]);
+            let o = netwatch(&args);
+            let err = stderr(&o);
+            let what = format!("{} with {path}", command[0]);
+            assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: one line expected: {err}");
+            assert!(
+                err.starts_with(&format!("error: {path}: {at}: route table /subscriptions/")),
+                "{what}: {err}"
+            );
+            assert!(err.contains("routeTables/rt-web: ") && err.contains(needle), "{what}: {err}");
+            assert!(!err.contains("panicked"), "{what}: {err}");
+        }
+    }
+    // The demo's own route tables load, and every command runs.
+    for command in commands {
+        let mut args = vec![
+            command[0],
+            "--resources",
+            "demo/hub-spoke",
+            "--service-tags",
+            "demo/ServiceTags_Demo.json",
+        ];
+        args.extend(&command[1..]);
+        let o = netwatch(&args);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", command[0], stderr(&o));
+    }
+}
+
 #[test]
 fn bad_service_tags_file_names_the_entry() {
     let o = netwatch(&[

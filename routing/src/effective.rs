@@ -96,7 +96,7 @@ pub struct RouteTableInput {
 }
 
 /// A user-defined route as written in the route table (raw ARM strings,
-/// validated by [`effective_routes`]).
+/// validated by [`check_route_table`] and [`effective_routes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRoute {
     /// Route name.
@@ -132,7 +132,7 @@ impl UserRoute {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// `addressPrefix` is not a CIDR prefix.
-    #[error("route table {route_table}: route {route}: addressPrefix {value:?} is not a valid CIDR prefix")]
+    #[error("route table {route_table}: route {route}: addressPrefix {value:?} is not a valid CIDR prefix (expected a prefix such as 10.0.0.0/16, or a service tag name)")]
     MalformedAddressPrefix {
         /// Route table ID.
         route_table: String,
@@ -181,7 +181,7 @@ pub enum RouteError {
         network: IpNet,
     },
     /// `nextHopType` is not a known type.
-    #[error("route table {route_table}: route {route}: nextHopType {value:?} is not a known next hop type")]
+    #[error("route table {route_table}: route {route}: nextHopType {value:?} is not a known next hop type (expected VirtualNetworkGateway, VnetLocal, Internet, VirtualAppliance or None)")]
     UnknownNextHopType {
         /// Route table ID.
         route_table: String,
@@ -193,7 +193,7 @@ pub enum RouteError {
         value: String,
     },
     /// `nextHopType` cannot be used in a user route.
-    #[error("route table {route_table}: route {route}: nextHopType {next_hop_type} is not allowed in a user-defined route")]
+    #[error("route table {route_table}: route {route}: nextHopType {next_hop_type} is not allowed in a user-defined route (expected VirtualNetworkGateway, VnetLocal, Internet, VirtualAppliance or None)")]
     NextHopTypeNotAllowed {
         /// Route table ID.
         route_table: String,
@@ -229,7 +229,7 @@ pub enum RouteError {
         value: String,
     },
     /// `nextHopIpAddress` is not an IP address.
-    #[error("route table {route_table}: route {route}: nextHopIpAddress {value:?} is not a valid IP address")]
+    #[error("route table {route_table}: route {route}: nextHopIpAddress {value:?} is not a valid IP address (expected the appliance's address, such as 10.0.1.4)")]
     MalformedNextHopIp {
         /// Route table ID.
         route_table: String,
@@ -605,20 +605,31 @@ fn tag_rank(tag: Option<&str>) -> u8 {
     }
 }
 
-/// A user route's `addressPrefix` after parsing.
-enum Destination {
+/// A user route's `addressPrefix` after [`check_route_table`]: a CIDR with
+/// host bits clear, or the name of a service tag (resolved, and checked to
+/// be known, only when routes are built: that needs the tags file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteDestination {
+    /// A CIDR prefix.
     Prefix(IpNet),
-    Tag { name: String, prefixes: Vec<IpNet> },
+    /// A service tag name, as written (trimmed).
+    ServiceTag(String),
 }
 
-/// Parse `addressPrefix`: a CIDR (host bits must be clear) or a known
-/// service tag.
-fn destination(
-    table: &RouteTableInput,
-    index: usize,
-    r: &UserRoute,
-    tags: &HashMap<String, (&String, &Vec<IpNet>)>,
-) -> Result<Destination, RouteError> {
+/// A user route that passed [`check_route_table`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRoute {
+    /// `addressPrefix`.
+    pub destination: RouteDestination,
+    /// `nextHopType`.
+    pub next_hop_type: NextHopType,
+    /// `nextHopIpAddress` (`VirtualAppliance` only, where it is required).
+    pub next_hop_ip: Option<IpAddr>,
+}
+
+/// Parse `addressPrefix`: a CIDR (host bits must be clear) or something
+/// shaped like a service tag name.
+fn destination(table: &RouteTableInput, index: usize, r: &UserRoute) -> Result<RouteDestination, RouteError> {
     let raw = r.address_prefix.trim();
     match raw.parse::<IpNet>() {
         Ok(prefix) if prefix.trunc() != prefix => Err(RouteError::AddressPrefixHostBits {
@@ -628,7 +639,7 @@ fn destination(
             value: r.address_prefix.clone(),
             network: prefix.trunc(),
         }),
-        Ok(prefix) => Ok(Destination::Prefix(prefix)),
+        Ok(prefix) => Ok(RouteDestination::Prefix(prefix)),
         Err(_) => {
             let looks_like_tag = raw.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && !raw.contains(':') && !raw.contains('/');
             if !looks_like_tag {
@@ -639,26 +650,15 @@ fn destination(
                     value: r.address_prefix.clone(),
                 });
             }
-            match tags.get(&raw.to_ascii_lowercase()) {
-                Some((name, prefixes)) => Ok(Destination::Tag {
-                    name: (*name).clone(),
-                    prefixes: prefixes.iter().map(IpNet::trunc).collect(),
-                }),
-                None => Err(RouteError::UnknownServiceTag {
-                    route_table: table.id.clone(),
-                    index,
-                    route: r.name.clone(),
-                    tag: raw.to_owned(),
-                }),
-            }
+            Ok(RouteDestination::ServiceTag(raw.to_owned()))
         }
     }
 }
 
-/// Validate one user route (spec §5.3) and turn it into [`Route`]s: one
-/// for a CIDR, one per prefix for a service tag (for a `VirtualAppliance`
-/// next hop only the tag's prefixes of the appliance's IP version).
-fn user_routes(table: &RouteTableInput, index: usize, r: &UserRoute, dest: Destination) -> Result<Vec<Route>, RouteError> {
+/// Check one user route's next hop (spec §5.3): a known type a UDR may
+/// use, `nextHopIpAddress` exactly when it is `VirtualAppliance`, an IP of
+/// the prefix's version.
+fn next_hop(table: &RouteTableInput, index: usize, r: &UserRoute, dest: &RouteDestination) -> Result<CheckedRoute, RouteError> {
     let rt = || table.id.clone();
     let name = || r.name.clone();
     let next_hop_type: NextHopType = r.next_hop_type.parse().map_err(|_| RouteError::UnknownNextHopType {
@@ -701,26 +701,125 @@ fn user_routes(table: &RouteTableInput, index: usize, r: &UserRoute, dest: Desti
         }
         (_, None) => None,
     };
-    let same_family = |p: &IpNet, ip: IpAddr| ip.is_ipv4() == matches!(p, IpNet::V4(_));
-    let (prefixes, tag) = match dest {
-        Destination::Prefix(prefix) => {
-            if let Some(ip) = next_hop_ip.filter(|ip| !same_family(&prefix, *ip)) {
-                return Err(RouteError::NextHopIpFamilyMismatch {
-                    route_table: rt(),
-                    index,
-                    route: name(),
-                    prefix,
-                    next_hop_ip: ip,
-                });
-            }
-            (vec![prefix], None)
+    if let (RouteDestination::Prefix(prefix), Some(ip)) = (dest, next_hop_ip) {
+        if !same_family(prefix, ip) {
+            return Err(RouteError::NextHopIpFamilyMismatch {
+                route_table: rt(),
+                index,
+                route: name(),
+                prefix: *prefix,
+                next_hop_ip: ip,
+            });
         }
-        Destination::Tag { name, prefixes } => {
-            let prefixes = match next_hop_ip {
-                Some(ip) => prefixes.into_iter().filter(|p| same_family(p, ip)).collect(),
-                None => prefixes,
+    }
+    Ok(CheckedRoute {
+        destination: dest.clone(),
+        next_hop_type,
+        next_hop_ip,
+    })
+}
+
+fn same_family(p: &IpNet, ip: IpAddr) -> bool {
+    ip.is_ipv4() == matches!(p, IpNet::V4(_))
+}
+
+/// Check a route table on its own (spec §5.3, [LIMITS]), before any subnet
+/// uses it: at most [`MAX_ROUTES_PER_TABLE`] routes and
+/// [`MAX_SERVICE_TAG_ROUTES_PER_TABLE`] service-tag routes; names unique
+/// and `addressPrefix`es unique (without regard to case); each
+/// `addressPrefix` a CIDR with host bits clear or a service tag name; each
+/// `nextHopType` known and allowed in a UDR; `nextHopIpAddress` an IP of
+/// the prefix's version, required for `VirtualAppliance` and refused for
+/// the other types. [`effective_routes`] runs the same checks; whether a
+/// tag is known is left to it (that needs the service tags). The result
+/// has one [`CheckedRoute`] per route, in order.
+pub fn check_route_table(table: &RouteTableInput) -> Result<Vec<CheckedRoute>, RouteError> {
+    if table.routes.len() > MAX_ROUTES_PER_TABLE {
+        return Err(RouteError::TooManyRoutes {
+            route_table: table.id.clone(),
+            count: table.routes.len(),
+            max: MAX_ROUTES_PER_TABLE,
+        });
+    }
+    // Duplicates: the same name, CIDR or tag (tags and names without case).
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut by_prefix: HashMap<String, usize> = HashMap::new();
+    let mut tag_routes = 0usize;
+    let mut checked = Vec::with_capacity(table.routes.len());
+    for (index, r) in table.routes.iter().enumerate() {
+        if let Some(&other) = names.get(&r.name.to_ascii_lowercase()) {
+            return Err(RouteError::DuplicateRouteName {
+                route_table: table.id.clone(),
+                index,
+                route: r.name.clone(),
+                other_index: other,
+                other_route: table.routes.get(other).map(|o| o.name.clone()).unwrap_or_default(),
+            });
+        }
+        names.insert(r.name.to_ascii_lowercase(), index);
+        let dest = destination(table, index, r)?;
+        let key = match &dest {
+            RouteDestination::Prefix(p) => p.to_string(),
+            RouteDestination::ServiceTag(name) => {
+                tag_routes += 1;
+                name.to_ascii_lowercase()
+            }
+        };
+        if let Some(&other) = by_prefix.get(&key) {
+            return Err(RouteError::DuplicateAddressPrefix {
+                route_table: table.id.clone(),
+                index,
+                route: r.name.clone(),
+                other_route: table.routes.get(other).map(|o| o.name.clone()).unwrap_or_default(),
+                prefix: r.address_prefix.trim().to_owned(),
+            });
+        }
+        by_prefix.insert(key, index);
+        checked.push(next_hop(table, index, r, &dest)?);
+    }
+    if tag_routes > MAX_SERVICE_TAG_ROUTES_PER_TABLE {
+        return Err(RouteError::TooManyServiceTagRoutes {
+            route_table: table.id.clone(),
+            count: tag_routes,
+            max: MAX_SERVICE_TAG_ROUTES_PER_TABLE,
+        });
+    }
+    Ok(checked)
+}
+
+/// Turn a checked user route into [`Route`]s: one for a CIDR, one per
+/// prefix for a service tag (an error when the tag is unknown; for a
+/// `VirtualAppliance` next hop only the tag's prefixes of the appliance's
+/// IP version).
+fn user_routes(
+    table: &RouteTableInput,
+    index: usize,
+    r: &UserRoute,
+    checked: CheckedRoute,
+    tags: &HashMap<String, (&String, &Vec<IpNet>)>,
+) -> Result<Vec<Route>, RouteError> {
+    let CheckedRoute {
+        destination,
+        next_hop_type,
+        next_hop_ip,
+    } = checked;
+    let (prefixes, tag) = match destination {
+        RouteDestination::Prefix(prefix) => (vec![prefix], None),
+        RouteDestination::ServiceTag(raw) => {
+            let Some((name, prefixes)) = tags.get(&raw.to_ascii_lowercase()) else {
+                return Err(RouteError::UnknownServiceTag {
+                    route_table: table.id.clone(),
+                    index,
+                    route: r.name.clone(),
+                    tag: raw,
+                });
             };
-            (prefixes, Some(name))
+            let prefixes = prefixes
+                .iter()
+                .map(IpNet::trunc)
+                .filter(|p| next_hop_ip.is_none_or(|ip| same_family(p, ip)))
+                .collect();
+            (prefixes, Some((*name).clone()))
         }
     };
     Ok(prefixes
@@ -809,62 +908,17 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
     let mut disable_bgp = false;
     if let Some(table) = &input.route_table {
         disable_bgp = table.disable_bgp_route_propagation;
-        if table.routes.len() > MAX_ROUTES_PER_TABLE {
-            return Err(RouteError::TooManyRoutes {
-                route_table: table.id.clone(),
-                count: table.routes.len(),
-                max: MAX_ROUTES_PER_TABLE,
-            });
-        }
+        let checked = check_route_table(table)?;
         let tags: HashMap<String, (&String, &Vec<IpNet>)> =
             input.service_tags.iter().map(|(k, v)| (k.to_ascii_lowercase(), (k, v))).collect();
-        // Duplicates: the same CIDR, or the same tag (case-insensitive).
-        let mut by_prefix: HashMap<String, &str> = HashMap::new();
-        let mut names: HashMap<String, usize> = HashMap::new();
-        let mut tag_routes = 0usize;
-        for (index, r) in table.routes.iter().enumerate() {
-            if let Some(&other) = names.get(&r.name.to_ascii_lowercase()) {
-                return Err(RouteError::DuplicateRouteName {
-                    route_table: table.id.clone(),
-                    index,
-                    route: r.name.clone(),
-                    other_index: other,
-                    other_route: table.routes.get(other).map(|o| o.name.clone()).unwrap_or_default(),
-                });
-            }
-            names.insert(r.name.to_ascii_lowercase(), index);
-            let dest = destination(table, index, r, &tags)?;
-            let key = match &dest {
-                Destination::Prefix(p) => p.to_string(),
-                Destination::Tag { name, .. } => {
-                    tag_routes += 1;
-                    name.to_ascii_lowercase()
-                }
-            };
-            if let Some(other) = by_prefix.insert(key, &r.name) {
-                return Err(RouteError::DuplicateAddressPrefix {
-                    route_table: table.id.clone(),
-                    index,
-                    route: r.name.clone(),
-                    other_route: other.to_owned(),
-                    prefix: r.address_prefix.trim().to_owned(),
-                });
-            }
-            let expanded = user_routes(table, index, r, dest)?;
+        for (index, (r, c)) in table.routes.iter().zip(checked).enumerate() {
+            let expanded = user_routes(table, index, r, c, &tags)?;
             if r.has_bgp_override {
                 bgp_overrides.extend(expanded.iter().map(|u| u.address_prefix));
             }
             user.extend(expanded);
         }
-        if tag_routes > MAX_SERVICE_TAG_ROUTES_PER_TABLE {
-            return Err(RouteError::TooManyServiceTagRoutes {
-                route_table: table.id.clone(),
-                count: tag_routes,
-                max: MAX_SERVICE_TAG_ROUTES_PER_TABLE,
-            });
-        }
     }
-
     let mut routes: Vec<Route> = Vec::new();
     // 1. VNet ranges.
     for p in &input.vnet_address_space {

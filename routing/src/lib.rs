@@ -7,7 +7,8 @@
 //!   [`RouteState`], [`Route`], [`EffectiveRoute`], [`NextHopResult`]).
 //! * [`effective`]: [`effective_routes`] builds a subnet's
 //!   [`EffectiveRouteTable`] (spec §5) and answers
-//!   [`EffectiveRouteTable::next_hop`] (spec §4).
+//!   [`EffectiveRouteTable::next_hop`] (spec §4); [`check_route_table`]
+//!   checks a route table on its own (spec §5.3), as soon as it is read.
 //!
 //! The crate denies `unsafe` except in one audited spot, `lpm::fast`, which
 //! calls POPCNT-compiled copies of the lookup after checking the CPU has
@@ -21,8 +22,9 @@ pub mod lpm;
 pub mod model;
 
 pub use effective::{
-    effective_routes, Candidate, CandidateOutcome, EffectiveRouteTable, GatewayRoute, NextHop, RouteError, RouteErrorSite, RouteField,
-    RouteTableInput, SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE, MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
+    check_route_table, effective_routes, Candidate, CandidateOutcome, CheckedRoute, EffectiveRouteTable, GatewayRoute, NextHop,
+    RouteDestination, RouteError, RouteErrorSite, RouteField, RouteTableInput, SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE,
+    MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
 };
 pub use ipnet;
 pub use lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmBuilder, LpmError, LpmHit, LpmKey, LpmMatch, LpmTable, BATCH_LANES, MAX_PREFIXES};

@@ -582,22 +582,29 @@ fn gateway_user_route_needs_a_vpn_gateway() {
     assert_eq!(er.next_hop_result(ip("10.60.1.1")).unwrap().next_hop_type, T::None);
 }
 
-/// Each route-table error says which route and field it is about as data
+/// A route table is checked on its own, without a subnet or the service
+/// tags (`check_route_table`, which `effective_routes` runs too), and each
+/// error says which route and field it is about as data
 /// (`RouteError::site`), not only in its message.
 #[test]
-fn route_table_errors_carry_the_route_index() {
-    use netwatch_routing::{RouteErrorSite as Site, RouteField as F};
+fn route_table_checks_alone_and_errors_carry_the_route_index() {
+    use netwatch_routing::{check_route_table, RouteDestination, RouteErrorSite as Site, RouteField as F};
+    let table = |routes: Vec<UserRoute>| RouteTableInput {
+        id: "rt1".into(),
+        disable_bgp_route_propagation: false,
+        routes,
+    };
     let ok = |i: usize| UserRoute::new(&format!("ok{i}"), &format!("10.{i}.0.0/16"), T::None, None);
     // The bad route is the third; its index and field come with the error.
     let site = |bad: UserRoute| {
-        let e = err(vec![ok(1), ok(2), bad]);
+        let e = check_route_table(&table(vec![ok(1), ok(2), bad])).unwrap_err();
         (e.site(), e)
     };
     for (bad, field) in [
         (UserRoute::new("b", "10.9.0.0/33", T::None, None), F::AddressPrefix),
+        (UserRoute::new("b", "10.0.0.0/+8", T::None, None), F::AddressPrefix),
         (UserRoute::new("b", "10.9.0.1/16", T::None, None), F::AddressPrefix),
         (UserRoute::new("b", "10.1.0.0/16", T::Internet, None), F::AddressPrefix),
-        (UserRoute::new("b", "Storage.WestEurope", T::Internet, None), F::AddressPrefix),
         (UserRoute::new("b", "10.9.0.0/16", T::VNetPeering, None), F::NextHopType),
         (
             UserRoute::new("b", "10.9.0.0/16", T::VirtualNetworkServiceEndpoint, None),
@@ -629,11 +636,16 @@ fn route_table_errors_carry_the_route_index() {
         }),
         "{e}"
     );
+    assert!(
+        e.to_string()
+            .contains("expected VirtualNetworkGateway, VnetLocal, Internet, VirtualAppliance or None"),
+        "{e}"
+    );
 
     // A duplicate name is blamed on the later route, and names the earlier.
     let mut routes: Vec<UserRoute> = (0..8).map(ok).collect();
     routes.push(UserRoute::new("OK0", "10.99.0.0/16", T::None, None));
-    let e = err(routes);
+    let e = check_route_table(&table(routes)).unwrap_err();
     assert_eq!(e.site(), Some(Site::Route { index: 8, field: F::Name }), "{e}");
     assert!(
         matches!(&e, RouteError::DuplicateRouteName { other_index: 0, other_route, .. } if other_route == "ok0"),
@@ -644,5 +656,24 @@ fn route_table_errors_carry_the_route_index() {
     let many: Vec<UserRoute> = (0..401)
         .map(|i| UserRoute::new(&format!("r{i}"), &format!("10.{}.{}.0/24", i / 256, i % 256), T::None, None))
         .collect();
-    assert_eq!(err(many).site(), Some(Site::Routes));
+    assert_eq!(check_route_table(&table(many)).unwrap_err().site(), Some(Site::Routes));
+
+    // A service tag passes without the tags; building routes needs it known.
+    let tagged = table(vec![ok(1), UserRoute::new("st", "Storage.WestEurope", T::Internet, None)]);
+    let checked = check_route_table(&tagged).unwrap();
+    assert_eq!(checked[1].destination, RouteDestination::ServiceTag("Storage.WestEurope".into()));
+    assert_eq!(checked[0].destination, RouteDestination::Prefix(p("10.1.0.0/16")));
+    let input = SubnetRoutingInput {
+        route_table: Some(tagged),
+        ..vnet(&["10.0.0.0/16"])
+    };
+    let e = effective_routes(&input).unwrap_err();
+    assert_eq!(
+        e.site(),
+        Some(Site::Route {
+            index: 1,
+            field: F::AddressPrefix
+        }),
+        "{e}"
+    );
 }

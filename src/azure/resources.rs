@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use netwatch_routing::{RouteError, RouteErrorSite, RouteField, RouteTableInput, UserRoute};
+use netwatch_routing::{check_route_table, RouteDestination, RouteError, RouteErrorSite, RouteField, RouteTableInput, UserRoute};
 use netwatch_rules::{
     default_security_rules, quoted, Access, AddressPrefix, Direction, IpPrefix, NetworkSecurityGroup, PortRange, Protocol, RuleKind,
     SecurityRule, WrittenFields,
@@ -991,7 +991,9 @@ pub struct ApplicationSecurityGroup {
     pub location: Option<String>,
 }
 
-/// `Microsoft.Network/routeTables`.
+/// `Microsoft.Network/routeTables`, checked as it is read (spec §5.3, by
+/// the routing crate's [`check_route_table`]): every command refuses a bad
+/// table, not only those that build routes.
 #[derive(Clone, Debug)]
 pub struct RouteTable {
     pub id: String,
@@ -1005,7 +1007,7 @@ pub struct RouteTable {
     pub routes_at: Location,
 }
 
-/// A user-defined route, as written; validated by the routing crate.
+/// A user-defined route, as written, with its checked `addressPrefix`.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub id: Option<String>,
@@ -1016,6 +1018,9 @@ pub struct Route {
     pub next_hop_ip_address: Option<String>,
     /// `hasBgpOverride`: overrides overlapping BGP routes (spec §5.3).
     pub has_bgp_override: bool,
+    /// `addressPrefix` as checked: a CIDR with host bits clear, or a
+    /// service tag name (known or not: that needs the tags file).
+    pub destination: RouteDestination,
     pub at: Location,
     /// Where each field present is written.
     fields_at: Vec<(RouteField, Location)>,
@@ -1062,53 +1067,83 @@ impl RouteTable {
     }
 }
 
-/// Parses `Microsoft.Network/routeTables`.
+/// Parses `Microsoft.Network/routeTables` and checks it (spec §5.3): an
+/// error names the file and JSON path of the route and field at fault, or
+/// of the route list for a table-wide limit.
 pub fn parse_route_table(n: &Node<'_>) -> Result<RouteTable, LoadError> {
     let (id, name) = id_and_name(n, "routeTables")?;
-    let routes = n
-        .array("routes")?
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let r = c.node();
-            let route = || -> Result<Route, LoadError> {
-                Ok(Route {
-                    id: r.str("id")?.map(str::to_string),
-                    name: r.req_str("name")?.to_string(),
-                    address_prefix: r.req_str("addressPrefix")?.to_string(),
-                    next_hop_type: r.req_str("nextHopType")?.to_string(),
-                    next_hop_ip_address: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
-                    has_bgp_override: r.bool("hasBgpOverride")?.unwrap_or(false),
-                    at: r.location(),
-                    fields_at: [
-                        RouteField::Name,
-                        RouteField::AddressPrefix,
-                        RouteField::NextHopType,
-                        RouteField::NextHopIpAddress,
-                    ]
-                    .into_iter()
-                    .filter_map(|f| r.field(f.arm_name()).map(|c| (f, c.location())))
-                    .collect(),
-                })
+    let items = n.array("routes")?;
+    // Each route as written: its id, fields and places.
+    let mut written = Vec::with_capacity(items.len());
+    for (i, c) in items.iter().enumerate() {
+        let r = c.node();
+        let route = || -> Result<(Option<String>, UserRoute), LoadError> {
+            let user = UserRoute {
+                name: r.req_str("name")?.to_string(),
+                address_prefix: r.req_str("addressPrefix")?.to_string(),
+                next_hop_type: r.req_str("nextHopType")?.to_string(),
+                next_hop_ip: r.str("nextHopIpAddress")?.map(str::to_string).filter(|s| !s.is_empty()),
+                has_bgp_override: r.bool("hasBgpOverride")?.unwrap_or(false),
             };
-            // Named as the routing crate names them when it checks a route.
-            route().map_err(|e| match e {
-                LoadError::Invalid { at, message } => {
-                    let route = r.str("name").ok().flatten().map_or_else(|| format!("#{i}"), str::to_string);
-                    LoadError::Invalid {
-                        at,
-                        message: format!("route table {id}: route {route}: {message}"),
-                    }
+            Ok((r.str("id")?.map(str::to_string), user))
+        };
+        // Named as the routing crate names them when it checks a route.
+        let (route_id, user) = route().map_err(|e| match e {
+            LoadError::Invalid { at, message } => {
+                let route = r.str("name").ok().flatten().map_or_else(|| format!("#{i}"), str::to_string);
+                LoadError::Invalid {
+                    at,
+                    message: format!("route table {id}: route {route}: {message}"),
                 }
-                other => other,
-            })
-        })
-        .collect::<Result<_, LoadError>>()?;
-    Ok(RouteTable {
+            }
+            other => other,
+        })?;
+        let fields_at: Vec<(RouteField, Location)> = [
+            RouteField::Name,
+            RouteField::AddressPrefix,
+            RouteField::NextHopType,
+            RouteField::NextHopIpAddress,
+        ]
+        .into_iter()
+        .filter_map(|f| r.field(f.arm_name()).map(|c| (f, c.location())))
+        .collect();
+        written.push((route_id, user, r.location(), fields_at));
+    }
+    let input = RouteTableInput {
         id,
+        disable_bgp_route_propagation: n.bool("disableBgpRoutePropagation")?.unwrap_or(false),
+        routes: written.iter().map(|(_, user, _, _)| user.clone()).collect(),
+    };
+    // An error sits at the field itself, as the file spells it (or where
+    // it belongs when missing), or at the route list for a table limit.
+    let checked = check_route_table(&input).map_err(|e| match e.site() {
+        Some(RouteErrorSite::Route { index, field }) => match items.get(index) {
+            Some(c) => c.node().field_error(field.arm_name(), e.to_string()),
+            None => n.error(e.to_string()),
+        },
+        Some(RouteErrorSite::Routes) => n.field_error("routes", e.to_string()),
+        None => n.error(e.to_string()),
+    })?;
+    let routes = written
+        .into_iter()
+        .zip(checked)
+        .map(|((route_id, user, at, fields_at), c)| Route {
+            id: route_id,
+            name: user.name,
+            address_prefix: user.address_prefix,
+            next_hop_type: user.next_hop_type,
+            next_hop_ip_address: user.next_hop_ip,
+            has_bgp_override: user.has_bgp_override,
+            destination: c.destination,
+            at,
+            fields_at,
+        })
+        .collect();
+    Ok(RouteTable {
+        id: input.id,
         name,
         location: n.str("location")?.map(str::to_string),
-        disable_bgp_route_propagation: n.bool("disableBgpRoutePropagation")?.unwrap_or(false),
+        disable_bgp_route_propagation: input.disable_bgp_route_propagation,
         routes,
         at: n.location(),
         routes_at: n.field("routes").map_or_else(|| n.location(), |c| c.location()),

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use netwatch_routing::RouteDestination;
 use netwatch_rules::{AddrSet, IpPrefix};
 
 use super::{id_key, parent_id, Environment, Location, Subnet, VirtualNetwork, VirtualNetworkGateway};
@@ -133,12 +134,17 @@ impl Environment {
             p.push(host);
         }
         let mut set = AddrSet::from_prefixes(p);
+        // The route table was checked when loaded: each addressPrefix is a
+        // CIDR (as the routes have it) or a service tag name.
         if let Some(rt) = subnet.route_table_id.as_deref().and_then(|id| self.route_table(id)) {
             for r in &rt.routes {
-                if let Ok(pfx) = r.address_prefix.parse::<IpPrefix>() {
-                    set = set.union(&AddrSet::from_prefix(pfx));
-                } else if let Some(tag) = self.service_tags.as_ref().and_then(|t| t.get(&r.address_prefix)) {
-                    set = set.union(tag);
+                match &r.destination {
+                    RouteDestination::Prefix(n) => set = set.union(&AddrSet::from_prefixes(IpPrefix::new(n.addr(), n.prefix_len()))),
+                    RouteDestination::ServiceTag(tag) => {
+                        if let Some(tag) = self.service_tags.as_ref().and_then(|t| t.get(tag)) {
+                            set = set.union(tag);
+                        }
+                    }
                 }
             }
         }

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use netwatch_routing::ipnet::IpNet;
-use netwatch_routing::{effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, SubnetRoutingInput};
+use netwatch_routing::{
+    effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, RouteDestination, SubnetRoutingInput,
+};
 
 use super::context::{find_nic, select_nic};
 use super::WatcherError;
@@ -164,9 +166,9 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
     if let Some(rt) = super::context::route_table_of(env, subnet)? {
         let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
         for r in &rt.routes {
-            if r.address_prefix.parse::<IpPrefix>().is_err() {
-                if let Some(set) = tags.and_then(|t| t.get(&r.address_prefix)) {
-                    tag_map.insert(r.address_prefix.clone(), set.to_prefixes().iter().filter_map(net).collect());
+            if let RouteDestination::ServiceTag(tag) = &r.destination {
+                if let Some(set) = tags.and_then(|t| t.get(tag)) {
+                    tag_map.insert(tag.clone(), set.to_prefixes().iter().filter_map(net).collect());
                 }
             }
         }
@@ -186,8 +188,9 @@ pub fn nic_effective_routes(env: &Environment, nic: &NetworkInterface, ip: Optio
     let (vnet, subnet) = super::context::subnet_of(env, nic, cfg)?;
     let input = subnet_routing_input(env, vnet, subnet)?;
     build_routes(&input).map_err(|e| {
-        // Name the file and JSON path of the route and field at fault, or
-        // of the route list, from where the error says it is.
+        // Name the file and JSON path of the route and field at fault (the
+        // route table was checked when loaded; what is left is whether its
+        // service tags are known).
         match super::context::route_table_of(env, subnet).ok().flatten() {
             Some(rt) if e.site().is_some() => WatcherError::Invalid(format!("{}: {e}", rt.location_of(&e))),
             _ => WatcherError::Invalid(e.to_string()),
