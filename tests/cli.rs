@@ -731,6 +731,35 @@ fn bad_route_tables_are_refused_by_every_command() {
     }
 }
 
+/// The user routes of a subnet's table widen its `VirtualNetwork` tag
+/// (spec Decisions 1); a route to a service tag the tags file lacks is an
+/// error naming the file and JSON path of its addressPrefix, as it is for
+/// next-hop, not a route silently left out of the tag.
+#[test]
+fn unknown_route_service_tag_is_an_error_for_the_virtual_network_tag() {
+    let path = "tests/data/malformed/rt-app-unknown-tag.json";
+    let commands: &[&[&str]] = &[
+        &["security-group-view", "--vm", "vm-app1"],
+        &["effective-security-rules", "--nic", "nic-app1"],
+        &["next-hop", "--vm", "vm-app1", "--source", "10.2.1.4", "--destination", "10.1.1.4"],
+    ];
+    for command in commands {
+        let mut args = vec![command[0], "--resources", "demo/hub-spoke", "--resources", path];
+        args.extend(["--service-tags", "demo/ServiceTags_Demo.json"]);
+        args.extend(&command[1..]);
+        let o = netwatch(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", command[0]);
+        assert_eq!(err.lines().count(), 1, "{}: {err}", command[0]);
+        assert!(
+            err.contains(&format!("{path}: properties.routes[1].properties.addressPrefix: route table "))
+                && err.contains("route storage-direct: addressPrefix \"Storage.MarsCentral\" is not a known service tag"),
+            "{}: {err}",
+            command[0]
+        );
+    }
+}
+
 #[test]
 fn bad_service_tags_file_names_the_entry() {
     let o = netwatch(&[

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use netwatch_routing::RouteDestination;
+use netwatch_routing::{RouteDestination, RouteError};
 use netwatch_rules::{AddrSet, IpPrefix};
 
 use super::{id_key, parent_id, Environment, Location, Subnet, VirtualNetwork, VirtualNetworkGateway};
@@ -23,6 +23,23 @@ pub struct UnknownPeerAddressSpace {
     pub peering: String,
     /// `remoteVirtualNetwork.id`.
     pub remote: String,
+}
+
+/// Why a subnet's `VirtualNetwork` tag (spec Decisions 1) cannot be told.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VirtualNetworkTagError {
+    /// A connected peer's address space is unknown.
+    #[error(transparent)]
+    UnknownPeerAddressSpace(#[from] UnknownPeerAddressSpace),
+    /// A user route of the subnet's route table names a service tag that
+    /// is not loaded: its prefixes belong to the tag.
+    #[error("{at}: {source}")]
+    RouteServiceTag {
+        /// Where the route's `addressPrefix` is written.
+        at: Location,
+        /// The routing crate's error about it.
+        source: Box<RouteError>,
+    },
 }
 
 impl Environment {
@@ -122,7 +139,7 @@ impl Environment {
     /// ranges, connected peers' ranges, prefixes behind the gateways that
     /// serve the VNet, 168.63.129.16/32, and the prefixes of the user routes
     /// in the subnet's route table.
-    pub fn virtual_network_tag(&self, vnet: &VirtualNetwork, subnet: &Subnet) -> Result<AddrSet, UnknownPeerAddressSpace> {
+    pub fn virtual_network_tag(&self, vnet: &VirtualNetwork, subnet: &Subnet) -> Result<AddrSet, VirtualNetworkTagError> {
         let mut p: Vec<IpPrefix> = vnet.address_space.clone();
         for (_, space) in self.peered_address_spaces(vnet)? {
             p.extend(space);
@@ -133,22 +150,32 @@ impl Environment {
         if let Ok(host) = netwatch_rules::tags::AZURE_HOST_IP.parse::<IpPrefix>() {
             p.push(host);
         }
-        let mut set = AddrSet::from_prefixes(p);
         // The route table was checked when loaded: each addressPrefix is a
-        // CIDR (as the routes have it) or a service tag name.
+        // CIDR or a service tag name, which must be known here as it must
+        // be for the routes themselves (spec §5.3).
         if let Some(rt) = subnet.route_table_id.as_deref().and_then(|id| self.route_table(id)) {
-            for r in &rt.routes {
+            for (index, r) in rt.routes.iter().enumerate() {
                 match &r.destination {
-                    RouteDestination::Prefix(n) => set = set.union(&AddrSet::from_prefixes(IpPrefix::new(n.addr(), n.prefix_len()))),
+                    RouteDestination::Prefix(n) => p.extend(IpPrefix::new(n.addr(), n.prefix_len())),
                     RouteDestination::ServiceTag(tag) => {
-                        if let Some(tag) = self.service_tags.as_ref().and_then(|t| t.get(tag)) {
-                            set = set.union(tag);
-                        }
+                        let Some(set) = self.service_tags.as_ref().and_then(|t| t.get(tag)) else {
+                            let source = RouteError::UnknownServiceTag {
+                                route_table: rt.id.clone(),
+                                index,
+                                route: r.name.clone(),
+                                tag: tag.clone(),
+                            };
+                            return Err(VirtualNetworkTagError::RouteServiceTag {
+                                at: rt.location_of(&source).clone(),
+                                source: Box::new(source),
+                            });
+                        };
+                        p.extend(set.to_prefixes());
                     }
                 }
             }
         }
-        Ok(set)
+        Ok(AddrSet::from_prefixes(p))
     }
 
     /// Private IPs of the member NICs of every application security group,

@@ -43,6 +43,16 @@ impl From<crate::azure::UnknownPeerAddressSpace> for WatcherError {
     }
 }
 
+impl From<crate::azure::topology::VirtualNetworkTagError> for WatcherError {
+    fn from(e: crate::azure::topology::VirtualNetworkTagError) -> Self {
+        use crate::azure::topology::VirtualNetworkTagError as E;
+        match e {
+            E::UnknownPeerAddressSpace(e) => e.into(),
+            e @ E::RouteServiceTag { .. } => WatcherError::Invalid(e.to_string()),
+        }
+    }
+}
+
 impl WatcherError {
     /// `e`, about a rule of `nsg`, with the place in the resource files of
     /// the tag or group it names, when found there.
