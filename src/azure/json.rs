@@ -589,6 +589,19 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The child of this node holding `value`, reached by `seg`.
+    fn child<'s>(&'s self, value: &'a Json, seg: Seg<'s>) -> Child<'s> {
+        Node {
+            value,
+            doc: self.doc,
+            file: self.file,
+            path: JsonPath {
+                parent: Some(&self.path),
+                seg,
+            },
+        }
+    }
+
     /// This node (a copy; kept for call-site symmetry with children).
     pub fn node(&self) -> Node<'a> {
         *self
@@ -718,15 +731,7 @@ impl<'a> Node<'a> {
     /// `Result` say so.
     pub fn field<'s>(&'s self, key: &'s str) -> Option<Child<'s>> {
         let v = self.lookup(key).ok()??;
-        Some(Node {
-            value: v,
-            doc: self.doc,
-            file: self.file,
-            path: JsonPath {
-                parent: Some(&self.path),
-                seg: Seg::Key(key, self.in_properties(key)),
-            },
-        })
+        Some(self.child(v, Seg::Key(key, self.in_properties(key))))
     }
 
     /// An object field; `Ok(None)` when absent or null, an error for another
@@ -796,15 +801,7 @@ impl<'a> Node<'a> {
                 .elements(v)
                 .iter()
                 .enumerate()
-                .map(|(i, v)| Node {
-                    value: v,
-                    doc: self.doc,
-                    file: self.file,
-                    path: JsonPath {
-                        parent: Some(&self.path),
-                        seg: Seg::KeyIndex(key, self.in_properties(key), i),
-                    },
-                })
+                .map(|(i, v)| self.child(v, Seg::KeyIndex(key, self.in_properties(key), i)))
                 .collect()),
             Some(other) => Err(self.field_error(key, format!("expected an array, found {}", kind(other)))),
         }
@@ -821,15 +818,7 @@ impl<'a> Node<'a> {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let c = Node {
-                    value: v,
-                    doc: self.doc,
-                    file: self.file,
-                    path: JsonPath {
-                        parent: Some(&self.path),
-                        seg: Seg::KeyIndex(key, self.in_properties(key), i),
-                    },
-                };
+                let c = self.child(v, Seg::KeyIndex(key, self.in_properties(key), i));
                 match v {
                     Json::String(s) => Ok((self.doc.str(*s), c)),
                     other => Err(c.error(format!("expected a string, found {}", kind(other)))),
@@ -854,15 +843,7 @@ impl<'a> Node<'a> {
         match self.lookup(key)? {
             None => Ok(None),
             Some(v @ Json::Object(_)) => {
-                let c = Node {
-                    value: v,
-                    doc: self.doc,
-                    file: self.file,
-                    path: JsonPath {
-                        parent: Some(&self.path),
-                        seg: Seg::Key(key, self.in_properties(key)),
-                    },
-                };
+                let c = self.child(v, Seg::Key(key, self.in_properties(key)));
                 match c.lookup("id")? {
                     None => Ok(None),
                     Some(Json::String(s)) => Ok(Some(self.doc.str(*s))),
