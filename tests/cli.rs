@@ -893,6 +893,25 @@ fn usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
+    // Flow-log options without the flow logs they shape (they were
+    // ignored without a word): each names the output it needs.
+    let evaluate = ["evaluate", "--resources", "demo/hub-spoke", "--nic", "nic-web1", pcap];
+    for (option, value, needs) in [
+        ("--flow-log-version", "1", "--flow-logs <DIR>"),
+        ("--flow-log-target", "nic", "--vnet-flow-logs <DIR>"),
+        ("--flow-log-name", "fl", "--vnet-flow-logs <DIR>"),
+        ("--flow-log-region", "westeurope", "--vnet-flow-logs <DIR>"),
+    ] {
+        for base in [
+            &evaluate[..],
+            &["capture", "-i", "lo", "-w", "/nonexistent/x.pcap", "--time-limit", "1"][..],
+        ] {
+            let o = netwatch(&[base, &[option, value]].concat());
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{base:?} {option}: {err}");
+            assert!(err.contains(needs), "{base:?} {option}: {err}");
+        }
+    }
 }
 
 #[test]

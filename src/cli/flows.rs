@@ -212,20 +212,20 @@ pub struct FlowLogArgs {
     /// Write NSG flow logs (Azure's blob layout) under this directory.
     #[arg(long = "flow-logs", value_name = "DIR", requires_all = ["resources", "nic"])]
     flow_logs: Option<PathBuf>,
-    /// NSG flow log format version.
-    #[arg(long = "flow-log-version", value_name = "1|2", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// NSG flow log format version (with --flow-logs).
+    #[arg(long = "flow-log-version", value_name = "1|2", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2), requires = "flow_logs")]
     flow_log_version: u8,
     /// Write VNet flow logs (version 4, Azure's blob layout) under this directory.
     #[arg(long = "vnet-flow-logs", value_name = "DIR", requires_all = ["resources", "nic"])]
     vnet_flow_logs: Option<PathBuf>,
-    /// What the VNet flow log is attached to.
-    #[arg(long = "flow-log-target", value_enum, default_value_t = ScopeArg::Vnet)]
+    /// What the VNet flow log is attached to (with --vnet-flow-logs).
+    #[arg(long = "flow-log-target", value_enum, default_value_t = ScopeArg::Vnet, requires = "vnet_flow_logs")]
     flow_log_target: ScopeArg,
-    /// Name of the VNet flow log resource (default: <target>-flowlog).
-    #[arg(long = "flow-log-name", value_name = "NAME")]
+    /// Name of the VNet flow log resource (with --vnet-flow-logs; default: <target>-flowlog).
+    #[arg(long = "flow-log-name", value_name = "NAME", requires = "vnet_flow_logs")]
     flow_log_name: Option<String>,
-    /// Region of the Network Watcher that owns the VNet flow log (default: the target's location).
-    #[arg(long = "flow-log-region", value_name = "REGION")]
+    /// Region of the Network Watcher that owns the VNet flow log (with --vnet-flow-logs; default: the target's location).
+    #[arg(long = "flow-log-region", value_name = "REGION", requires = "vnet_flow_logs")]
     flow_log_region: Option<String>,
 }
 
