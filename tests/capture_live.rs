@@ -942,12 +942,7 @@ fn request_properties_must_be_an_object() {
     require_root_and_tools();
     let dir = tmpdir("req-props");
     let (o, request, out) = capture_with_request(&dir, r#"{"properties": "x"}"#, true, &[]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert_eq!(
-        e.trim_end(),
-        format!("error: --request: {}: properties: expected an object", request.display())
-    );
+    assert_eq!(request_error(&o, &request), "properties: expected an object");
     assert!(o.stdout.is_empty() && !out.exists(), "no capture was started");
 }
 
@@ -965,13 +960,10 @@ fn request_fields_of_the_wrong_type() {
         &[],
     );
     let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
     assert_eq!(
-        e.trim_end(),
-        format!(
-            "error: --request: {}: properties.storageLocation.filePath: expected a string",
-            request.display()
-        )
+        request_error(&o, &request),
+        "properties.storageLocation.filePath: expected a string",
+        "{e}"
     );
     for (json, path, want) in [
         (
@@ -983,12 +975,7 @@ fn request_fields_of_the_wrong_type() {
         (r#"{"id": true, "properties":{}}"#, "id", "a string"),
     ] {
         let (o, request, out) = capture_with_request(&dir, json, true, &[]);
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{json}: {e}");
-        assert_eq!(
-            e.trim_end(),
-            format!("error: --request: {}: {path}: expected {want}", request.display())
-        );
+        assert_eq!(request_error(&o, &request), format!("{path}: expected {want}"), "{json}");
         assert!(!out.exists(), "{json}: no capture");
     }
 }
@@ -1041,14 +1028,9 @@ fn limit_combinations_name_the_options() {
         true,
         &[],
     );
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
     assert_eq!(
-        e.trim_end(),
-        format!(
-            "error: --request: {}: properties.totalBytesPerSession: 10 is smaller than the pcap file header (24 bytes)",
-            request.display()
-        )
+        request_error(&o, &request),
+        "properties.totalBytesPerSession: 10 is smaller than the pcap file header (24 bytes)"
     );
     assert!(o.stdout.is_empty() && !out.exists());
     // The command line's --total-bytes wins over the request's.
@@ -1190,36 +1172,33 @@ fn request_capture_settings_make_a_ring_of_files() {
         false,
         &[],
     );
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
+    let e = request_error(&o, &request);
     assert!(
-        e.starts_with(&format!(
-            "error: --request: {}: properties.storageLocation.filePath: invalid when continuousCapture is given",
-            request.display()
-        )),
+        e.starts_with("properties.storageLocation.filePath: invalid when continuousCapture is given"),
         "{e}"
     );
     assert!(!out.exists());
     // A ring of files cannot go to stdout; a file size below the smallest is an error naming it.
     let (o, request, _) = capture_with_request(&dir, r#"{"captureSettings": {"fileCount": 3}}"#, false, &["-w", "-"]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(
-        e.starts_with(&format!(
-            "error: --request: {}: captureSettings: a continuous capture writes a ring of files",
-            request.display()
-        )),
-        "{e}"
-    );
+    let e = request_error(&o, &request);
+    assert!(e.starts_with("captureSettings: a continuous capture writes a ring of files"), "{e}");
     let (o, request, out) = capture_with_request(&dir, r#"{"properties": {"captureSettings": {"fileSizeInBytes": 100}}}"#, true, &[]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
+    let e = request_error(&o, &request);
     assert!(
-        e.starts_with(&format!(
-            "error: --request: {}: properties.captureSettings.fileSizeInBytes: 100 is smaller than the smallest rotated file (512 bytes)",
-            request.display()
-        )),
+        e.starts_with("properties.captureSettings.fileSizeInBytes: 100 is smaller than the smallest rotated file (512 bytes)"),
         "{e}"
     );
     assert!(!out.exists());
+}
+
+/// The error of a capture refused for its `--request` file: exit 1, one
+/// line `error: --request: FILE: ...`; gives what follows `FILE: `.
+fn request_error(o: &Output, request: &Path) -> String {
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let prefix = format!("error: --request: {}: ", request.display());
+    match e.trim_end().strip_prefix(&prefix) {
+        Some(rest) => rest.to_string(),
+        None => panic!("{e}: expected to start with {prefix:?}"),
+    }
 }

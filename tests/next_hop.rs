@@ -221,24 +221,7 @@ fn bad_route_data_names_table_route_and_field() {
         ),
     ] {
         let path = format!("tests/data/malformed/{file}");
-        let o = netwatch(&[
-            "next-hop",
-            "--resources",
-            "demo/hub-spoke",
-            "--resources",
-            &path,
-            "--service-tags",
-            "demo/ServiceTags_Demo.json",
-            "--vm",
-            "vm-web1",
-            "--source",
-            "10.1.1.4",
-            "--destination",
-            "8.8.8.8",
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let err = next_hop_error(&path, "8.8.8.8");
         assert!(
             err.starts_with("error: ")
                 && err.contains(&format!("{path}: {route}"))
@@ -268,24 +251,7 @@ fn route_table_errors_name_the_route_by_index() {
         ),
         (many.as_str(), "properties.routes", "401 routes, more than the limit of 400"),
     ] {
-        let o = netwatch(&[
-            "next-hop",
-            "--resources",
-            "demo/hub-spoke",
-            "--resources",
-            path,
-            "--service-tags",
-            "demo/ServiceTags_Demo.json",
-            "--vm",
-            "vm-web1",
-            "--source",
-            "10.1.1.4",
-            "--destination",
-            "10.2.1.4",
-        ]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let err = next_hop_error(path, "10.2.1.4");
         assert!(
             err.starts_with("error: ") && err.contains(&format!("{path}: {at}: route table ")) && err.contains(needle),
             "{err}"
@@ -653,4 +619,29 @@ fn service_tag_user_routes_are_listed_once() {
         hop_of(&env, "vm-app1", "10.2.1.4", "13.69.104.200"),
         (NextHopType::None, NOIP.map(String::from), RT_APP.to_string())
     );
+}
+
+/// The one-line error (exit 1) of next-hop from vm-web1 to `destination`
+/// over the demo with `extra` loaded last (a resource file replacing one of
+/// the demo's).
+fn next_hop_error(extra: &str, destination: &str) -> String {
+    let o = netwatch(&[
+        "next-hop",
+        "--resources",
+        "demo/hub-spoke",
+        "--resources",
+        extra,
+        "--service-tags",
+        "demo/ServiceTags_Demo.json",
+        "--vm",
+        "vm-web1",
+        "--source",
+        "10.1.1.4",
+        "--destination",
+        destination,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
 }
