@@ -14,9 +14,9 @@ use clap::{Args, ValueEnum};
 use netwatch::watcher::flow_logging::{FlowLogCounts, FlowLogOptions, FlowLogScope, FlowLogger};
 use netwatch::watcher::replay::{
     host_addresses, parse_local, replay_with_progress, CaptureInput, CaptureStats, NicEvaluator, PacketStream, ReplayOptions,
-    ReplayProgress,
+    ReplayProgress, Spares, Verdict,
 };
-use netwatch::watcher::verdicts::{prepare_nic, track_packets, RuleTotals, VerdictRecords};
+use netwatch::watcher::verdicts::{prepare_nic, track_packets, RuleTotals, VerdictId, VerdictNames, VerdictRecords};
 use netwatch::watcher::NicView;
 use netwatch_flowlogs::text::push_ip;
 use netwatch_flowlogs::time::{Rfc3339Buf, Rfc3339Cache};
@@ -271,8 +271,9 @@ pub enum ScopeArg {
     Nic,
 }
 
-/// One flow, as printed. Cheap to build (no allocation): names are shared
-/// `Arc<str>` and times stay nanoseconds until they are written.
+/// One flow, as printed. Cheap to build (no allocation): the verdict is a
+/// number into the [`VerdictText`]s and times stay nanoseconds until they
+/// are written.
 struct FlowRow {
     protocol: u8,
     initiator: IpAddr,
@@ -292,16 +293,77 @@ struct FlowRow {
     last_ns: i64,
     state: &'static str,
     end_reason: &'static str,
-    direction: Option<&'static str>,
+    /// `evaluate`: the flow's verdict.
+    verdict: Option<VerdictId>,
+}
+
+/// How one verdict prints. Made once per verdict and shared by the rows of
+/// its flows by number, not by reference count: rows are made on the flow
+/// thread and dropped on the output thread, and a count both threads
+/// changed for every row kept its cache line moving between the cores.
+struct VerdictText {
+    /// `Inbound`, `Outbound` or `Transit`.
+    direction: &'static str,
+    /// `Allow` or `Deny`; none for transit.
     access: Option<&'static str>,
     network_security_group: Option<Arc<str>>,
     rule_name: Option<Arc<str>>,
+    /// The JSON members of all four, as a row's line carries them.
+    json: Vec<u8>,
+}
+
+impl VerdictText {
+    fn new(v: &Verdict, (nsg, rule): &VerdictNames) -> Self {
+        let direction = v.direction.map_or("Transit", |d| d.as_str());
+        let access = v.direction.map(|_| v.access.as_str());
+        // Direction and access are this module's own identifiers: nothing to escape.
+        let mut json = format!(",\"direction\":\"{direction}\"").into_bytes();
+        if let Some(a) = access {
+            json.extend_from_slice(format!(",\"access\":\"{a}\"").as_bytes());
+        }
+        for (key, v) in [(",\"networkSecurityGroup\":", nsg), (",\"ruleName\":", rule)] {
+            if let Some(v) = v {
+                json.extend_from_slice(key.as_bytes());
+                json_str(&mut json, v);
+            }
+        }
+        VerdictText {
+            direction,
+            access,
+            network_security_group: nsg.clone(),
+            rule_name: rule.clone(),
+            json,
+        }
+    }
+}
+
+/// The [`VerdictText`] of each [`VerdictId`] seen so far.
+#[derive(Default)]
+struct VerdictTexts(Vec<Option<Arc<VerdictText>>>);
+
+impl VerdictTexts {
+    fn get(&self, id: Option<VerdictId>) -> Option<&VerdictText> {
+        self.0.get(id? as usize)?.as_deref()
+    }
+
+    /// Whether `id` has its text.
+    fn has(&self, id: VerdictId) -> bool {
+        self.get(Some(id)).is_some()
+    }
+
+    fn set(&mut self, id: VerdictId, text: Arc<VerdictText>) {
+        let i = id as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        self.0[i] = Some(text);
+    }
 }
 
 impl FlowRow {
     /// One JSON object (the `-o jsonl` line, without the newline), in the
     /// key order the documentation shows.
-    fn write_json(&self, out: &mut Vec<u8>, times: &mut Rfc3339Cache) {
+    fn write_json(&self, out: &mut Vec<u8>, times: &mut Rfc3339Cache, verdicts: &VerdictTexts) {
         let mut n = itoa::Buffer::new();
         let mut num = |out: &mut Vec<u8>, key: &str, v: u64| {
             out.extend_from_slice(key.as_bytes());
@@ -335,30 +397,16 @@ impl FlowRow {
         out.extend_from_slice(times.format_bytes(self.first_ns));
         out.extend_from_slice(b"\",\"lastTime\":\"");
         out.extend_from_slice(times.format_bytes(self.last_ns));
-        // State, end reason, direction and access are this module's own
-        // identifiers: nothing to escape.
+        // State and end reason are this module's own identifiers: nothing
+        // to escape.
         out.extend_from_slice(b"\",\"state\":\"");
         out.extend_from_slice(self.state.as_bytes());
         out.extend_from_slice(b"\",\"endReason\":\"");
         out.extend_from_slice(self.end_reason.as_bytes());
         out.push(b'"');
-        let ident = |out: &mut Vec<u8>, key: &[u8], v: Option<&str>| {
-            if let Some(v) = v {
-                out.extend_from_slice(key);
-                out.extend_from_slice(v.as_bytes());
-                out.push(b'"');
-            }
-        };
-        ident(out, b",\"direction\":\"", self.direction);
-        ident(out, b",\"access\":\"", self.access);
-        let opt = |out: &mut Vec<u8>, key: &str, v: Option<&str>| {
-            if let Some(v) = v {
-                out.extend_from_slice(key.as_bytes());
-                json_str(out, v);
-            }
-        };
-        opt(out, ",\"networkSecurityGroup\":", self.network_security_group.as_deref());
-        opt(out, ",\"ruleName\":", self.rule_name.as_deref());
+        if let Some(v) = verdicts.get(self.verdict) {
+            out.extend_from_slice(&v.json);
+        }
         out.push(b'}');
     }
 }
@@ -461,10 +509,7 @@ fn row<T>(r: &FlowRecord<T>) -> FlowRow {
         last_ns: r.last_ns,
         state: state_name(r.state),
         end_reason: end_name(r.kind),
-        direction: None,
-        access: None,
-        network_security_group: None,
-        rule_name: None,
+        verdict: None,
     }
 }
 
@@ -475,6 +520,8 @@ const ROW_BATCH: usize = 256;
 /// thread formatted itself.
 enum RowChunk {
     Rows(Vec<FlowRow>),
+    /// The text of a verdict, before the first row that has it.
+    Verdict(VerdictId, Arc<VerdictText>),
     Jsonl(Vec<u8>),
     /// The run failed: write nothing more (no table), keep whole lines.
     Abort,
@@ -496,11 +543,18 @@ struct RowSender {
     rows: u64,
     tx: Option<SyncSender<RowChunk>>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    /// Batches and formatted lines the output thread is done with.
+    spare_rows: Spares<FlowRow>,
+    spare_lines: Spares<u8>,
+    /// The verdicts' texts, for the batches formatted here.
+    verdicts: VerdictTexts,
 }
 
 impl RowSender {
     fn new(format: FlowFormat) -> Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<RowChunk>(16);
+        let (spare_rows, spare_lines) = (Spares::default(), Spares::default());
+        let (rows_back, lines_back) = (spare_rows.clone(), spare_lines.clone());
         let thread = thread::Builder::new()
             .name("netwatch-output".into())
             .spawn(move || {
@@ -513,8 +567,20 @@ impl RowSender {
                         continue;
                     }
                     let res = match chunk {
-                        RowChunk::Rows(batch) => w.write_batch(batch),
-                        RowChunk::Jsonl(bytes) => w.out.write_all(&bytes),
+                        RowChunk::Rows(mut batch) => {
+                            let res = w.write_batch(&mut batch);
+                            rows_back.put(batch);
+                            res
+                        }
+                        RowChunk::Verdict(id, text) => {
+                            w.verdicts.set(id, text);
+                            Ok(())
+                        }
+                        RowChunk::Jsonl(bytes) => {
+                            let res = w.out.write_all(&bytes);
+                            lines_back.put(bytes);
+                            res
+                        }
                         RowChunk::Abort => {
                             aborted = true;
                             w.out.flush()
@@ -539,6 +605,9 @@ impl RowSender {
             rows: 0,
             tx: Some(tx),
             thread: Some(thread),
+            spare_rows,
+            spare_lines,
+            verdicts: VerdictTexts::default(),
         })
     }
 
@@ -557,6 +626,19 @@ impl RowSender {
         }
     }
 
+    /// Makes sure the rows of verdict `id` print `text()`, made once.
+    fn verdict(&mut self, id: VerdictId, text: impl FnOnce() -> VerdictText) {
+        if self.verdicts.has(id) {
+            return;
+        }
+        let text = Arc::new(text());
+        self.verdicts.set(id, text.clone());
+        if let Some(tx) = &self.tx {
+            // In order with the batches: it comes before the rows that need it.
+            let _ = tx.send(RowChunk::Verdict(id, text));
+        }
+    }
+
     fn write(&mut self, r: FlowRow) {
         self.rows += 1;
         self.batch.push(r);
@@ -566,7 +648,7 @@ impl RowSender {
     }
 
     fn send(&mut self) {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(ROW_BATCH));
+        let batch = std::mem::replace(&mut self.batch, self.spare_rows.take(ROW_BATCH));
         let Some(tx) = &self.tx else { return };
         // A failed send means the thread ended; `finish` reports why.
         match tx.try_send(RowChunk::Rows(batch)) {
@@ -574,9 +656,10 @@ impl RowSender {
                 // ~420 bytes a row: 256 rows stay under the C allocator's
                 // 128 KiB threshold for a memory map of their own (whose
                 // unmapping on the output thread would flush both cores' TLBs).
-                let mut bytes = Vec::with_capacity(batch.len() * 440);
-                push_jsonl(&batch, &mut bytes, &mut self.times);
+                let mut bytes = self.spare_lines.take(batch.len() * 440);
+                push_jsonl(&batch, &mut bytes, &mut self.times, &self.verdicts);
                 self.formatted_here += 1;
+                self.spare_rows.put(batch);
                 let _ = tx.send(RowChunk::Jsonl(bytes));
             }
             Err(TrySendError::Full(chunk)) => {
@@ -600,9 +683,9 @@ impl RowSender {
 }
 
 /// Appends one JSON line per row.
-fn push_jsonl(rows: &[FlowRow], out: &mut Vec<u8>, times: &mut Rfc3339Cache) {
+fn push_jsonl(rows: &[FlowRow], out: &mut Vec<u8>, times: &mut Rfc3339Cache, verdicts: &VerdictTexts) {
     for r in rows {
-        r.write_json(out, times);
+        r.write_json(out, times, verdicts);
         out.push(b'\n');
     }
 }
@@ -617,6 +700,7 @@ struct RowWriter {
     format: FlowFormat,
     table: Vec<FlowRow>,
     header_done: bool,
+    verdicts: VerdictTexts,
 }
 
 impl RowWriter {
@@ -628,17 +712,20 @@ impl RowWriter {
             format,
             table: Vec::new(),
             header_done: false,
+            verdicts: VerdictTexts::default(),
         }
     }
 
-    fn write_batch(&mut self, rows: Vec<FlowRow>) -> io::Result<()> {
+    /// Writes the rows of `rows`, leaving it empty.
+    fn write_batch(&mut self, rows: &mut Vec<FlowRow>) -> io::Result<()> {
         match self.format {
             FlowFormat::Jsonl => {
                 self.lines.clear();
-                push_jsonl(&rows, &mut self.lines, &mut self.times);
+                push_jsonl(rows, &mut self.lines, &mut self.times, &self.verdicts);
+                rows.clear();
                 self.out.write_all(&self.lines)
             }
-            _ => rows.into_iter().try_for_each(|r| self.write(r)),
+            _ => rows.drain(..).try_for_each(|r| self.write(r)),
         }
     }
 
@@ -647,10 +734,11 @@ impl RowWriter {
         match self.format {
             FlowFormat::Jsonl => {
                 self.lines.clear();
-                push_jsonl(std::slice::from_ref(&r), &mut self.lines, &mut self.times);
+                push_jsonl(std::slice::from_ref(&r), &mut self.lines, &mut self.times, &self.verdicts);
                 self.out.write_all(&self.lines)
             }
             FlowFormat::Csv => {
+                let v = self.verdicts.get(r.verdict);
                 if !self.header_done {
                     writeln!(self.out, "{}", CSV_COLUMNS.join(","))?;
                     self.header_done = true;
@@ -671,10 +759,10 @@ impl RowWriter {
                     Rfc3339Buf::new(r.last_ns).as_str(),
                     r.state,
                     r.end_reason,
-                    r.direction.unwrap_or(""),
-                    r.access.unwrap_or(""),
-                    csv_field(r.network_security_group.as_deref().unwrap_or("")),
-                    csv_field(r.rule_name.as_deref().unwrap_or("")),
+                    v.map_or("", |v| v.direction),
+                    v.and_then(|v| v.access).unwrap_or(""),
+                    csv_field(v.and_then(|v| v.network_security_group.as_deref()).unwrap_or("")),
+                    csv_field(v.and_then(|v| v.rule_name.as_deref()).unwrap_or("")),
                     r.icmp_type.map(|t| t.to_string()).unwrap_or_default(),
                     r.tcp_flags
                         .map(|(f, _)| tcp_flags_text(f))
@@ -695,7 +783,7 @@ impl RowWriter {
 
     fn finish(mut self) -> io::Result<()> {
         if self.format == FlowFormat::Table {
-            let evaluated = self.table.iter().any(|r| r.direction.is_some());
+            let evaluated = self.table.iter().any(|r| r.verdict.is_some());
             let mut rows: Vec<Vec<String>> = vec![{
                 let mut h: Vec<String> = [
                     "Proto",
@@ -743,10 +831,11 @@ impl RowWriter {
                     }),
                 ];
                 if evaluated {
-                    v.push(r.direction.unwrap_or("Transit").to_string());
-                    v.push(r.access.unwrap_or("").to_string());
-                    v.push(r.network_security_group.as_deref().unwrap_or_default().to_string());
-                    v.push(r.rule_name.as_deref().unwrap_or_default().to_string());
+                    let t = self.verdicts.get(r.verdict);
+                    v.push(t.map_or("Transit", |t| t.direction).to_string());
+                    v.push(t.and_then(|t| t.access).unwrap_or("").to_string());
+                    v.push(t.and_then(|t| t.network_security_group.as_deref()).unwrap_or_default().to_string());
+                    v.push(t.and_then(|t| t.rule_name.as_deref()).unwrap_or_default().to_string());
                 }
                 rows.push(v);
             }
@@ -880,16 +969,14 @@ pub fn evaluate(a: EvaluateArgs) -> Result<()> {
         &opts,
         |t| evaluator.evaluate(t),
         |r| {
-            let (nsg, rule) = records.record(&r);
+            let id = records.record(&r);
             if !matches!(r.kind, FlowRecordKind::End(_)) || !r.has_packets() {
                 return;
             }
             let v = r.user;
             let mut fr = row(&r);
-            fr.direction = Some(v.direction.map_or("Transit", |d| d.as_str()));
-            fr.access = v.direction.map(|_| v.access.as_str());
-            fr.network_security_group = nsg;
-            fr.rule_name = rule;
+            out.verdict(id, || VerdictText::new(&v, records.names(id).unwrap_or(&(None, None))));
+            fr.verdict = Some(id);
             out.write(fr);
         },
         a.capture.progress(),

@@ -113,31 +113,48 @@ const BATCHES_IN_FLIGHT: usize = 32;
 /// past it the thread waits.
 const EARLY_RECORDS: usize = 1 << 16;
 
-/// Emptied batch vectors, handed back to the decoding thread. A stack, so
-/// that the vector reused next is the one the flow thread just finished
-/// with, still in cache (a queue would cycle through every vector ever in
-/// flight, up to 2 MiB, and refill each from memory).
-#[derive(Clone, Default)]
-struct SparePool(Arc<Mutex<Vec<Vec<PacketInfo>>>>);
+/// Emptied vectors handed back by the thread that consumed them, for the
+/// thread that fills them to reuse. A stack, so that the vector reused next
+/// is the one the other thread just finished with, still in cache (a queue
+/// would cycle through every vector ever in flight, and refill each from
+/// memory); and no allocation per batch: fresh batches fault in new pages,
+/// and frees on the other thread trim the heap, an unmapping that flushes
+/// both cores' TLBs.
+pub struct Spares<T>(Arc<Mutex<Vec<Vec<T>>>>);
 
-impl SparePool {
-    fn put(&self, v: Vec<PacketInfo>) {
+impl<T> Default for Spares<T> {
+    fn default() -> Self {
+        Spares(Arc::default())
+    }
+}
+
+impl<T> Clone for Spares<T> {
+    fn clone(&self) -> Self {
+        Spares(self.0.clone())
+    }
+}
+
+impl<T> Spares<T> {
+    /// Keeps `v`, emptied, for [`Spares::take`].
+    pub fn put(&self, mut v: Vec<T>) {
+        v.clear();
         if let Ok(mut s) = self.0.lock() {
             s.push(v);
         }
     }
 
-    /// An empty vector with room for a batch.
-    fn take(&self) -> Vec<PacketInfo> {
-        match self.0.lock().ok().and_then(|mut s| s.pop()) {
-            Some(mut v) => {
-                v.clear();
-                v
-            }
-            None => Vec::with_capacity(BATCH),
-        }
+    /// An empty vector: the one put last, or a new one with room for `capacity`.
+    pub fn take(&self, capacity: usize) -> Vec<T> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 }
+
+/// Emptied batch vectors, handed back to the decoding thread.
+type SparePool = Spares<PacketInfo>;
 
 /// What the decoding thread sends.
 enum Event<T> {
@@ -541,7 +558,7 @@ impl<T: Clone> Decoder<'_, T> {
     }
 
     fn batch(&self) -> Vec<PacketInfo> {
-        self.spare.take()
+        self.spare.take(BATCH)
     }
 
     fn send(&self, ev: Result<Event<T>, ReplayError>) -> bool {

@@ -138,6 +138,11 @@ impl VerdictSummary {
     }
 }
 
+/// A verdict's number within one [`VerdictRecords`]: dense, in the order
+/// the verdicts first came, so that an output can keep what it prints for
+/// each in a vector (see [`VerdictRecords::names`]).
+pub type VerdictId = u32;
+
 /// A verdict as a hash key (its NSG and rule by index).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct VerdictKey(Option<Direction>, Access, Option<(u8, u32)>);
@@ -163,6 +168,15 @@ struct Tally {
     bytes: u64,
 }
 
+/// One verdict of [`VerdictRecords`]: its names (looked up once) and its totals.
+struct VerdictEntry {
+    key: VerdictKey,
+    names: VerdictNames,
+    /// The rule in the flow-log spelling, for the export.
+    export_rule: Option<Arc<str>>,
+    tally: Tally,
+}
+
 /// Where the records of evaluated flows go besides the caller's own output:
 /// NSG/VNet flow logs (written a minute at a time, as Azure does) and flow
 /// export; and the totals per verdict. Records must come in time order, as
@@ -175,9 +189,12 @@ pub struct VerdictRecords<'a, 'e> {
     /// `None`: no NSG verdicts (live capture without resources), every
     /// flow is transit.
     evaluator: Option<&'a NicEvaluator<'e>>,
-    /// Per verdict: its names (looked up once) and its totals; one lookup
-    /// per record (foldhash: this runs for every flow's records).
-    verdicts: HashMap<VerdictKey, (VerdictNames, Option<Arc<str>>, Tally), foldhash::fast::RandomState>,
+    /// The verdicts seen, numbered by their index ([`VerdictId`]).
+    entries: Vec<VerdictEntry>,
+    /// Each verdict's number: one lookup per record (foldhash: this runs
+    /// for every flow's records), none when it repeats the last one.
+    ids: HashMap<VerdictKey, VerdictId, foldhash::fast::RandomState>,
+    last: Option<(VerdictKey, VerdictId)>,
     logger: Option<FlowLogger>,
     exporter: Option<(FlowExporter, String)>,
     last_minute: i64,
@@ -189,7 +206,9 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
     pub fn new(evaluator: Option<&'a NicEvaluator<'e>>, logger: Option<FlowLogger>, exporter: Option<(FlowExporter, String)>) -> Self {
         VerdictRecords {
             evaluator,
-            verdicts: HashMap::default(),
+            entries: Vec::new(),
+            ids: HashMap::default(),
+            last: None,
             logger,
             exporter,
             last_minute: i64::MIN,
@@ -198,21 +217,36 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
     }
 
     /// Hands one record to the flow logs and the export, counts it when it
-    /// ends its flow, and returns its verdict's names.
-    pub fn record(&mut self, r: &FlowRecord<Verdict>) -> VerdictNames {
+    /// ends its flow, and returns its verdict's number (whose names
+    /// [`Self::names`] gives).
+    pub fn record(&mut self, r: &FlowRecord<Verdict>) -> VerdictId {
         let v = r.user;
-        let evaluator = self.evaluator;
-        let ((nsg, rule), export_rule, tally) = self.verdicts.entry(VerdictKey::of(&v)).or_insert_with(|| {
-            let (n, r) = evaluator.map_or((None, None), |e| e.names(&v));
-            let export_rule = evaluator.and_then(|e| e.flow_log_rule_name(&v)).map(Arc::from);
-            ((n.map(Arc::from), r.map(Arc::from)), export_rule, Tally::default())
-        });
+        let key = VerdictKey::of(&v);
+        let id = match self.last {
+            Some((k, id)) if k == key => id,
+            _ => {
+                let (entries, evaluator) = (&mut self.entries, self.evaluator);
+                let id = *self.ids.entry(key).or_insert_with(|| {
+                    let (n, r) = evaluator.map_or((None, None), |e| e.names(&v));
+                    entries.push(VerdictEntry {
+                        key,
+                        names: (n.map(Arc::from), r.map(Arc::from)),
+                        export_rule: evaluator.and_then(|e| e.flow_log_rule_name(&v)).map(Arc::from),
+                        tally: Tally::default(),
+                    });
+                    (entries.len() - 1) as VerdictId
+                });
+                self.last = Some((key, id));
+                id
+            }
+        };
+        let entry = &mut self.entries[id as usize];
         if let Some((x, target)) = &mut self.exporter {
             let d = NsgDecision {
                 direction: v.direction,
                 access: v.direction.map(|_| v.access),
-                nsg_name: nsg.as_deref().unwrap_or(""),
-                rule_name: export_rule.as_deref().unwrap_or(""),
+                nsg_name: entry.names.0.as_deref().unwrap_or(""),
+                rule_name: entry.export_rule.as_deref().unwrap_or(""),
             };
             if let Err(source) = x.export(r, Some(&d)) {
                 let target = std::mem::take(target);
@@ -220,7 +254,7 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
                 self.error.get_or_insert(RecordError::Export { target, source });
             }
         }
-        if let (Some(l), Some(e)) = (&mut self.logger, evaluator) {
+        if let (Some(l), Some(e)) = (&mut self.logger, self.evaluator) {
             // Records come in time order: when a new minute starts, the
             // previous ones are complete and go to disk (Azure writes one
             // record per NSG per minute), so memory stays bounded and a
@@ -247,11 +281,19 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
             }
         }
         if matches!(r.kind, FlowRecordKind::End(_)) && r.has_packets() {
+            let tally = &mut entry.tally;
             tally.flows += 1;
             tally.packets += r.forward.packets + r.reverse.packets;
             tally.bytes += r.forward.bytes + r.reverse.bytes;
         }
-        (nsg.clone(), rule.clone())
+        id
+    }
+
+    /// The deciding NSG's name and the qualified rule name of verdict `id`
+    /// (as [`Self::record`] returned it), `None` where there is none; `None`
+    /// for a number it did not return.
+    pub fn names(&self, id: VerdictId) -> Option<&VerdictNames> {
+        self.entries.get(id as usize).map(|e| &e.names)
     }
 
     /// The first error of an output, if one failed since the last call.
@@ -303,11 +345,11 @@ impl<'a, 'e> VerdictRecords<'a, 'e> {
     /// NSG, rule and access.
     pub fn totals(&self) -> Vec<RuleTotals> {
         let mut out: Vec<RuleTotals> = Vec::new();
-        for (k, (_, _, t)) in &self.verdicts {
+        for VerdictEntry { key, tally: t, .. } in &self.entries {
             if t.flows == 0 {
                 continue; // only Begin/Report records so far
             }
-            let v = k.verdict();
+            let v = key.verdict();
             let (nsg, rule) = self.evaluator.map_or((None, None), |e| e.names(&v));
             out.push(RuleTotals {
                 direction: v.direction.map_or("Transit", |d| d.as_str()),
