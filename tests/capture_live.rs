@@ -1064,6 +1064,65 @@ fn write_errors_name_the_file() {
     assert_eq!(st["packetCaptureStatus"], "Error");
     assert_eq!(st["packetCaptureError"][0], "LocalFileFailed");
     assert_eq!(st["bytesWritten"], 0, "{st}");
+    assert_eq!(st["packetsCaptured"], 0, "no packet reached /dev/full: {st}");
+}
+
+/// The records of a pcap file cut short by a write error: how many are
+/// whole (a partial last record is not counted).
+fn whole_pcap_records(bytes: &[u8]) -> u64 {
+    assert!(bytes.len() >= 24, "no pcap header");
+    let u32at = |o: usize| u32::from_ne_bytes(bytes[o..o + 4].try_into().unwrap());
+    assert_eq!(u32at(0), 0xa1b2_c3d4, "pcap magic");
+    let (mut off, mut n) = (24, 0);
+    while off + 16 <= bytes.len() && off + 16 + u32at(off + 8) as usize <= bytes.len() {
+        off += 16 + u32at(off + 8) as usize;
+        n += 1;
+    }
+    n
+}
+
+/// A write error part way (the file may not grow past 1024 bytes: ulimit
+/// -f, EFBIG): the status counts the packets the file holds whole, as it
+/// counts the bytes it holds. packetsCaptured counted every packet handed
+/// to the write buffer, the cut one and those behind it too.
+#[test]
+fn packets_captured_are_those_the_file_holds_after_a_write_error() {
+    require_root_and_tools();
+    let dir = tmpdir("fsize");
+    let out = dir.join("small.pcap");
+    let (rx, _) = adjacent_udp_pair();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = flood(port(&rx), 100, Arc::clone(&stop));
+    // 2 blocks of 512 bytes; SIGXFSZ ignored so that the write fails with EFBIG.
+    let o = Command::new("sh")
+        .args(["-c", r#"ulimit -f 2 && trap '' XFSZ && exec "$@""#, "sh", BIN])
+        .args(["capture", "-i", "lo", "--time-limit", "10", "-w"])
+        .arg(&out)
+        .arg("--filter")
+        .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.lines().last().unwrap_or_default(),
+        format!(
+            "error: writing the capture to {} failed: File too large (os error 27)",
+            out.display()
+        )
+    );
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["packetCaptureStatus"], "Error", "{st}");
+    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed", "{st}");
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(bytes.len(), 1024, "the file grew to its limit");
+    assert_eq!(st["bytesWritten"], 1024, "{st}");
+    let whole = whole_pcap_records(&bytes);
+    assert!(whole >= 1, "{whole} whole records");
+    assert_eq!(st["packetsCaptured"], whole, "the packets the file holds whole: {st}");
 }
 
 /// --resources, --service-tags and --nic serve only the live flows

@@ -372,7 +372,9 @@ pub fn stop_on_signals(stop: &Arc<AtomicBool>) -> io::Result<()> {
 /// Counters of a running or finished capture.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
-    /// Packets written to the output.
+    /// Packets written to the output: while capturing, those still
+    /// buffered too; in the outcome, those whose records reached it whole
+    /// (after a write error, not the ones left in the buffer).
     pub packets_captured: u64,
     /// Bytes written to the output (all files, headers included): while
     /// capturing, those still buffered too; in the outcome, what reached it.
@@ -574,8 +576,11 @@ pub fn start(config: LiveConfig, stop: Arc<AtomicBool>) -> Result<LiveCapture, L
             };
             update_stats(&mut cap, &th_shared);
             // What reached the output, not what was buffered: after a write
-            // error the two differ (a full disk took nothing, not the header).
+            // error the two differ (a full disk took nothing, not the header,
+            // and no packet; a file size limit took the packets before the
+            // record it cut).
             th_shared.bytes.store(sink.bytes_delivered(), Ordering::Relaxed);
+            th_shared.packets.store(sink.packets_delivered(), Ordering::Relaxed);
             let result = match (r, closed) {
                 (Ok(reason), Ok(())) => Ok(reason),
                 (Err(e), _) => Err(e),

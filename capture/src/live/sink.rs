@@ -6,6 +6,7 @@
 //! Every record is written whole or not at all: a limit is checked before the
 //! record that would cross it, and the buffered writer is flushed at every
 //! rotation and at the end, so a reader never sees a truncated record.
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -136,6 +137,12 @@ pub(crate) struct Sink {
     last_flush: Instant,
     /// Bytes the files (or stdout) accepted; see [`Counted`].
     accepted: Arc<AtomicU64>,
+    /// Where the records not yet known to have reached the output end, in
+    /// the session's byte stream (the offsets [`Self::session_bytes`] had
+    /// after each), oldest first: at most the buffer's worth.
+    pending: VecDeque<u64>,
+    /// Records that reached the output whole.
+    delivered: u64,
 }
 
 impl Sink {
@@ -166,6 +173,8 @@ impl Sink {
             files_opened: 0,
             last_flush: now,
             accepted: Arc::new(AtomicU64::new(0)),
+            pending: VecDeque::new(),
+            delivered: 0,
         }
     }
 
@@ -174,6 +183,26 @@ impl Sink {
     /// failed.
     pub(crate) fn bytes_delivered(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Packets whose records reached the output whole (every file): fewer
+    /// than were written while some are buffered, or when writing failed
+    /// (a record cut by a full disk does not count).
+    pub(crate) fn packets_delivered(&mut self) -> u64 {
+        self.settle();
+        self.delivered
+    }
+
+    /// Counts the pending records the output has now accepted to their last
+    /// byte. The files' bytes and [`Self::session_bytes`] grow together
+    /// (headers, then records in order), so a record is in the output once
+    /// the accepted bytes reach its end.
+    fn settle(&mut self) {
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        while self.pending.front().is_some_and(|&end| end <= accepted) {
+            self.pending.pop_front();
+            self.delivered += 1;
+        }
     }
 
     /// The file being written, for errors.
@@ -280,6 +309,8 @@ impl Sink {
         self.file_bytes += rec;
         self.session_bytes += rec;
         self.file_packets += 1;
+        self.pending.push_back(self.session_bytes);
+        self.settle();
         Ok(Written::Record(rec))
     }
 
@@ -360,6 +391,42 @@ mod tests {
             "writing the capture to /dev/full failed: No space left on device (os error 28)"
         );
         assert_eq!(sink.bytes_delivered(), 0);
+        assert_eq!(sink.packets_delivered(), 0, "the packet never reached the file");
+    }
+
+    /// Packets count as delivered once their records reached the file
+    /// whole: none while they sit in the buffer, all after a flush.
+    #[test]
+    fn delivered_packets_are_the_flushed_records() {
+        let dir = std::env::temp_dir().join(format!("netwatch-sink-flushed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("one.pcap");
+        let snaplen = super::super::MAX_SNAPLEN;
+        let mut sink = Sink::new(
+            OutputFormat::Pcap,
+            Output::File(path.clone()),
+            Rotation::default(),
+            0,
+            1,
+            snaplen,
+            "lo",
+        );
+        sink.open_first().expect("open");
+        for i in 0..3 {
+            sink.write_packet(i, 0, &[0u8; 100], 100).expect("write");
+        }
+        assert_eq!((sink.packets_delivered(), sink.bytes_delivered()), (0, 0), "all buffered");
+        sink.flush().expect("flush");
+        assert_eq!(sink.packets_delivered(), 3);
+        // A record larger than the buffer (256 KiB) goes through at once.
+        let big = vec![0u8; snaplen as usize];
+        sink.write_packet(4, 0, &big, big.len() as u32).expect("write");
+        assert_eq!(sink.packets_delivered(), 4);
+        sink.write_packet(5, 0, &[0u8; 100], 100).expect("write");
+        sink.close().expect("close");
+        assert_eq!(sink.packets_delivered(), 5);
+        assert_eq!(sink.bytes_delivered(), std::fs::metadata(&path).expect("file").len());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -383,6 +450,7 @@ mod tests {
             .sum();
         assert_eq!(sink.bytes_delivered(), on_disk);
         assert_eq!(sink.bytes_delivered(), sink.session_bytes);
+        assert_eq!(sink.packets_delivered(), 10);
         let e = Sink::new(
             OutputFormat::Pcap,
             Output::File(dir.join("no/such/dir.pcap")),
