@@ -1125,6 +1125,60 @@ fn packets_captured_are_those_the_file_holds_after_a_write_error() {
     assert_eq!(st["packetsCaptured"], whole, "the packets the file holds whole: {st}");
 }
 
+/// The capture file is a FIFO whose reader reads the pcap header and a
+/// little more, then goes away: writing fails with EPIPE. That is an error,
+/// as the status says (Error, LocalFileFailed): exit 1 and the error line;
+/// it exited 0 without a word, the broken pipe taken for `| head` closing
+/// stdout. The status counts the packets that went into the pipe whole.
+#[test]
+fn a_fifo_whose_reader_went_away_is_an_error() {
+    require_root_and_tools();
+    let dir = tmpdir("fifo");
+    let fifo = dir.join("capture.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo");
+    let reader_fifo = fifo.clone();
+    let reader = thread::spawn(move || {
+        let mut f = std::fs::File::open(&reader_fifo).unwrap();
+        let mut first = [0u8; 200];
+        f.read_exact(&mut first).unwrap();
+        first
+    });
+    let (rx, _) = adjacent_udp_pair();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = flood(port(&rx), 100, Arc::clone(&stop));
+    let o = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--time-limit", "10", "-w"])
+        .arg(&fifo)
+        .arg("--filter")
+        .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    if !reader.is_finished() {
+        // netwatch never wrote 200 bytes: let the reader end, the checks below say why.
+        let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let _ = w.write_all(&[0u8; 200]);
+    }
+    let first = reader.join().unwrap();
+    assert_eq!(&first[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "a pcap header first");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert_eq!(
+        e.lines().last().unwrap_or_default(),
+        format!("error: writing the capture to {} failed: Broken pipe (os error 32)", fifo.display())
+    );
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["packetCaptureStatus"], "Error", "{st}");
+    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed", "{st}");
+    // Every record is 158 bytes (16 + Ethernet 14 + IPv4 20 + UDP 8 + 100).
+    let (packets, bytes) = (st["packetsCaptured"].as_u64().unwrap(), st["bytesWritten"].as_u64().unwrap());
+    assert!(bytes >= 200, "the reader read 200 bytes: {st}");
+    assert_eq!(packets, (bytes - 24) / 158, "the whole records among the bytes written: {st}");
+}
+
 /// --resources, --service-tags and --nic serve only the live flows
 /// (--flow-logs, --vnet-flow-logs, --ipfix): given without them, or half of
 /// the --resources/--nic pair with --ipfix, they were silently ignored; now

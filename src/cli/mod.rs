@@ -283,14 +283,19 @@ pub fn run() -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A closed pipe (`| head`) is not an error worth reporting.
+            // A closed pipe (`| head`) is not an error worth reporting. The
+            // capture's errors are not that case: it ends normally itself
+            // when its stdout closes (OutputClosed), so a broken pipe it
+            // reports is its capture file's, a FIFO whose reader went away,
+            // which its status already calls an Error.
+            let capture_error = e.chain().any(|c| c.downcast_ref::<netwatch_capture::live::LiveError>().is_some());
             let broken_pipe = e.chain().any(|c| {
                 c.downcast_ref::<io::Error>()
                     .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
                     || c.downcast_ref::<serde_json::Error>()
                         .is_some_and(|j| j.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
             });
-            if broken_pipe {
+            if broken_pipe && !capture_error {
                 return ExitCode::SUCCESS;
             }
             let _ = writeln!(io::stderr(), "error: {}", one_line(&e));
