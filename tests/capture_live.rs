@@ -476,6 +476,79 @@ fn filters_file_and_request_file() {
     assert!(recs.iter().all(|&(c, l)| c == 50 && l == 14 + 20 + 8 + 200), "{recs:?}");
 }
 
+/// A `--filters` file's values of the wrong JSON type are errors naming
+/// the file and JSON path, exit 1, before anything is captured: a
+/// `properties` that is not an object, or an object without `filters`,
+/// made --filters take the `filters` beside it (a request whose properties
+/// hold no filters captures everything), and a number was taken for a
+/// protocol or an address, then refused as the string it made.
+#[test]
+fn filters_file_errors_name_the_json_path() {
+    let dir = tmpdir("filters-types");
+    let file = dir.join("filters.json");
+    let out = dir.join("unused.pcap");
+    let filters = |json: &str| {
+        std::fs::write(&file, json).unwrap();
+        Command::new(BIN)
+            .args(["capture", "-i", "lo", "--print-bpf", "--local-ip", "10.0.0.3", "-w"])
+            .arg(&out)
+            .arg("--filters")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for (json, want) in [
+        (
+            r#"{"properties": "x", "filters": [{"protocol": "UDP"}]}"#,
+            "properties: expected an object, found a string",
+        ),
+        (
+            r#"{"properties": {"filters": null}, "filters": [{"protocol": "UDP"}]}"#,
+            "properties.filters: expected an array of filters, found null",
+        ),
+        (
+            r#"{"properties": {"timeLimitInSeconds": 5}, "filters": [{"protocol": "UDP"}]}"#,
+            "properties.filters: not given; expected an array of filters",
+        ),
+        (r#"[{"protocol": 6}]"#, "[0].protocol: expected a string, found a number"),
+        (
+            r#"[{"protocol": "TCP"}, {"localIPAddress": 167772161}]"#,
+            "[1].localIPAddress: expected a string, found a number",
+        ),
+        (
+            r#"[{"protocol": "UDP"}, "protocol=TCP"]"#,
+            "[1]: expected a filter object, found a string",
+        ),
+        (
+            r#"[{"remotePort": false}]"#,
+            "[0].remotePort: expected a string or a port number, found a boolean",
+        ),
+        (
+            r#"{"filters": {"protocol": "TCP"}}"#,
+            "filters: expected an array of filters, found an object",
+        ),
+    ] {
+        let o = filters(json);
+        assert_eq!(file_option_error(&o, "--filters", &file), want, "{json}");
+        assert!(o.stdout.is_empty() && !out.exists(), "{json}: nothing printed or captured");
+    }
+    // Where a request holds them; a port may be a number; null is "not given".
+    for json in [
+        r#"[{"protocol": "UDP", "localPort": 53, "remotePort": null}]"#,
+        r#"{"properties": {"filters": [{"protocol": "UDP", "localPort": "53"}]}}"#,
+        r#"{"properties": null, "filters": [{"protocol": "UDP", "localPort": "53"}]}"#,
+    ] {
+        let o = filters(json);
+        assert!(o.status.success(), "{json}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).trim_end(),
+            "udp and ((src host 10.0.0.3 and src port 53) or (dst host 10.0.0.3 and dst port 53))",
+            "{json}"
+        );
+    }
+}
+
 #[test]
 fn bytes_per_packet_truncates_each_record() {
     require_root_and_tools();
@@ -942,7 +1015,7 @@ fn request_properties_must_be_an_object() {
     require_root_and_tools();
     let dir = tmpdir("req-props");
     let (o, request, out) = capture_with_request(&dir, r#"{"properties": "x"}"#, true, &[]);
-    assert_eq!(request_error(&o, &request), "properties: expected an object");
+    assert_eq!(request_error(&o, &request), "properties: expected an object, found a string");
     assert!(o.stdout.is_empty() && !out.exists(), "no capture was started");
 }
 
@@ -962,17 +1035,17 @@ fn request_fields_of_the_wrong_type() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(
         request_error(&o, &request),
-        "properties.storageLocation.filePath: expected a string",
+        "properties.storageLocation.filePath: expected a string, found a number",
         "{e}"
     );
     for (json, path, want) in [
         (
             r#"{"properties":{"storageLocation":"/tmp/x.pcap"}}"#,
             "properties.storageLocation",
-            "an object",
+            "an object, found a string",
         ),
-        (r#"{"name": 5, "properties":{}}"#, "name", "a string"),
-        (r#"{"id": true, "properties":{}}"#, "id", "a string"),
+        (r#"{"name": 5, "properties":{}}"#, "name", "a string, found a number"),
+        (r#"{"id": true, "properties":{}}"#, "id", "a string, found a boolean"),
     ] {
         let (o, request, out) = capture_with_request(&dir, json, true, &[]);
         assert_eq!(request_error(&o, &request), format!("{path}: expected {want}"), "{json}");
@@ -1307,9 +1380,16 @@ fn request_capture_settings_make_a_ring_of_files() {
 /// The error of a capture refused for its `--request` file: exit 1, one
 /// line `error: --request: FILE: ...`; gives what follows `FILE: `.
 fn request_error(o: &Output, request: &Path) -> String {
+    file_option_error(o, "--request", request)
+}
+
+/// The error of a capture refused for the file of `option`: exit 1, one
+/// line `error: OPTION: FILE: ...`; gives what follows `FILE: `.
+fn file_option_error(o: &Output, option: &str, file: &Path) -> String {
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{e}");
-    let prefix = format!("error: --request: {}: ", request.display());
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    let prefix = format!("error: {option}: {}: ", file.display());
     match e.trim_end().strip_prefix(&prefix) {
         Some(rest) => rest.to_string(),
         None => panic!("{e}: expected to start with {prefix:?}"),

@@ -915,3 +915,16 @@ pub fn kind(v: &Json) -> &'static str {
         Json::Object(_) => "an object",
     }
 }
+
+/// [`kind`] for a serde_json value (the capture request and `--filters`
+/// files are read with serde_json): the same words.
+pub fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

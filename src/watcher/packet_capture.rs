@@ -9,6 +9,7 @@ use std::sync::Arc;
 use netwatch_capture::filter::CaptureFilter;
 use serde_json::{Map, Value};
 
+use crate::azure::json::value_kind;
 use crate::azure::{LoadError, Location};
 
 /// The fields of a PacketCapture request that a capture on this machine
@@ -88,16 +89,9 @@ impl PacketCaptureRequest {
     pub fn from_json(file: &Path, v: &Value) -> Result<Self, LoadError> {
         let file: Arc<Path> = Arc::from(file);
         let Value::Object(top) = v else {
-            return Err(invalid(&file, "", "expected a JSON object (a PacketCapture request)"));
+            return Err(wrong_type(&file, "", "a JSON object (a PacketCapture request)", v));
         };
-        // `properties` wraps the fields; absent (or null), the object is the
-        // parameters themselves. Anything else is a mistake, not "no
-        // settings": it would start a default 5-hour capture of everything.
-        let (props, at) = match get(top, "properties") {
-            Some(Value::Object(p)) => (p, "properties."),
-            None => (top, ""),
-            Some(_) => return Err(invalid(&file, "properties", "expected an object")),
-        };
+        let (props, at) = parameters(&file, top)?;
         let filters = match get(props, "filters") {
             Some(f) => Some(filters_at(&file, &format!("{at}filters"), f)?),
             None => None,
@@ -112,12 +106,12 @@ impl PacketCaptureRequest {
                 }
             }
             None => None,
-            Some(_) => return Err(invalid(&file, &format!("{at}storageLocation"), "expected an object")),
+            Some(other) => return Err(wrong_type(&file, &format!("{at}storageLocation"), "an object", other)),
         };
         let continuous_capture = match get(props, "continuousCapture") {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(invalid(&file, &format!("{at}continuousCapture"), "expected true, false or null")),
+            Some(other) => return Err(wrong_type(&file, &format!("{at}continuousCapture"), "true, false or null", other)),
         };
         // §8.2: filePath "is invalid if continuousCapture is provided with
         // true or false"; a continuous capture names its file with localPath.
@@ -140,7 +134,7 @@ impl PacketCaptureRequest {
                     session_time_limit_in_seconds: integer(&file, &cs_at, cs, "sessionTimeLimitInSeconds", 604_800)?,
                 })
             }
-            Some(_) => return Err(invalid(&file, &format!("{at}captureSettings"), "expected an object")),
+            Some(other) => return Err(wrong_type(&file, &format!("{at}captureSettings"), "an object", other)),
         };
         let ignored = ["scope"]
             .iter()
@@ -211,23 +205,35 @@ impl PacketCaptureRequest {
 }
 
 /// Capture filters from a file holding a JSON array of PacketCaptureFilter
-/// objects, or an object with a `filters` array (a request).
+/// objects, or an object with a `filters` array: a request, whose filters
+/// are found where [`PacketCaptureRequest::from_json`] finds them (under
+/// `properties` when it is an object). Every value of the wrong JSON type is
+/// an error naming its JSON path, `filters: null` and a missing `filters`
+/// too: a filter taken as absent matches everything, so a mistake would
+/// widen the capture without a word.
 pub fn capture_filters_from_file(path: &Path) -> Result<Vec<CaptureFilter>, LoadError> {
     let v = read_json(path)?;
     let file: Arc<Path> = Arc::from(path);
-    match &v {
-        Value::Object(o) => match get(o, "properties").and_then(|p| p.as_object()).and_then(|p| get(p, "filters")) {
-            Some(f) => filters_at(&file, "properties.filters", f),
-            None => match get(o, "filters") {
-                Some(f) => filters_at(&file, "filters", f),
-                None => Err(invalid(
-                    &file,
-                    "",
-                    "expected a JSON array of filters or an object with a \"filters\" array",
-                )),
-            },
-        },
-        v => filters_at(&file, "", v),
+    let Value::Object(top) = &v else {
+        return filters_at(&file, "", &v);
+    };
+    let (params, at) = parameters(&file, top)?;
+    let path = format!("{at}filters");
+    match params.iter().find(|(k, _)| k.eq_ignore_ascii_case("filters")) {
+        Some((_, f)) => filters_at(&file, &path, f),
+        None => Err(invalid(&file, &path, "not given; expected an array of filters")),
+    }
+}
+
+/// The object holding a request's parameters: `properties` when it is an
+/// object; the request itself when `properties` is absent or null. Anything
+/// else is a mistake, not "no settings": it would start a default 5-hour
+/// capture of everything, or take filters from beside it.
+fn parameters<'a>(file: &Arc<Path>, top: &'a Map<String, Value>) -> Result<(&'a Map<String, Value>, &'static str), LoadError> {
+    match get(top, "properties") {
+        Some(Value::Object(p)) => Ok((p, "properties.")),
+        None => Ok((top, "")),
+        Some(other) => Err(wrong_type(file, "properties", "an object", other)),
     }
 }
 
@@ -242,6 +248,13 @@ fn read_json(path: &Path) -> Result<Value, LoadError> {
         column: e.column(),
         message: e.to_string().split(" at line").next().unwrap_or_default().to_string(),
     })
+}
+
+/// A value of the wrong JSON type at `path`: `expected WHAT, found a number`
+/// (the loader's words, [`value_kind`]). Absent or null is "not given",
+/// which the callers decide before.
+fn wrong_type(file: &Arc<Path>, path: &str, expected: &str, found: &Value) -> LoadError {
+    invalid(file, path, format!("expected {expected}, found {}", value_kind(found)))
 }
 
 fn invalid(file: &Arc<Path>, path: &str, message: impl Into<String>) -> LoadError {
@@ -268,7 +281,7 @@ fn string(file: &Arc<Path>, at: &str, obj: &Map<String, Value>, key: &str) -> Re
     match get(obj, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(file, &format!("{at}{key}"), "expected a string")),
+        Some(other) => Err(wrong_type(file, &format!("{at}{key}"), "a string", other)),
     }
 }
 
@@ -289,13 +302,13 @@ fn integer(file: &Arc<Path>, at: &str, props: &Map<String, Value>, key: &str, ma
 /// The filters of a JSON array at `path`.
 fn filters_at(file: &Arc<Path>, path: &str, v: &Value) -> Result<Vec<CaptureFilter>, LoadError> {
     let Value::Array(arr) = v else {
-        return Err(invalid(file, path, "expected a JSON array of filters"));
+        return Err(wrong_type(file, path, "an array of filters", v));
     };
     let mut out = Vec::with_capacity(arr.len());
     for (i, f) in arr.iter().enumerate() {
         let at = format!("{path}[{i}]");
         let Value::Object(o) = f else {
-            return Err(invalid(file, &at, "expected a filter object"));
+            return Err(wrong_type(file, &at, "a filter object", f));
         };
         let mut fields: [Option<String>; 5] = Default::default();
         for (k, v) in o {
@@ -306,11 +319,22 @@ fn filters_at(file: &Arc<Path>, path: &str, v: &Value) -> Result<Vec<CaptureFilt
                     "unknown field; expected protocol, localIPAddress, remoteIPAddress, localPort or remotePort",
                 ));
             };
+            // PacketCaptureFilter's fields are strings; a port may be a
+            // JSON number too (`"localPort": 80`), a whole one.
+            let port = canon.ends_with("Port");
             let s = match v {
                 Value::Null => continue,
                 Value::String(s) => s.clone(),
-                Value::Number(x) => x.to_string(),
-                _ => return Err(invalid(file, &format!("{at}.{k}"), "expected a string")),
+                Value::Number(n) if port && n.is_u64() => n.to_string(),
+                Value::Number(n) if port => {
+                    return Err(invalid(
+                        file,
+                        &format!("{at}.{k}"),
+                        format!("expected a string or a port number, found {n}"),
+                    ))
+                }
+                _ if port => return Err(wrong_type(file, &format!("{at}.{k}"), "a string or a port number", v)),
+                _ => return Err(wrong_type(file, &format!("{at}.{k}"), "a string", v)),
             };
             let slot = ["protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort"]
                 .iter()
@@ -475,11 +499,11 @@ mod tests {
             ),
             (
                 serde_json::json!({ "properties": { "captureSettings": [2] } }),
-                "req.json: properties.captureSettings: expected an object",
+                "req.json: properties.captureSettings: expected an object, found an array",
             ),
             (
                 serde_json::json!({ "properties": { "continuousCapture": "yes" } }),
-                "req.json: properties.continuousCapture: expected true, false or null",
+                "req.json: properties.continuousCapture: expected true, false or null, found a string",
             ),
         ];
         for (v, want) in cases {
@@ -519,27 +543,27 @@ mod tests {
         let cases = [
             (
                 serde_json::json!({ "properties": { "storageLocation": { "filePath": 5 } } }),
-                "req.json: properties.storageLocation.filePath: expected a string",
+                "req.json: properties.storageLocation.filePath: expected a string, found a number",
             ),
             (
                 serde_json::json!({ "properties": { "storageLocation": { "localPath": ["/tmp/x.cap"] } } }),
-                "req.json: properties.storageLocation.localPath: expected a string",
+                "req.json: properties.storageLocation.localPath: expected a string, found an array",
             ),
             (
                 serde_json::json!({ "properties": { "storageLocation": "/tmp/x.pcap" } }),
-                "req.json: properties.storageLocation: expected an object",
+                "req.json: properties.storageLocation: expected an object, found a string",
             ),
             (
                 serde_json::json!({ "storageLocation": 1 }),
-                "req.json: storageLocation: expected an object",
+                "req.json: storageLocation: expected an object, found a number",
             ),
             (
                 serde_json::json!({ "name": 7, "properties": {} }),
-                "req.json: name: expected a string",
+                "req.json: name: expected a string, found a number",
             ),
             (
                 serde_json::json!({ "id": { "x": 1 }, "properties": {} }),
-                "req.json: id: expected a string",
+                "req.json: id: expected a string, found an object",
             ),
         ];
         for (v, want) in cases {
@@ -556,16 +580,98 @@ mod tests {
         assert_eq!(r.storage_path, None);
     }
 
+    fn filters_file(json: &str) -> Result<Vec<CaptureFilter>, LoadError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("f.json");
+        std::fs::write(&path, json).expect("write");
+        capture_filters_from_file(&path).map_err(|e| match e {
+            LoadError::Invalid { at, message } => LoadError::Invalid {
+                at: Location {
+                    file: Arc::from(Path::new("f.json")),
+                    path: at.path,
+                },
+                message,
+            },
+            e => e,
+        })
+    }
+
+    /// A filters file's mistakes are errors naming the JSON path, what was
+    /// found and what was expected; none is taken as "not given", which
+    /// would match everything (or take the filters from beside a bad
+    /// `properties`).
+    #[test]
+    fn filters_file_wrong_types_are_errors() {
+        let cases = [
+            (r#"[1]"#, "f.json: [0]: expected a filter object, found a number"),
+            (r#"[null]"#, "f.json: [0]: expected a filter object, found null"),
+            (
+                r#"[{"protocol": true}]"#,
+                "f.json: [0].protocol: expected a string, found a boolean",
+            ),
+            (r#"[{"protocol": 6}]"#, "f.json: [0].protocol: expected a string, found a number"),
+            (
+                r#"[{}, {"remoteIPAddress": 167772161}]"#,
+                "f.json: [1].remoteIPAddress: expected a string, found a number",
+            ),
+            (
+                r#"[{"localPort": -1}]"#,
+                "f.json: [0].localPort: expected a string or a port number, found -1",
+            ),
+            (
+                r#"[{"remotePort": ["80"]}]"#,
+                "f.json: [0].remotePort: expected a string or a port number, found an array",
+            ),
+            (
+                r#"{"filters": {"protocol": "TCP"}}"#,
+                "f.json: filters: expected an array of filters, found an object",
+            ),
+            (r#"{"filters": null}"#, "f.json: filters: expected an array of filters, found null"),
+            (r#"{}"#, "f.json: filters: not given; expected an array of filters"),
+            (r#""TCP""#, "f.json: expected an array of filters, found a string"),
+            (
+                r#"{"properties": "x", "filters": [{"protocol": "UDP"}]}"#,
+                "f.json: properties: expected an object, found a string",
+            ),
+            (
+                r#"{"properties": {"filters": null}, "filters": [{"protocol": "UDP"}]}"#,
+                "f.json: properties.filters: expected an array of filters, found null",
+            ),
+            (
+                r#"{"properties": {"timeLimitInSeconds": 5}, "filters": [{"protocol": "UDP"}]}"#,
+                "f.json: properties.filters: not given; expected an array of filters",
+            ),
+            (
+                r#"{"properties": {"filters": [{"localPort": true}]}}"#,
+                "f.json: properties.filters[0].localPort: expected a string or a port number, found a boolean",
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(filters_file(json).map(|_| ()).unwrap_err().to_string(), want, "{json}");
+        }
+        // What a request holds, found where --request finds it; null is "not given".
+        let udp = CaptureFilter::from_fields(Some("UDP"), None, None, Some("53"), None).expect("filter");
+        for json in [
+            r#"[{"protocol": "UDP", "localPort": 53, "remotePort": null}]"#,
+            r#"{"filters": [{"protocol": "UDP", "localPort": "53"}]}"#,
+            r#"{"properties": null, "filters": [{"protocol": "UDP", "localPort": "53"}]}"#,
+            r#"{"Properties": {"FILTERS": [{"PROTOCOL": "UDP", "localport": "53"}]}, "filters": []}"#,
+        ] {
+            assert_eq!(filters_file(json).expect(json), vec![udp.clone()], "{json}");
+        }
+        assert_eq!(filters_file("[]").expect("empty"), vec![]);
+    }
+
     #[test]
     fn properties_must_be_an_object() {
-        for bad in [
-            serde_json::json!("x"),
-            serde_json::json!(5),
-            serde_json::json!([]),
-            serde_json::json!(true),
+        for (bad, found) in [
+            (serde_json::json!("x"), "a string"),
+            (serde_json::json!(5), "a number"),
+            (serde_json::json!([]), "an array"),
+            (serde_json::json!(true), "a boolean"),
         ] {
             let e = parse(serde_json::json!({ "properties": bad })).unwrap_err().to_string();
-            assert_eq!(e, "req.json: properties: expected an object");
+            assert_eq!(e, format!("req.json: properties: expected an object, found {found}"));
         }
         // Null is "not given": the object holds the parameters itself.
         let r = parse(serde_json::json!({ "properties": null, "timeLimitInSeconds": 5 })).expect("parse");
