@@ -1674,3 +1674,45 @@ fn resource_commands_write_csv_and_trace_tables() {
     );
     assert!(hops.contains("lessSpecific winnerPrefix=10.2.0.0/16"), "{hops}");
 }
+
+/// A service endpoint's route is one row of `effective-routes -o csv` and
+/// `-o table`, as a multi-prefix service-tag route is: CSV gives all its
+/// prefixes in one quoted field, the table cuts the list and counts them
+/// (spec §5.4 table row 10, §5.5: `addressPrefix` is an array).
+#[test]
+fn effective_routes_show_a_service_endpoint_in_one_row() {
+    let run = |format: &str| {
+        let o = netwatch(&[
+            "effective-routes",
+            "--resources",
+            "demo/hub-spoke",
+            "--service-tags",
+            "demo/ServiceTags_Demo.json",
+            "--nic",
+            "nic-web1",
+            "-o",
+            format,
+        ]);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let csv = parse_csv(&run("csv"));
+    let column = |name: &str| csv[0].iter().position(|h| h == name).unwrap();
+    let (prefix, hop, tags) = (column("AddressPrefix"), column("NextHopType"), column("DestinationServiceTags"));
+    let rows: Vec<(&str, &str)> = csv
+        .iter()
+        .filter(|r| r.get(hop).is_some_and(|h| h == "VirtualNetworkServiceEndpoint"))
+        .map(|r| (r[prefix].as_str(), r[tags].as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [("13.69.40.16/28,13.95.96.176/28,13.95.240.16/28,2603:1020:207::/48", "")],
+        "{csv:?}"
+    );
+    let table = run("table");
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains("VirtualNetworkServiceEndpoint")).collect();
+    assert!(
+        rows.len() == 1 && rows[0].contains("13.69.40.16/28,") && rows[0].contains("(4 items)"),
+        "{table}"
+    );
+}

@@ -308,13 +308,17 @@ fn global_service_endpoint_routes_the_global_tag() {
     let (vnet, subnet) = (vnet.clone(), vnet.subnets[i].clone());
     let input = netwatch::watcher::routes::subnet_routing_input(&env, &vnet, &subnet).expect("routing input");
     let want: Vec<String> = tags
-        .get("Storage")
+        .listed("Storage")
         .expect("global Storage tag")
-        .to_prefixes()
         .iter()
         .map(|p| p.to_string())
         .collect();
-    let got: Vec<String> = input.service_endpoint_routes.iter().map(|p| p.to_string()).collect();
+    // One endpoint, one route of all its prefixes.
+    let [endpoint] = input.service_endpoint_routes.as_slice() else {
+        panic!("one endpoint route expected: {:?}", input.service_endpoint_routes);
+    };
+    assert_eq!(endpoint.service, "Microsoft.Storage.Global");
+    let got: Vec<String> = endpoint.address_prefixes.iter().map(|p| p.to_string()).collect();
     assert!(want.len() > 100, "{} global Storage prefixes", want.len());
     assert_eq!(got, want);
 }
@@ -506,19 +510,25 @@ fn service_endpoint_locations_choose_the_tags() {
         subnet.service_endpoints[0].locations = locations.iter().map(|l| l.to_string()).collect();
         let subnet = subnet.clone();
         let input = netwatch::watcher::routes::subnet_routing_input(env, &vnet, &subnet).expect("routing input");
-        input.service_endpoint_routes.iter().map(|p| p.to_string()).collect()
-    };
-    let v4 = |names: &[&str]| -> Vec<String> {
-        let set = names
+        input
+            .service_endpoint_routes
             .iter()
-            .map(|n| tags.get(n).expect("tag").clone())
-            .reduce(|a, b| a.union(&b))
-            .expect("a tag");
-        set.to_prefixes()
-            .iter()
+            .flat_map(|e| &e.address_prefixes)
             .map(|p| p.to_string())
-            .filter(|p| !p.contains(':'))
             .collect()
+    };
+    // The tags' IPv4 prefixes as the file lists them, tag after tag.
+    let v4 = |names: &[&str]| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            for p in tags.listed(n).expect("tag") {
+                let p = p.to_string();
+                if !p.contains(':') && !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
     };
     assert_eq!(
         prefixes(&env, &["WestEurope", "NORTHEUROPE"]),
@@ -644,4 +654,103 @@ fn next_hop_error(extra: &str, destination: &str) -> String {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     err
+}
+
+/// The `VirtualNetworkServiceEndpoint` elements of a NIC's effective
+/// routes: (state, addressPrefix, destinationServiceTags, tagMap, source).
+fn endpoint_elements(env: &Environment, nic: &str) -> Vec<serde_json::Value> {
+    let table = effective_routes(env, nic).expect("effective routes");
+    let json = serde_json::to_value(&table).expect("json");
+    json["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter(|r| r["nextHopType"] == "VirtualNetworkServiceEndpoint")
+        .map(|r| {
+            serde_json::json!([
+                r["state"],
+                r["addressPrefix"],
+                r["destinationServiceTags"],
+                r["tagMap"],
+                r["source"]
+            ])
+        })
+        .collect()
+}
+
+/// A subnet's service endpoint is listed as one effective route, all its
+/// service's prefixes in `addressPrefix` in the order the tags file lists
+/// them (spec §5.4 table, row 10: `Default | Active | [X.X.X.X] |
+/// VirtualNetworkServiceEndpoint`; §5.5: `addressPrefix` is an array), not
+/// one element per prefix; `destinationServiceTags` and `tagMap` stay
+/// empty (the spec shows no tag on these routes). An endpoint of several
+/// locations lists each region's regional tag in turn. Next hop still
+/// goes prefix by prefix.
+#[test]
+fn service_endpoint_routes_are_listed_once_per_endpoint() {
+    let tags_file = common::root().join("demo/ServiceTags_Demo.json");
+    let mut env = demo_with(&[]);
+    env.load_service_tags(&tags_file).expect("tags");
+    let storage = ["13.69.40.16/28", "13.95.96.176/28", "13.95.240.16/28", "2603:1020:207::/48"];
+    assert_eq!(
+        endpoint_elements(&env, "nic-web1"),
+        [serde_json::json!(["Active", storage, [], {}, "Default"])]
+    );
+    let endpoint = (VirtualNetworkServiceEndpoint, NOIP.map(String::from), SYS.to_string());
+    for dst in ["13.69.40.20", "13.95.96.180", "13.95.240.20"] {
+        assert_eq!(hop_of(&env, "vm-web1", "10.1.1.4", dst), endpoint, "{dst}");
+    }
+    assert_eq!(hop_of(&env, "vm-web1", "fd00:1:0:1::4", "2603:1020:207::9"), endpoint);
+
+    // The tags file's order, as written: not sorted, adjacent prefixes not
+    // merged (13.69.40.0/29 and 13.69.40.8/29 make 13.69.40.0/28); a
+    // prefix written twice comes once.
+    let text = std::fs::read_to_string(&tags_file).expect("demo tags");
+    let mut tags: serde_json::Value = serde_json::from_str(&text).expect("tags json");
+    let listed = ["13.95.240.16/28", "13.69.40.8/29", "13.69.40.0/29", "2603:1020:207::/48"];
+    let written = [&listed[..], &["13.69.40.8/29"]].concat();
+    for v in tags["values"].as_array_mut().expect("values") {
+        if v["name"] == "Storage.WestEurope" {
+            v["properties"]["addressPrefixes"] = serde_json::json!(written);
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ServiceTags_Unsorted.json");
+    std::fs::write(&path, tags.to_string()).expect("write tags");
+    let mut env = demo_with(&[]);
+    env.load_service_tags(&path).expect("tags");
+    assert_eq!(
+        endpoint_elements(&env, "nic-web1"),
+        [serde_json::json!(["Active", listed, [], {}, "Default"])]
+    );
+    assert_eq!(hop_of(&env, "vm-web1", "10.1.1.4", "13.69.40.3"), endpoint);
+    assert_eq!(hop_of(&env, "vm-web1", "10.1.1.4", "13.69.40.12"), endpoint);
+
+    // snet-app (IPv4 only): locations westeurope and northeurope, one
+    // element, Storage.WestEurope's IPv4 prefixes then Storage.NorthEurope's.
+    let mut env = demo_with(&["tests/data/ipv4-endpoint"]);
+    env.load_service_tags(&common::real_service_tags()).expect("tags");
+    let file = std::fs::File::open(common::real_service_tags()).expect("real tags");
+    let real: serde_json::Value = serde_json::from_reader(flate2::read::GzDecoder::new(file)).expect("real tags json");
+    let mut want: Vec<String> = Vec::new();
+    for tag in ["Storage.WestEurope", "Storage.NorthEurope"] {
+        let v = real["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .find(|v| v["name"] == tag)
+            .expect(tag);
+        for p in v["properties"]["addressPrefixes"].as_array().expect("prefixes") {
+            let p = p.as_str().expect("prefix").to_string();
+            if !p.contains(':') && !want.contains(&p) {
+                want.push(p);
+            }
+        }
+    }
+    assert!(want.len() > 50, "{} prefixes", want.len());
+    assert_eq!(
+        endpoint_elements(&env, "nic-app1"),
+        [serde_json::json!(["Active", want, [], {}, "Default"])]
+    );
+    assert_eq!(hop_of(&env, "vm-app1", "10.2.1.4", "13.70.208.17"), endpoint);
 }

@@ -18,7 +18,10 @@
 //!    (decision 7);
 //! 4. `Default` `::/0` `Internet` when the VNet has IPv6 address space;
 //! 5. `Default` `VNetPeering`, one per range of each connected peering;
-//! 6. `Default` `VirtualNetworkServiceEndpoint`, one per service prefix;
+//! 6. `Default` `VirtualNetworkServiceEndpoint`, one per prefix of each
+//!    service endpoint, endpoint by endpoint, each endpoint's prefixes in
+//!    the order given (the effective routes list shows each endpoint as
+//!    one element with all its prefixes, [`EffectiveRouteTable::listing`]);
 //! 7. `VirtualNetworkGateway` routes, unless `disableBgpRoutePropagation`;
 //! 8. `User` routes, in route-table order.
 
@@ -54,9 +57,9 @@ pub struct SubnetRoutingInput {
     /// remote gateways): local network gateway address spaces and BGP
     /// learned prefixes (decision 8).
     pub gateway_routes: Vec<GatewayRoute>,
-    /// Prefixes of the services whose endpoints are enabled on this subnet
-    /// (the service tag's prefixes, spec §5.2).
-    pub service_endpoint_routes: Vec<IpNet>,
+    /// The service endpoints enabled on this subnet, each with its
+    /// service's prefixes (the service tag's prefixes, spec §5.2).
+    pub service_endpoint_routes: Vec<ServiceEndpointRoute>,
     /// The subnet's route table, if any (zero or one, spec §5.3).
     pub route_table: Option<RouteTableInput>,
     /// Prefixes of the service tags that user routes may name as
@@ -82,6 +85,30 @@ pub struct GatewayRoute {
     /// Learned through an ExpressRoute gateway (not a VPN gateway): a
     /// virtual appliance reachable only this way is not a valid next hop.
     pub express_route: bool,
+}
+
+/// The system route of one service endpoint of the subnet (spec §5.2:
+/// next hop `VirtualNetworkServiceEndpoint`, the service's prefixes). Azure
+/// lists it as one element whose `addressPrefix` holds all the prefixes
+/// (spec §5.4 table, row 10; §5.5); longest-prefix match uses each prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEndpointRoute {
+    /// The endpoint's `service`, e.g. `Microsoft.Storage`: what ties its
+    /// prefixes together in the listing.
+    pub service: String,
+    /// The service's prefixes, in the order the listing shows them (host
+    /// bits clear).
+    pub address_prefixes: Vec<IpNet>,
+}
+
+impl ServiceEndpointRoute {
+    /// Convenience constructor.
+    pub fn new(service: &str, address_prefixes: Vec<IpNet>) -> Self {
+        Self {
+            service: service.to_owned(),
+            address_prefixes,
+        }
+    }
 }
 
 /// The subnet's route table (spec §5.3).
@@ -460,8 +487,9 @@ impl PartialEq for EffectiveRouteTable {
 
 impl Serialize for EffectiveRouteTable {
     /// Azure's `EffectiveRouteListResult`: `{"value": [EffectiveRoute]}`,
-    /// a service-tag user route listed once with all its prefixes (per
-    /// state), where [`EffectiveRouteTable::routes`] has one per prefix.
+    /// a service-tag user route and a service endpoint each listed once
+    /// with all their prefixes (per state), where
+    /// [`EffectiveRouteTable::routes`] has one per prefix.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct List<'a> {
@@ -483,19 +511,32 @@ impl EffectiveRouteTable {
 
     /// The routes as the effective routes list shows them, in listing
     /// order: each alone, except the prefixes of one service-tag user route
-    /// (spec §5.3), grouped by state where its first one is listed (Azure
-    /// lists the route once, spec §5.5 `addressPrefix` is an array).
+    /// (spec §5.3) and those of one service endpoint (spec §5.2; the §5.4
+    /// table lists it as one row), grouped by state where their first one
+    /// is listed (Azure lists such a route once, spec §5.5 `addressPrefix`
+    /// is an array).
     pub fn listing(&self) -> Vec<Vec<&EffectiveRoute>> {
+        /// What ties the prefixes of one listed element together.
+        #[derive(PartialEq, Eq, Hash)]
+        enum Key<'a> {
+            Tag(Option<&'a str>, Option<&'a str>),
+            Endpoint(&'a str),
+        }
         let mut groups: Vec<Vec<&EffectiveRoute>> = Vec::new();
-        let mut tagged: HashMap<(Option<&str>, Option<&str>, RouteState), usize> = HashMap::new();
+        let mut grouped: HashMap<(Key<'_>, RouteState), usize> = HashMap::new();
         for r in &self.routes {
-            if r.route.source == RouteSource::User && r.route.service_tag.is_some() {
-                let key = (r.route.route_table_id.as_deref(), r.route.name.as_deref(), r.state);
-                if let Some(&g) = tagged.get(&key) {
+            let key = match (&r.route.source, &r.route.service_tag, &r.route.service_endpoint) {
+                (RouteSource::User, Some(_), _) => Some(Key::Tag(r.route.route_table_id.as_deref(), r.route.name.as_deref())),
+                (RouteSource::Default, _, Some(service)) => Some(Key::Endpoint(service)),
+                _ => None,
+            };
+            if let Some(key) = key {
+                let key = (key, r.state);
+                if let Some(&g) = grouped.get(&key) {
                     groups[g].push(r);
                     continue;
                 }
-                tagged.insert(key, groups.len());
+                grouped.insert(key, groups.len());
             }
             groups.push(vec![r]);
         }
@@ -572,6 +613,7 @@ fn system_route(prefix: IpNet, next_hop_type: NextHopType) -> Route {
         next_hop_ips: Vec::new(),
         route_table_id: None,
         service_tag: None,
+        service_endpoint: None,
         has_bgp_override: false,
     }
 }
@@ -832,6 +874,7 @@ fn user_routes(
             next_hop_ips: next_hop_ip.into_iter().collect(),
             route_table_id: Some(table.id.clone()),
             service_tag: tag.clone(),
+            service_endpoint: None,
             has_bgp_override: r.has_bgp_override,
         })
         .collect())
@@ -897,7 +940,7 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
     for g in &input.gateway_routes {
         check_system_prefix("gatewayRoutes", &g.address_prefix)?;
     }
-    for p in &input.service_endpoint_routes {
+    for p in input.service_endpoint_routes.iter().flat_map(|e| &e.address_prefixes) {
         check_system_prefix("serviceEndpointRoutes", p)?;
     }
 
@@ -948,9 +991,14 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
     for p in input.peerings.iter().flatten() {
         routes.push(system_route(*p, NextHopType::VNetPeering));
     }
-    // 6. Service endpoints.
-    for p in &input.service_endpoint_routes {
-        routes.push(system_route(*p, NextHopType::VirtualNetworkServiceEndpoint));
+    // 6. Service endpoints: a route per prefix, tied to its endpoint.
+    for e in &input.service_endpoint_routes {
+        for p in &e.address_prefixes {
+            routes.push(Route {
+                service_endpoint: Some(e.service.clone()),
+                ..system_route(*p, NextHopType::VirtualNetworkServiceEndpoint)
+            });
+        }
     }
     // 7. Gateway routes.
     let gateway_start = routes.len();
@@ -964,6 +1012,7 @@ pub fn effective_routes(input: &SubnetRoutingInput) -> Result<EffectiveRouteTabl
                 next_hop_ips: g.next_hop_ips.clone(),
                 route_table_id: None,
                 service_tag: None,
+                service_endpoint: None,
                 has_bgp_override: false,
             });
         }

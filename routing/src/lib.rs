@@ -23,8 +23,8 @@ pub mod model;
 
 pub use effective::{
     check_route_table, effective_routes, Candidate, CandidateOutcome, CheckedRoute, EffectiveRouteTable, GatewayRoute, NextHop,
-    RouteDestination, RouteError, RouteErrorSite, RouteField, RouteTableInput, SubnetRoutingInput, UserRoute, MAX_ROUTES_PER_TABLE,
-    MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
+    RouteDestination, RouteError, RouteErrorSite, RouteField, RouteTableInput, ServiceEndpointRoute, SubnetRoutingInput, UserRoute,
+    MAX_ROUTES_PER_TABLE, MAX_SERVICE_TAG_ROUTES_PER_TABLE, RESERVED_NONE_PREFIXES,
 };
 pub use ipnet;
 pub use lpm::{Lpm4, Lpm4Builder, Lpm6, Lpm6Builder, LpmBuilder, LpmError, LpmHit, LpmKey, LpmMatch, LpmTable, BATCH_LANES, MAX_PREFIXES};

@@ -175,6 +175,11 @@ pub struct Route {
     /// (the route is expanded into one route per prefix of the tag).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tag: Option<String>,
+    /// For a service endpoint's system route: the endpoint's service, e.g.
+    /// `Microsoft.Storage` (the endpoint is expanded into one route per
+    /// prefix of its service, listed as one element).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_endpoint: Option<String>,
     /// A user route with `hasBgpOverride` (spec §5.3).
     pub has_bgp_override: bool,
 }
@@ -321,9 +326,11 @@ struct AzureEffectiveRoute<'a> {
 }
 
 /// Routes listed as one element of the effective routes list: one route,
-/// or the expansions of one service-tag user route that share a state
-/// (Azure lists such a route once, its prefixes in `addressPrefix`;
-/// `destinationServiceTags` names the tag and `tagMap` maps it to them).
+/// or the expansions of one service-tag user route, or of one service
+/// endpoint, that share a state (Azure lists such a route once, its
+/// prefixes in `addressPrefix`). For a tag route `destinationServiceTags`
+/// names the tag and `tagMap` maps it to them; a service endpoint's
+/// element leaves both empty (the spec shows no tag on it).
 /// Not empty; the first gives every field but the prefixes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListedRoutes<'a>(pub(crate) &'a [&'a EffectiveRoute]);

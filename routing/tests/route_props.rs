@@ -5,7 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use netwatch_routing::ipnet::{IpNet, Ipv4Net};
-use netwatch_routing::{effective_routes, GatewayRoute, NextHopType as T, RouteState, RouteTableInput, SubnetRoutingInput, UserRoute};
+use netwatch_routing::{
+    effective_routes, GatewayRoute, NextHopType as T, RouteState, RouteTableInput, ServiceEndpointRoute, SubnetRoutingInput, UserRoute,
+};
 use proptest::prelude::*;
 
 fn net() -> impl Strategy<Value = IpNet> {
@@ -59,7 +61,7 @@ proptest! {
                     next_hop_ips: Vec::new(),
                     express_route: false,
                 }).collect(),
-            service_endpoint_routes: se,
+            service_endpoint_routes: vec![ServiceEndpointRoute::new("Microsoft.Storage", se)],
             route_table: Some(RouteTableInput { id: "rt".into(), disable_bgp_route_propagation: false, routes }),
             service_tags: Default::default(),
             express_route_gateway: false,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use netwatch_routing::ipnet::IpNet;
 use netwatch_routing::{
     effective_routes, EffectiveRouteTable, GatewayRoute, InvalidReason, NextHopType as T, RouteError, RouteSource as S, RouteState,
-    RouteTableInput, SubnetRoutingInput, UserRoute, SYSTEM_ROUTE,
+    RouteTableInput, ServiceEndpointRoute, SubnetRoutingInput, UserRoute, SYSTEM_ROUTE,
 };
 
 fn p(s: &str) -> IpNet {
@@ -125,7 +125,7 @@ fn gateway_routes_and_propagation() {
 fn vnet_peering_and_service_endpoint_routes_beat_more_specific_bgp() {
     let mut input = vnet(&["10.0.0.0/16"]);
     input.peerings = vec![vec![p("10.1.0.0/16")]];
-    input.service_endpoint_routes = vec![p("20.38.0.0/16")];
+    input.service_endpoint_routes = vec![ServiceEndpointRoute::new("Microsoft.Storage", vec![p("20.38.0.0/16")])];
     input.gateway_routes = vec![
         gw("10.0.5.0/24"),   // inside the VNet
         gw("10.0.0.0/16"),   // equal to the VNet
@@ -676,4 +676,79 @@ fn route_table_checks_alone_and_errors_carry_the_route_index() {
         }),
         "{e}"
     );
+}
+
+/// A service endpoint's system route is listed once, all the service's
+/// prefixes in `addressPrefix` in the order given (spec §5.4 table, row
+/// 10; §5.5 `addressPrefix` is an array), with no tag (the spec shows none
+/// on it); prefixes another route wins form a second, Invalid element.
+/// `routes()` and next hop keep one route per prefix.
+#[test]
+fn service_endpoint_route_is_listed_once_per_endpoint() {
+    let mut input = with_table(
+        vnet(&["10.0.0.0/16", "fd00::/48"]),
+        vec![UserRoute::new("sql-one-direct", "13.69.104.0/26", T::Internet, None)],
+    );
+    input.service_endpoint_routes = vec![
+        // Not in address order: the order given is kept.
+        ServiceEndpointRoute::new(
+            "Microsoft.Storage",
+            vec![p("20.60.0.0/16"), p("20.38.0.0/16"), p("2603:1020:207::/48")],
+        ),
+        ServiceEndpointRoute::new("Microsoft.Sql", vec![p("13.69.104.0/26"), p("13.69.104.192/26")]),
+    ];
+    let t = effective_routes(&input).unwrap();
+    let per_prefix: Vec<(String, Option<String>)> = t
+        .routes()
+        .iter()
+        .filter(|r| r.route.next_hop_type == T::VirtualNetworkServiceEndpoint)
+        .map(|r| (r.route.address_prefix.to_string(), r.route.service_endpoint.clone()))
+        .collect();
+    let storage = Some("Microsoft.Storage".to_string());
+    let sql = Some("Microsoft.Sql".to_string());
+    assert_eq!(
+        per_prefix,
+        [
+            ("20.60.0.0/16".into(), storage.clone()),
+            ("20.38.0.0/16".into(), storage.clone()),
+            ("2603:1020:207::/48".into(), storage),
+            ("13.69.104.0/26".into(), sql.clone()),
+            ("13.69.104.192/26".into(), sql),
+        ]
+    );
+    let v = serde_json::to_value(&t).unwrap();
+    use serde_json::json;
+    let listed: Vec<serde_json::Value> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["nextHopType"] == "VirtualNetworkServiceEndpoint")
+        .cloned()
+        .collect();
+    let element = |state: &str, prefixes: &[&str]| {
+        json!({
+            "name": null, "disableBgpRoutePropagation": false, "hasBgpOverride": false, "source": "Default",
+            "state": state, "addressPrefix": prefixes, "destinationServiceTags": [], "nextHopIpAddress": [],
+            "nextHopType": "VirtualNetworkServiceEndpoint", "tagMap": {}
+        })
+    };
+    assert_eq!(
+        listed,
+        [
+            element("Active", &["20.60.0.0/16", "20.38.0.0/16", "2603:1020:207::/48"]),
+            element("Invalid", &["13.69.104.0/26"]),
+            element("Active", &["13.69.104.192/26"]),
+        ]
+    );
+    // Longest-prefix match still goes prefix by prefix.
+    let endpoint = (T::VirtualNetworkServiceEndpoint, SYSTEM_ROUTE.to_string());
+    let hop = |d: &str| {
+        let r = t.next_hop_result(ip(d)).unwrap();
+        (r.next_hop_type, r.route_table_id)
+    };
+    for d in ["20.60.1.1", "20.38.7.7", "2603:1020:207::9", "13.69.104.200"] {
+        assert_eq!(hop(d), endpoint, "{d}");
+    }
+    assert_eq!(hop("13.69.104.5"), (T::Internet, "rt1".to_string()));
+    assert_eq!(hop("20.39.0.1"), (T::Internet, SYSTEM_ROUTE.to_string()));
 }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use netwatch_routing::ipnet::IpNet;
 use netwatch_routing::{
     effective_routes, CandidateOutcome, EffectiveRouteTable, GatewayRoute, InvalidReason, NextHopType as T, RouteSource as S, RouteState,
-    RouteTableInput, SubnetRoutingInput, UserRoute, SYSTEM_ROUTE,
+    RouteTableInput, ServiceEndpointRoute, SubnetRoutingInput, UserRoute, SYSTEM_ROUTE,
 };
 
 const RT: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/routeTables/Subnet1-RT";
@@ -44,7 +44,7 @@ fn base() -> SubnetRoutingInput {
 
 fn subnet1() -> EffectiveRouteTable {
     let mut input = base();
-    input.service_endpoint_routes = vec![p(SE)];
+    input.service_endpoint_routes = vec![ServiceEndpointRoute::new("Microsoft.Storage", vec![p(SE)])];
     input.route_table = Some(RouteTableInput {
         id: RT.into(),
         disable_bgp_route_propagation: false,

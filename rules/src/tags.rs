@@ -88,6 +88,9 @@ pub fn azure_load_balancer() -> &'static AddrSet {
 #[derive(Clone, Debug, Default)]
 pub struct ServiceTagTable {
     tags: HashMap<String, (String, AddrSet)>,
+    /// The prefixes of the tags loaded with [`Self::insert_listed`], in
+    /// the file's order, by lower-case tag name.
+    listed: HashMap<String, Vec<IpPrefix>>,
     /// `properties.region` of the regional tags, lower case, by lower-case
     /// tag name.
     regions: HashMap<String, String>,
@@ -103,7 +106,27 @@ impl ServiceTagTable {
 
     /// Adds (or replaces) a tag.
     pub fn insert(&mut self, name: &str, prefixes: AddrSet) {
+        self.listed.remove(&name.to_ascii_lowercase());
         self.tags.insert(name.to_ascii_lowercase(), (name.to_string(), prefixes));
+    }
+
+    /// Adds (or replaces) a tag with its prefixes as the file lists them:
+    /// [`Self::listed`] gives them back in this order, as written (the set
+    /// [`Self::get`] gives merges adjacent ones and sorts them).
+    pub fn insert_listed(&mut self, name: &str, prefixes: Vec<IpPrefix>) {
+        self.insert(name, AddrSet::from_prefixes(prefixes.iter().copied()));
+        self.listed.insert(name.to_ascii_lowercase(), prefixes);
+    }
+
+    /// A tag's prefixes, by any casing of its name, as the file lists them
+    /// (for a tag added with [`Self::insert`], its set's prefixes in
+    /// address order).
+    pub fn listed(&self, name: &str) -> Option<Vec<IpPrefix>> {
+        let key = name.to_ascii_lowercase();
+        match self.listed.get(&key) {
+            Some(list) => Some(list.clone()),
+            None => self.tags.get(&key).map(|(_, s)| s.to_prefixes()),
+        }
     }
 
     /// Records a tag's `properties.region`. The file does not always spell
@@ -121,8 +144,19 @@ impl ServiceTagTable {
     /// tags whose `properties.region` is `region` (all of them, if
     /// several), both without case.
     pub fn regional(&self, service: &str, region: &str) -> Option<AddrSet> {
-        if let Some(set) = self.get(&format!("{service}.{region}")) {
-            return Some(set.clone());
+        self.regional_tags(service, region)
+            .into_iter()
+            .filter_map(|n| self.get(n))
+            .fold(None, |acc: Option<AddrSet>, s| Some(acc.map_or_else(|| s.clone(), |a| a.union(s))))
+    }
+
+    /// The names (as the file spells them) of the tags [`Self::regional`]
+    /// takes: `{service}.{region}` if there is one, else the `{service}.*`
+    /// tags whose `properties.region` is `region`, by lower-case name.
+    /// Empty when there is none.
+    pub fn regional_tags(&self, service: &str, region: &str) -> Vec<&str> {
+        if let Some((name, _)) = self.tags.get(&format!("{service}.{region}").to_ascii_lowercase()) {
+            return vec![name.as_str()];
         }
         let head = format!("{}.", service.to_ascii_lowercase());
         let region = region.to_ascii_lowercase();
@@ -135,8 +169,8 @@ impl ServiceTagTable {
         names.sort();
         names
             .into_iter()
-            .filter_map(|n| self.tags.get(n).map(|(_, s)| s))
-            .fold(None, |acc: Option<AddrSet>, s| Some(acc.map_or_else(|| s.clone(), |a| a.union(s))))
+            .filter_map(|n| self.tags.get(n).map(|(name, _)| name.as_str()))
+            .collect()
     }
 
     /// Records the file's `changeNumber` and `cloud`.
@@ -192,6 +226,27 @@ mod tests {
         // Only the service's own tags.
         assert_eq!(t.regional("Storage", "centralfrance"), None);
         assert_eq!(t.regional("Storage", "northeurope"), None);
+    }
+
+    #[test]
+    fn listed_prefixes_keep_the_files_order() {
+        let p = |s: &str| s.parse::<IpPrefix>().unwrap();
+        let mut t = ServiceTagTable::new();
+        // Unsorted, and two halves of a /24 that the set merges.
+        t.insert_listed("Storage", vec![p("20.60.0.0/16"), p("10.0.0.128/25"), p("10.0.0.0/25")]);
+        let listed: Vec<String> = t.listed("STORAGE").unwrap().iter().map(|p| p.to_string()).collect();
+        assert_eq!(listed, ["20.60.0.0/16", "10.0.0.128/25", "10.0.0.0/25"]);
+        let set: Vec<String> = t.get("storage").unwrap().to_prefixes().iter().map(|p| p.to_string()).collect();
+        assert_eq!(set, ["10.0.0.0/24", "20.60.0.0/16"]);
+        // A tag added as a set lists the set's prefixes; replacing a listed
+        // tag with a set forgets the list.
+        t.insert("Sql", AddrSet::from_prefixes([p("10.9.0.0/16")]));
+        assert_eq!(t.listed("sql"), Some(vec![p("10.9.0.0/16")]));
+        t.insert("Storage", AddrSet::from_prefixes([p("10.8.0.0/16")]));
+        assert_eq!(t.listed("Storage"), Some(vec![p("10.8.0.0/16")]));
+        assert_eq!(t.listed("nope"), None);
+        t.set_region("Storage", "westeurope");
+        assert_eq!(t.regional_tags("Sql", "westeurope"), Vec::<&str>::new());
     }
 
     #[test]

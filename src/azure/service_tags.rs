@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::json::{self, Document, Node};
 use super::LoadError;
-use netwatch_rules::{quoted, AddrSet, IpPrefix, ServiceTagTable};
+use netwatch_rules::{quoted, IpPrefix, ServiceTagTable};
 
 /// Reads and parses a service tags file.
 pub fn load(path: &Path) -> Result<ServiceTagTable, LoadError> {
@@ -80,7 +80,7 @@ fn parse_text(path: &Path, text: String) -> Result<ServiceTagTable, LoadError> {
             }
             prefixes.push(p);
         }
-        table.insert(name, AddrSet::from_prefixes(prefixes));
+        table.insert_listed(name, prefixes);
         // Regional tags name their region (service endpoint routes, spec §5.2).
         if let Some(region) = pn.str("region")? {
             table.set_region(name, region);

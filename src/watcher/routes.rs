@@ -6,13 +6,14 @@ use std::net::IpAddr;
 
 use netwatch_routing::ipnet::IpNet;
 use netwatch_routing::{
-    effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, RouteDestination, SubnetRoutingInput,
+    effective_routes as build_routes, EffectiveRouteTable, GatewayRoute, NextHop, RouteDestination, ServiceEndpointRoute,
+    SubnetRoutingInput,
 };
 
 use super::context::{find_nic, select_nic};
 use super::WatcherError;
 use crate::azure::{Environment, NetworkInterface, ServiceEndpoint, Subnet, VirtualNetwork, VirtualNetworkGateway};
-use netwatch_rules::{AddrSet, IpPrefix};
+use netwatch_rules::IpPrefix;
 
 fn net(p: &IpPrefix) -> Option<IpNet> {
     p.to_string().parse().ok()
@@ -36,13 +37,15 @@ fn endpoint_tag(service: &str) -> Option<&'static str> {
 }
 
 /// The prefixes a service endpoint routes (spec §5.2: "Service's prefixes
-/// (same as its service tag)"): those of the regional tag of each region in
-/// its `locations` (Azure lists the VNet's region and often its pair), of
-/// the whole tag for `*` or a `.Global` endpoint, and of the VNet's region
-/// when `locations` is absent. A region the tags file has no regional tag
-/// for counts as the whole tag, when the file has that. `None` (with a
-/// warning) when the service or the tags file leaves nothing to route.
-fn endpoint_prefixes(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet, e: &ServiceEndpoint) -> Option<AddrSet> {
+/// (same as its service tag)"), in the order the tags file lists them:
+/// those of the regional tag of each region in its `locations` (Azure
+/// lists the VNet's region and often its pair), region by region, of the
+/// whole tag for `*` or a `.Global` endpoint, and of the VNet's region when
+/// `locations` is absent; each prefix once. A region
+/// the tags file has no regional tag for counts as the whole tag, when the
+/// file has that. `None` (with a warning) when the service or the tags file
+/// leaves nothing to route.
+fn endpoint_prefixes(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet, e: &ServiceEndpoint) -> Option<Vec<IpPrefix>> {
     let service = &e.service;
     let Some(tag) = endpoint_tag(service) else {
         tracing::warn!(subnet = %subnet.name, service = %service, "no service tag known for this service endpoint; its routes are left out");
@@ -64,27 +67,38 @@ fn endpoint_prefixes(env: &Environment, vnet: &VirtualNetwork, subnet: &Subnet, 
         e.locations.iter().map(String::as_str).collect()
     };
     let whole = || {
-        let set = tags.get(tag).cloned();
-        if set.is_none() {
+        let list = tags.listed(tag);
+        if list.is_none() {
             tracing::warn!(subnet = %subnet.name, service = %service, tag, "the service tags file has no such tag; the endpoint's routes are left out");
         }
-        set
+        list
     };
-    if regions.is_empty() {
-        return whole();
-    }
-    let mut out: Option<AddrSet> = None;
-    for region in regions {
-        let set = tags.regional(tag, region).or_else(|| {
-            tracing::warn!(subnet = %subnet.name, service = %service, region, "no regional service tag for this region; the whole tag is routed instead");
-            whole()
-        });
-        out = match (out, set) {
-            (Some(o), Some(s)) => Some(o.union(&s)),
-            (o, s) => o.or(s),
-        };
-    }
-    out
+    let lists: Vec<Option<Vec<IpPrefix>>> = if regions.is_empty() {
+        vec![whole()]
+    } else {
+        regions
+            .into_iter()
+            .map(|region| {
+                let names = tags.regional_tags(tag, region);
+                if names.is_empty() {
+                    tracing::warn!(subnet = %subnet.name, service = %service, region, "no regional service tag for this region; the whole tag is routed instead");
+                    whole()
+                } else {
+                    Some(names.iter().filter_map(|n| tags.listed(n)).flatten().collect())
+                }
+            })
+            .collect()
+    };
+    // In order, each prefix once (a tag may list one twice, two regions share one).
+    let mut seen = std::collections::HashSet::new();
+    lists
+        .into_iter()
+        .flatten()
+        .reduce(|mut a, b| {
+            a.extend(b);
+            a
+        })
+        .map(|all| all.into_iter().filter(|p| seen.insert(*p)).collect())
 }
 
 /// The routes through one gateway: its connections' prefixes (local
@@ -151,17 +165,21 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
     }
     let tags = env.service_tags.as_ref();
     for e in &subnet.service_endpoints {
-        let Some(set) = endpoint_prefixes(env, vnet, subnet, e) else {
+        let Some(list) = endpoint_prefixes(env, vnet, subnet, e) else {
             continue;
         };
         // Only the families the VNet has: an IPv4-only VNet gets no IPv6
         // endpoint routes (its subnets cannot send IPv6).
-        input.service_endpoint_routes.extend(
-            set.to_prefixes()
-                .iter()
-                .filter_map(net)
-                .filter(|n| input.vnet_address_space.iter().any(|v| v.addr().is_ipv4() == n.addr().is_ipv4())),
-        );
+        let prefixes: Vec<IpNet> = list
+            .iter()
+            .filter_map(net)
+            .filter(|n| input.vnet_address_space.iter().any(|v| v.addr().is_ipv4() == n.addr().is_ipv4()))
+            .collect();
+        // One route per endpoint, listed as one element (spec §5.4 table,
+        // row 10; §5.5 `addressPrefix` is an array).
+        if !prefixes.is_empty() {
+            input.service_endpoint_routes.push(ServiceEndpointRoute::new(&e.service, prefixes));
+        }
     }
     if let Some(rt) = super::context::route_table_of(env, subnet)? {
         let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
