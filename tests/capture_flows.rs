@@ -155,3 +155,56 @@ fn flow_setup_errors_come_before_the_capture() {
     assert!(!pcap.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Resources Azure refuses to create (a subnet outside its VNet's address
+/// space, a peering of a VNet with itself, a learned route with host bits
+/// set) stop `capture --flow-logs` as they load, before the capture
+/// starts: exit 1, one line naming the file and the JSON path, no status,
+/// no capture file (they loaded without a word).
+#[test]
+fn impossible_topologies_fail_before_the_capture() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&uid.stdout).trim(), "0", "live capture tests need root");
+    let dir = std::env::temp_dir().join(format!("netwatch-live-flows-topology-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("x.pcap");
+    let fl = dir.join("fl");
+    for (file, at) in [
+        ("subnet-outside-space.json", "properties.subnets[1].properties.addressPrefix"),
+        ("subnet-standalone-outside-space.json", "[1].properties.addressPrefix"),
+        (
+            "peering-to-itself.json",
+            "properties.virtualNetworkPeerings[0].properties.remoteVirtualNetwork.id",
+        ),
+        ("learned-route-host-bits.json", "value[1].network"),
+    ] {
+        let path = format!("tests/data/malformed/{file}");
+        let t0 = Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_netwatch"))
+            .args(["capture", "-i", "lo", "--time-limit", "6", "-w"])
+            .arg(&pcap)
+            .args([
+                "--resources",
+                "demo/hub-spoke",
+                "--resources",
+                &path,
+                "--nic",
+                "nic-web1",
+                "--flow-logs",
+            ])
+            .arg(&fl)
+            .current_dir(common::root())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{file}: {e}");
+        assert_eq!(e.lines().count(), 1, "{file}: {e}");
+        assert!(e.starts_with(&format!("error: {path}: {at}: ")), "{file}: {e}");
+        assert!(t0.elapsed() < Duration::from_secs(4), "{file}: failed only after the capture");
+        assert!(o.stdout.is_empty(), "{file}: no status: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(!pcap.exists(), "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -490,6 +490,52 @@ fn malformed_resources_get_one_line_errors() {
         ),
         ("not-a-resource.json", &["expected a resource object"]),
         ("truncated.json", &["line 2", "not valid JSON"]),
+        // Topologies Azure refuses to create loaded without a word.
+        (
+            "subnet-outside-space.json",
+            &[
+                "properties.subnets[1].properties.addressPrefix: ",
+                "\"10.9.1.0/24\" of subnet \"outside\" is not within the address space of virtual network \"v\" (10.0.0.0/16, 10.1.0.0/16)",
+                "expected a prefix inside one of the virtual network's address prefixes",
+            ],
+        ),
+        (
+            "subnet-prefixes-outside-space.json",
+            &[
+                "properties.subnets[0].properties.addressPrefixes[1]: ",
+                "\"fd00:1:0:1::/64\" of subnet \"dual\" is not within the address space",
+            ],
+        ),
+        (
+            "subnet-across-spaces.json",
+            &[
+                "properties.subnets[0].properties.addressPrefix: ",
+                "\"10.0.0.0/15\" of subnet \"wide\" is not within the address space",
+            ],
+        ),
+        (
+            "subnet-standalone-outside-space.json",
+            &[
+                ": [1].properties.addressPrefix: ",
+                "\"192.168.1.0/24\" of subnet \"s\" is not within the address space of virtual network \"v\" (10.0.0.0/16)",
+            ],
+        ),
+        (
+            "peering-to-itself.json",
+            &[
+                "properties.virtualNetworkPeerings[0].properties.remoteVirtualNetwork.id: ",
+                "peering \"to-self\": remoteVirtualNetwork \"/subscriptions/S/resourceGroups/RG/",
+                "is virtual network \"v\" itself; expected the id of another virtual network",
+            ],
+        ),
+        (
+            "learned-route-host-bits.json",
+            &[
+                "value[1].network: ",
+                "\"10.1.2.3/16\" is not a CIDR prefix: its host bits are set",
+                "expected the network, 10.1.0.0/16",
+            ],
+        ),
     ];
     for (file, needles) in cases {
         let path = format!("tests/data/malformed/{file}");
@@ -503,6 +549,94 @@ fn malformed_resources_get_one_line_errors() {
             assert!(err.contains(n), "{file}: error lacks {n:?}: {err}");
         }
         assert!(!err.contains("panicked"), "{file}: {err}");
+    }
+}
+
+/// Topologies Azure refuses to create (a subnet outside its VNet's
+/// address space, inline or on its own; a peering of a VNet with itself;
+/// a learned route with host bits set) are refused as they load, by every
+/// command that loads resources: exit 1, one line naming the file, the JSON
+/// path of the field, the value and what was expected. They loaded without
+/// a word; the demo alone still loads.
+#[test]
+fn topologies_azure_refuses_are_refused_by_every_command() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "subnet-outside-space.json",
+            "properties.subnets[1].properties.addressPrefix",
+            "\"10.9.1.0/24\" of subnet \"outside\" is not within the address space of virtual network \"v\"",
+        ),
+        (
+            "subnet-standalone-outside-space.json",
+            "[1].properties.addressPrefix",
+            "\"192.168.1.0/24\" of subnet \"s\" is not within the address space of virtual network \"v\"",
+        ),
+        (
+            "peering-to-itself.json",
+            "properties.virtualNetworkPeerings[0].properties.remoteVirtualNetwork.id",
+            "is virtual network \"v\" itself; expected the id of another virtual network",
+        ),
+        (
+            "learned-route-host-bits.json",
+            "value[1].network",
+            "\"10.1.2.3/16\" is not a CIDR prefix: its host bits are set, which Azure never writes in a learned route (expected the network, 10.1.0.0/16)",
+        ),
+    ];
+    let pcap = "../shared/corpus/pcap/tcpdump__ssh.pcap";
+    let commands: &[&[&str]] = &[
+        &[
+            "ip-flow-verify",
+            "--vm",
+            "vm-web1",
+            "--direction",
+            "Inbound",
+            "--protocol",
+            "TCP",
+            "--local",
+            "10.1.1.4:443",
+            "--remote",
+            "52.178.4.10:50123",
+        ],
+        &["topology", "-g", "rg-spokes"],
+        &["security-group-view", "--vm", "vm-web1"],
+        &["effective-security-rules", "--nic", "nic-web1"],
+        &["next-hop", "--vm", "vm-web1", "--source", "10.1.1.4", "--destination", "10.2.1.4"],
+        &["effective-routes", "--nic", "nic-web1"],
+        &[
+            "connectivity-check",
+            "--source-vm",
+            "vm-web1",
+            "--dest-vm",
+            "vm-db1",
+            "--dest-port",
+            "1433",
+        ],
+        &["evaluate", "--nic", "nic-web1", pcap],
+    ];
+    let tags = ["--service-tags", "demo/ServiceTags_Demo.json"];
+    for (file, at, needle) in cases {
+        let path = format!("tests/data/malformed/{file}");
+        for command in commands {
+            let args = [
+                &[command[0], "--resources", "demo/hub-spoke", "--resources", &path][..],
+                &tags,
+                &command[1..],
+            ]
+            .concat();
+            let o = netwatch(&args);
+            let err = stderr(&o);
+            let what = format!("{} with {path}", command[0]);
+            assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: one line expected: {err}");
+            assert!(err.starts_with(&format!("error: {path}: {at}: ")), "{what}: {err}");
+            assert!(err.contains(needle), "{what}: {err}");
+            assert!(o.stdout.is_empty(), "{what}: {}", stdout(&o));
+        }
+    }
+    for command in commands {
+        let args = [&[command[0], "--resources", "demo/hub-spoke"][..], &tags, &command[1..]].concat();
+        let o = netwatch(&args);
+        assert_eq!(o.status.code(), Some(0), "{}: {}", command[0], stderr(&o));
     }
 }
 

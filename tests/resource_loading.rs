@@ -168,3 +168,35 @@ fn a_list_under_value_in_another_case_is_read() {
     assert!(err.contains("nsg.json: VALUE[0]: cannot tell what resource this is"), "{err}");
     assert!(err.contains("(missing network)"), "{err}");
 }
+
+/// A subnet on its own must lie in the address space of its VNet (Azure
+/// refuses to create one outside it): the error names the subnet's file
+/// and the JSON path of its prefix. Only the copy used is checked: a
+/// standalone copy that the VNet's later copy replaces is not.
+#[test]
+fn a_subnet_on_its_own_outside_its_vnets_address_space_is_an_error() {
+    let v = vnet("nsg-allow");
+    let outside = subnet("s2", "10.5.0.0/24", "nsg-x");
+    let d = dir_with("outside", &[("a_vnet.json", v.as_bytes()), ("b_subnet.json", outside.as_bytes())]);
+    let err = Environment::load(&[&d]).unwrap_err().to_string();
+    let _ = std::fs::remove_dir_all(&d);
+    assert!(
+        err.contains(
+            "b_subnet.json: properties.addressPrefix: \"10.5.0.0/24\" of subnet \"s2\" is not within the address space of virtual network \"vnet1\" (10.0.0.0/16)"
+        ),
+        "{err}"
+    );
+    // The subnet first, the VNet after: the VNet's own copy of s1 (inside
+    // its space) is the one used.
+    let old = subnet("s1", "10.9.0.0/24", "nsg-deny");
+    let d = dir_with("replaced", &[("a_subnet.json", old.as_bytes()), ("b_vnet.json", v.as_bytes())]);
+    let env = Environment::load(&[&d]).unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+    assert_eq!(subnet_nsg(&env, "s1").as_deref(), Some("/nsg/nsg-allow"));
+    // Inside the space: it joins the VNet.
+    let inside = subnet("s2", "10.0.2.0/24", "nsg-x");
+    let d = dir_with("inside", &[("a_vnet.json", v.as_bytes()), ("b_subnet.json", inside.as_bytes())]);
+    let env = Environment::load(&[&d]).unwrap();
+    assert_eq!(subnet_nsg(&env, "s2").as_deref(), Some("/nsg/nsg-x"));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -354,9 +354,16 @@ impl Environment {
                 });
             };
             let key = id_key(&s.id);
-            match v.subnets.iter().position(|x| id_key(&x.id) == key) {
-                Some(i) if loaded > vnet_loaded => v.subnets[i] = s,
-                Some(_) => {}
+            let nested = v.subnets.iter().position(|x| id_key(&x.id) == key);
+            if nested.is_some() && loaded <= vnet_loaded {
+                // The VNet's later copy of the subnet wins.
+                continue;
+            }
+            // The copy used must lie in the VNet's address space (the
+            // VNet's own copies were checked as it was read).
+            check_subnet_in_address_space(&s, v)?;
+            match nested {
+                Some(i) => v.subnets[i] = s,
                 None => v.subnets.push(s),
             }
         }

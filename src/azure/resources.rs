@@ -753,6 +753,8 @@ pub struct Subnet {
     pub id: String,
     pub name: String,
     pub address_prefixes: Vec<IpPrefix>,
+    /// Where each of `address_prefixes` is written.
+    pub address_prefixes_at: Vec<Location>,
     pub network_security_group_id: Option<String>,
     /// Where `network_security_group_id` is written (for a reference to an
     /// NSG that is not loaded).
@@ -814,12 +816,16 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
         .str("id")?
         .map(str::to_string)
         .unwrap_or_else(|| format!("{vnet_id}/subnets/{name}"));
-    let mut address_prefixes = Vec::new();
+    let (mut address_prefixes, mut address_prefixes_at) = (Vec::new(), Vec::new());
     // `str` rejects a value of another type (an array, a number) by name.
     if let (Some(s), Some(c)) = (n.str("addressPrefix")?, n.field("addressPrefix")) {
         address_prefixes.push(prefix(&c, s)?);
+        address_prefixes_at.push(c.location());
     }
-    address_prefixes.extend(prefixes(n, "addressPrefixes")?);
+    for (s, at) in n.str_array("addressPrefixes")? {
+        address_prefixes.push(prefix(&at, s)?);
+        address_prefixes_at.push(at.location());
+    }
     let service_endpoints = n
         .array("serviceEndpoints")?
         .into_iter()
@@ -835,6 +841,7 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
         id,
         name,
         address_prefixes,
+        address_prefixes_at,
         network_security_group_id: n.reference("networkSecurityGroup")?.map(str::to_string),
         network_security_group_at: n.reference_location("networkSecurityGroup"),
         route_table_id: n.reference("routeTable")?.map(str::to_string),
@@ -843,11 +850,67 @@ pub fn parse_subnet(n: &Node<'_>, vnet_id: &str) -> Result<Subnet, LoadError> {
     })
 }
 
-/// Parses a VNet peering.
-pub fn parse_peering(n: &Node<'_>) -> Result<VirtualNetworkPeering, LoadError> {
+/// The address prefixes of a VNet for a message: the first few, and how
+/// many more (a VNet may have hundreds).
+fn space_in_words(space: &[IpPrefix]) -> String {
+    const SHOWN: usize = 8;
+    if space.is_empty() {
+        return "none".to_string();
+    }
+    let mut words: Vec<String> = space.iter().take(SHOWN).map(ToString::to_string).collect();
+    if space.len() > SHOWN {
+        words.push(format!("and {} more", space.len() - SHOWN));
+    }
+    words.join(", ")
+}
+
+/// A subnet's prefixes must each lie inside one of its VNet's address
+/// prefixes: Azure refuses to create a subnet outside the address space
+/// (the error names the prefix, where it is written, and the space). The
+/// prefixes checked are those read from a file (with their place in
+/// [`Subnet::address_prefixes_at`]).
+pub fn check_subnet_in_address_space(subnet: &Subnet, vnet: &VirtualNetwork) -> Result<(), LoadError> {
+    for (p, at) in subnet.address_prefixes.iter().zip(&subnet.address_prefixes_at) {
+        let inside = vnet
+            .address_space
+            .iter()
+            .any(|space| space.addr().is_ipv4() == p.addr().is_ipv4() && space.len() <= p.len() && space.contains(p.addr()));
+        if inside {
+            continue;
+        }
+        let message = format!(
+            "{} of subnet {} is not within the address space of virtual network {} ({}); \
+             expected a prefix inside one of the virtual network's address prefixes, as Azure requires",
+            quoted(&p.to_string()),
+            quoted(&subnet.name),
+            quoted(&vnet.name),
+            space_in_words(&vnet.address_space)
+        );
+        return Err(LoadError::Invalid { at: at.clone(), message });
+    }
+    Ok(())
+}
+
+/// Parses a VNet peering of the VNet `vnet_id` (named `vnet_name`): its
+/// remote VNet must be another VNet (Azure refuses to peer a VNet with
+/// itself).
+pub fn parse_peering(n: &Node<'_>, vnet_id: &str, vnet_name: &str) -> Result<VirtualNetworkPeering, LoadError> {
     let remote = n
         .reference("remoteVirtualNetwork")?
         .ok_or_else(|| n.field_error("remoteVirtualNetwork", "missing: a peering needs remoteVirtualNetwork.id"))?;
+    if id_key(remote) == id_key(vnet_id) {
+        let message = format!(
+            "peering {}: remoteVirtualNetwork {} is virtual network {} itself; \
+             expected the id of another virtual network (Azure refuses to peer a virtual network with itself)",
+            quoted(n.str("name")?.unwrap_or("")),
+            quoted(remote),
+            quoted(vnet_name)
+        );
+        return Err(match n.reference_location("remoteVirtualNetwork") {
+            Some(at) => LoadError::Invalid { at, message },
+            None => n.field_error("remoteVirtualNetwork", message),
+        });
+    }
     let remote_address_space = match n.object("remoteAddressSpace")? {
         Some(c) => prefixes(&c.node(), "addressPrefixes")?,
         None => Vec::new(),
@@ -878,16 +941,20 @@ pub fn parse_vnet(n: &Node<'_>) -> Result<VirtualNetwork, LoadError> {
     let peerings = n
         .array("virtualNetworkPeerings")?
         .iter()
-        .map(|c| parse_peering(&c.node()))
+        .map(|c| parse_peering(&c.node(), &id, &name))
         .collect::<Result<_, _>>()?;
-    Ok(VirtualNetwork {
+    let vnet = VirtualNetwork {
         id,
         name,
         location: n.str("location")?.map(str::to_string),
         address_space,
         subnets,
         peerings,
-    })
+    };
+    for s in &vnet.subnets {
+        check_subnet_in_address_space(s, &vnet)?;
+    }
+    Ok(vnet)
 }
 
 // ---------------------------------------------------------------- NICs
@@ -1345,6 +1412,16 @@ pub fn parse_learned_route(n: &Node<'_>) -> Result<LearnedRoute, LoadError> {
     let network = net
         .parse::<IpPrefix>()
         .map_err(|e| n.field_error("network", format!("{} is not a CIDR prefix: {e}", quoted(net))))?;
+    // As for every other prefix: host bits set are refused, not cleared.
+    if let Some(network) = network.host_bits_network(net) {
+        return Err(n.field_error(
+            "network",
+            format!(
+                "{} is not a CIDR prefix: its host bits are set, which Azure never writes in a learned route (expected the network, {network})",
+                quoted(net)
+            ),
+        ));
+    }
     Ok(LearnedRoute {
         local_address: ip("localAddress")?,
         network,
