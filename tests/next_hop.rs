@@ -631,6 +631,55 @@ fn service_tag_user_routes_are_listed_once() {
     );
 }
 
+/// A service-tag UDR routes the tag's prefixes as the tags file lists them
+/// (each once), not a merged set: with Storage.WestEurope listing
+/// 13.69.40.8/29 and 13.69.40.0/29, a UDR for 13.69.40.0/28 is less
+/// specific than the tag route, which therefore wins for 13.69.40.3. A
+/// merged set would have made the tag route 13.69.40.0/28 too, where the
+/// explicit prefix wins (spec §5.3).
+#[test]
+fn service_tag_user_routes_use_the_prefixes_the_tags_file_lists() {
+    let root = common::root();
+    let text = std::fs::read_to_string(root.join("demo/ServiceTags_Demo.json")).expect("demo tags");
+    let mut tags: serde_json::Value = serde_json::from_str(&text).expect("tags json");
+    let listed = ["13.95.240.16/28", "13.69.40.8/29", "13.69.40.0/29", "2603:1020:207::/48"];
+    for v in tags["values"].as_array_mut().expect("values") {
+        if v["name"] == "Storage.WestEurope" {
+            v["properties"]["addressPrefixes"] = serde_json::json!([&listed[..], &["13.69.40.8/29"]].concat());
+        }
+    }
+    let rt = std::fs::read_to_string(root.join("tests/data/tag-routes/rt-app.json")).expect("route table");
+    let mut rt: serde_json::Value = serde_json::from_str(&rt).expect("route table json");
+    rt["properties"]["routes"].as_array_mut().expect("routes").push(serde_json::json!({
+        "name": "storage-block-to-fw",
+        "properties": {"addressPrefix": "13.69.40.0/28", "nextHopType": "VirtualAppliance", "nextHopIpAddress": "10.0.1.4"}
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ServiceTags_Listed.json"), tags.to_string()).expect("write tags");
+    std::fs::create_dir(dir.path().join("rg")).expect("dir");
+    std::fs::write(dir.path().join("rg/rt-app.json"), rt.to_string()).expect("write route table");
+    let mut env = demo_with(&[dir.path().join("rg").to_str().expect("utf-8 path")]);
+    env.load_service_tags(&dir.path().join("ServiceTags_Listed.json")).expect("tags");
+    let json = serde_json::to_value(effective_routes(&env, "nic-app1").expect("effective routes")).expect("json");
+    let storage: Vec<&serde_json::Value> = json["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter(|r| r["name"] == "storage-direct")
+        .collect();
+    assert_eq!(storage.len(), 1, "{storage:?}");
+    assert_eq!(storage[0]["addressPrefix"], serde_json::json!(listed));
+    assert_eq!(storage[0]["tagMap"], serde_json::json!({"Storage.WestEurope": listed}));
+    assert_eq!(
+        hop_of(&env, "vm-app1", "10.2.1.4", "13.69.40.3"),
+        (Internet, NOIP.map(String::from), RT_APP.to_string())
+    );
+    assert_eq!(
+        hop_of(&env, "vm-app1", "10.2.1.4", "13.69.40.12"),
+        (Internet, NOIP.map(String::from), RT_APP.to_string())
+    );
+}
+
 /// The one-line error (exit 1) of next-hop from vm-web1 to `destination`
 /// over the demo with `extra` loaded last (a resource file replacing one of
 /// the demo's).

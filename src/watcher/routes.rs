@@ -185,8 +185,14 @@ pub fn subnet_routing_input(env: &Environment, vnet: &VirtualNetwork, subnet: &S
         let mut tag_map: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
         for r in &rt.routes {
             if let RouteDestination::ServiceTag(tag) = &r.destination {
-                if let Some(set) = tags.and_then(|t| t.get(tag)) {
-                    tag_map.insert(tag.clone(), set.to_prefixes().iter().filter_map(net).collect());
+                // The tag's prefixes as the tags file lists them, each once:
+                // Azure routes the tag's own prefixes, so an explicit route
+                // with one of them wins over the tag route (spec §5.3), which
+                // a merged set (adjacent prefixes joined into a supernet
+                // the tag never lists) would hide.
+                if let Some(list) = tags.and_then(|t| t.listed(tag)) {
+                    let mut seen = std::collections::HashSet::new();
+                    tag_map.insert(tag.clone(), list.iter().filter(|p| seen.insert(**p)).filter_map(net).collect());
                 }
             }
         }
