@@ -1111,16 +1111,16 @@ fn limit_combinations_name_the_options() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// A write error names the file, and the status counts only the bytes that
-/// reached it: /dev/full takes none, not even the 24-byte header.
-#[test]
-fn write_errors_name_the_file() {
-    require_root_and_tools();
+/// Runs `capture` (a command capturing on `lo`, its output set) with
+/// `--filter protocol=UDP,remotePort=P` while UDP packets of `size` bytes
+/// flood port P, and checks that writing `target` failed with `why`: exit 1,
+/// that error line last, the status Error / LocalFileFailed. The status.
+fn failed_write_status(mut capture: Command, size: usize, target: &str, why: &str) -> Value {
     let (rx, _) = adjacent_udp_pair();
     let stop = Arc::new(AtomicBool::new(false));
-    let sender = flood(port(&rx), 200, Arc::clone(&stop));
-    let o = Command::new(BIN)
-        .args(["capture", "-i", "lo", "-w", "/dev/full", "--time-limit", "3", "--filter"])
+    let sender = flood(port(&rx), size, Arc::clone(&stop));
+    let o = capture
+        .arg("--filter")
         .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
         .stdin(Stdio::null())
         .output()
@@ -1131,11 +1131,22 @@ fn write_errors_name_the_file() {
     assert_eq!(o.status.code(), Some(1), "{e}");
     assert_eq!(
         e.lines().last().unwrap_or_default(),
-        "error: writing the capture to /dev/full failed: No space left on device (os error 28)"
+        format!("error: writing the capture to {target} failed: {why}")
     );
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(st["packetCaptureStatus"], "Error");
-    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed");
+    assert_eq!(st["packetCaptureStatus"], "Error", "{st}");
+    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed", "{st}");
+    st
+}
+
+/// A write error names the file, and the status counts only the bytes that
+/// reached it: /dev/full takes none, not even the 24-byte header.
+#[test]
+fn write_errors_name_the_file() {
+    require_root_and_tools();
+    let mut capture = Command::new(BIN);
+    capture.args(["capture", "-i", "lo", "-w", "/dev/full", "--time-limit", "3"]);
+    let st = failed_write_status(capture, 200, "/dev/full", "No space left on device (os error 28)");
     assert_eq!(st["bytesWritten"], 0, "{st}");
     assert_eq!(st["packetsCaptured"], 0, "no packet reached /dev/full: {st}");
 }
@@ -1163,33 +1174,13 @@ fn packets_captured_are_those_the_file_holds_after_a_write_error() {
     require_root_and_tools();
     let dir = tmpdir("fsize");
     let out = dir.join("small.pcap");
-    let (rx, _) = adjacent_udp_pair();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = flood(port(&rx), 100, Arc::clone(&stop));
     // 2 blocks of 512 bytes; SIGXFSZ ignored so that the write fails with EFBIG.
-    let o = Command::new("sh")
+    let mut capture = Command::new("sh");
+    capture
         .args(["-c", r#"ulimit -f 2 && trap '' XFSZ && exec "$@""#, "sh", BIN])
         .args(["capture", "-i", "lo", "--time-limit", "10", "-w"])
-        .arg(&out)
-        .arg("--filter")
-        .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    sender.join().unwrap();
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert_eq!(
-        e.lines().last().unwrap_or_default(),
-        format!(
-            "error: writing the capture to {} failed: File too large (os error 27)",
-            out.display()
-        )
-    );
-    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(st["packetCaptureStatus"], "Error", "{st}");
-    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed", "{st}");
+        .arg(&out);
+    let st = failed_write_status(capture, 100, &out.display().to_string(), "File too large (os error 27)");
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(bytes.len(), 1024, "the file grew to its limit");
     assert_eq!(st["bytesWritten"], 1024, "{st}");
@@ -1217,19 +1208,9 @@ fn a_fifo_whose_reader_went_away_is_an_error() {
         f.read_exact(&mut first).unwrap();
         first
     });
-    let (rx, _) = adjacent_udp_pair();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = flood(port(&rx), 100, Arc::clone(&stop));
-    let o = Command::new(BIN)
-        .args(["capture", "-i", "lo", "--time-limit", "10", "-w"])
-        .arg(&fifo)
-        .arg("--filter")
-        .arg(format!("protocol=UDP,remotePort={}", port(&rx)))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    sender.join().unwrap();
+    let mut capture = Command::new(BIN);
+    capture.args(["capture", "-i", "lo", "--time-limit", "10", "-w"]).arg(&fifo);
+    let st = failed_write_status(capture, 100, &fifo.display().to_string(), "Broken pipe (os error 32)");
     if !reader.is_finished() {
         // netwatch never wrote 200 bytes: let the reader end, the checks below say why.
         let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
@@ -1237,15 +1218,6 @@ fn a_fifo_whose_reader_went_away_is_an_error() {
     }
     let first = reader.join().unwrap();
     assert_eq!(&first[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "a pcap header first");
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{e}");
-    assert_eq!(
-        e.lines().last().unwrap_or_default(),
-        format!("error: writing the capture to {} failed: Broken pipe (os error 32)", fifo.display())
-    );
-    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(st["packetCaptureStatus"], "Error", "{st}");
-    assert_eq!(st["packetCaptureError"][0], "LocalFileFailed", "{st}");
     // Every record is 158 bytes (16 + Ethernet 14 + IPv4 20 + UDP 8 + 100).
     let (packets, bytes) = (st["packetsCaptured"].as_u64().unwrap(), st["bytesWritten"].as_u64().unwrap());
     assert!(bytes >= 200, "the reader read 200 bytes: {st}");

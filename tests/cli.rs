@@ -583,40 +583,27 @@ fn topologies_azure_refuses_are_refused_by_every_command() {
         ),
     ];
     let pcap = "../shared/corpus/pcap/tcpdump__ssh.pcap";
-    let commands: &[&[&str]] = &[
-        &[
-            "ip-flow-verify",
-            "--vm",
-            "vm-web1",
-            "--direction",
-            "Inbound",
-            "--protocol",
-            "TCP",
-            "--local",
-            "10.1.1.4:443",
-            "--remote",
-            "52.178.4.10:50123",
-        ],
-        &["topology", "-g", "rg-spokes"],
-        &["security-group-view", "--vm", "vm-web1"],
-        &["effective-security-rules", "--nic", "nic-web1"],
-        &["next-hop", "--vm", "vm-web1", "--source", "10.1.1.4", "--destination", "10.2.1.4"],
-        &["effective-routes", "--nic", "nic-web1"],
-        &[
-            "connectivity-check",
-            "--source-vm",
-            "vm-web1",
-            "--dest-vm",
-            "vm-db1",
-            "--dest-port",
-            "1433",
-        ],
-        &["evaluate", "--nic", "nic-web1", pcap],
-    ];
+    let evaluate = ["evaluate", "--nic", "nic-web1", pcap];
+    let commands: Vec<&[&str]> = RESOURCE_COMMANDS
+        .iter()
+        .copied()
+        .chain([
+            &[
+                "connectivity-check",
+                "--source-vm",
+                "vm-web1",
+                "--dest-vm",
+                "vm-db1",
+                "--dest-port",
+                "1433",
+            ][..],
+            &evaluate,
+        ])
+        .collect();
     let tags = ["--service-tags", "demo/ServiceTags_Demo.json"];
     for (file, at, needle) in cases {
         let path = format!("tests/data/malformed/{file}");
-        for command in commands {
+        for command in &commands {
             let args = [
                 &[command[0], "--resources", "demo/hub-spoke", "--resources", &path][..],
                 &tags,
@@ -633,7 +620,7 @@ fn topologies_azure_refuses_are_refused_by_every_command() {
             assert!(o.stdout.is_empty(), "{what}: {}", stdout(&o));
         }
     }
-    for command in commands {
+    for command in &commands {
         let args = [&[command[0], "--resources", "demo/hub-spoke"][..], &tags, &command[1..]].concat();
         let o = netwatch(&args);
         assert_eq!(o.status.code(), Some(0), "{}: {}", command[0], stderr(&o));
@@ -761,6 +748,30 @@ fn errors_quote_a_huge_value_in_part() {
 /// effective-routes, which build the routes, but also the commands that
 /// only judge NSGs (whose `VirtualNetwork` tag takes the route prefixes)
 /// or draw the topology.
+/// A run of each command that loads resources, over the demo (arguments
+/// after the command name; `--resources` and `--service-tags` added by the
+/// caller).
+const RESOURCE_COMMANDS: &[&[&str]] = &[
+    &[
+        "ip-flow-verify",
+        "--vm",
+        "vm-web1",
+        "--direction",
+        "Inbound",
+        "--protocol",
+        "TCP",
+        "--local",
+        "10.1.1.4:443",
+        "--remote",
+        "52.178.4.10:50123",
+    ],
+    &["topology", "-g", "rg-spokes"],
+    &["security-group-view", "--vm", "vm-web1"],
+    &["effective-security-rules", "--nic", "nic-web1"],
+    &["next-hop", "--vm", "vm-web1", "--source", "10.1.1.4", "--destination", "10.2.1.4"],
+    &["effective-routes", "--nic", "nic-web1"],
+];
+
 #[test]
 fn bad_route_tables_are_refused_by_every_command() {
     let dir = tempfile::tempdir().unwrap();
@@ -812,26 +823,7 @@ fn bad_route_tables_are_refused_by_every_command() {
     .map(|(f, at, needle)| (format!("tests/data/malformed/{f}"), at, needle))
     .chain([(many, "properties.routes", "401 routes, more than the limit of 400")])
     .collect();
-    let commands: &[&[&str]] = &[
-        &[
-            "ip-flow-verify",
-            "--vm",
-            "vm-web1",
-            "--direction",
-            "Inbound",
-            "--protocol",
-            "TCP",
-            "--local",
-            "10.1.1.4:443",
-            "--remote",
-            "52.178.4.10:50123",
-        ],
-        &["topology", "-g", "rg-spokes"],
-        &["security-group-view", "--vm", "vm-web1"],
-        &["effective-security-rules", "--nic", "nic-web1"],
-        &["next-hop", "--vm", "vm-web1", "--source", "10.1.1.4", "--destination", "10.2.1.4"],
-        &["effective-routes", "--nic", "nic-web1"],
-    ];
+    let commands = RESOURCE_COMMANDS;
     for (path, at, needle) in &cases {
         for command in commands {
             let mut args = vec![command[0], "--resources", "demo/hub-spoke", "--resources", path];
