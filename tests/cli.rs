@@ -1808,17 +1808,7 @@ fn resource_commands_write_csv_and_trace_tables() {
 #[test]
 fn effective_routes_show_a_service_endpoint_in_one_row() {
     let run = |format: &str| {
-        let o = netwatch(&[
-            "effective-routes",
-            "--resources",
-            "demo/hub-spoke",
-            "--service-tags",
-            "demo/ServiceTags_Demo.json",
-            "--nic",
-            "nic-web1",
-            "-o",
-            format,
-        ]);
+        let o = netwatch(&[&["effective-routes"], common::DEMO_WEB1, &["-o", format]].concat());
         assert!(o.status.success(), "{format}: {}", stderr(&o));
         stdout(&o)
     };
